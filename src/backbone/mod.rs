@@ -1,0 +1,1 @@
+//! backbone: placeholder, filled in by its issue.

@@ -1,0 +1,1 @@
+//! data: placeholder, filled in by its issue.

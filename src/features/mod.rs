@@ -1,0 +1,1 @@
+//! features: placeholder, filled in by its issue.

@@ -1,0 +1,1 @@
+//! infer: placeholder, filled in by its issue.

@@ -1,0 +1,52 @@
+//! The `cras` command-line tool: a thin layer over the `cras` library. Each subcommand's
+//! arguments and driver live in `cli/<name>.rs`.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+/// Multi-class industrial visual anomaly detection with CRAS (Center-aware Residual Anomaly
+/// Synthesis): one model for every product class, trained on normal images only.
+#[derive(Parser)]
+#[command(name = "cras", version, about, long_about = None)]
+struct Cli {
+    /// Log verbosity: error, warn, info, debug or trace (RUST_LOG overrides it).
+    #[arg(long, global = true, default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a deterministic multi-class synthetic benchmark in MVTec AD layout.
+    Synth(cli::synth::SynthArgs),
+    /// Inspect datasets.
+    #[command(subcommand)]
+    Data(cli::data::DataCommand),
+    /// Inspect, convert and fetch backbone weights.
+    #[command(subcommand)]
+    Weights(cli::weights::WeightsCommand),
+    /// Write the patch descriptors of one image.
+    Embed(cli::embed::EmbedArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Synth(a) => cli::synth::run(a),
+        Command::Data(a) => cli::data::run(a),
+        Command::Weights(a) => cli::weights::run(a),
+        Command::Embed(a) => cli::embed::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

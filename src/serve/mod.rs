@@ -1,0 +1,1 @@
+//! serve: placeholder, filled in by its issue.

@@ -1,1 +1,2 @@
 //! features: placeholder, filled in by its issue.
+pub mod cache;

@@ -1,1 +1,17 @@
-//! model: placeholder, filled in by its issue.
+//! The CRAS head (spec section 1, from "adaptor" to "loss"): everything trained, plus the
+//! center bank computed before training.
+//!
+//! Data path per batch of B images with P patch positions and descriptor width D:
+//! descriptors g [B*P, D] -> [`head::Adaptor`] -> f [B*P, D] -> [`center::CenterBank`]
+//! local alignment -> R [B*P, D] -> (training) [`synthesis::synthesize`] fake [B*P, D] ->
+//! [`head::Discriminator`] on `[f ; f - R]` [rows, 2D] -> probabilities [rows, 1].
+
+pub mod center;
+pub mod head;
+pub mod layers;
+pub mod optim;
+pub mod step;
+pub mod synthesis;
+
+pub use center::{CenterAccumulator, CenterBank};
+pub use head::{Adaptor, Discriminator};

@@ -1,0 +1,160 @@
+//! Center bank, global match and local alignment (spec section 1, rows "centers", "global
+//! match", "local alignment"):
+//! - [`CenterBank`]: C [K, P, D], per class k and position p the exact mean of the adapted
+//!   features f over that class's training images, computed once before training with the
+//!   untrained adaptor.
+//! - [`CenterBank::global_match`]: f [B, P, D] -> class index [B] by the cosine similarity of
+//!   the whole flattened map with each class's flattened center map.
+//! - [`local_align`]: f [P, D] (one image) with its class's centers [P, D] -> R [P, D], the
+//!   most cosine-similar center among ALL positions, per patch (no gradient).
+
+use candle_core::{DType, Tensor, D};
+
+use super::layers::l2_normalize;
+use crate::{Error, Result};
+
+/// Per-class, per-position feature centers.
+#[derive(Clone)]
+pub struct CenterBank {
+    /// [K, P, D]
+    pub centers: Tensor,
+    /// Unit-norm centers [K, P, D], precomputed for local alignment.
+    unit: Tensor,
+    /// Unit-norm flattened center maps [K, P*D], for the global match.
+    unit_flat: Tensor,
+}
+
+impl CenterBank {
+    /// From a [K, P, D] tensor.
+    pub fn new(centers: Tensor) -> Result<Self> {
+        let (k, p, d) = centers.dims3()?;
+        let centers = centers.to_dtype(DType::F32)?;
+        let unit = l2_normalize(&centers)?;
+        let unit_flat = l2_normalize(&centers.reshape((k, p * d))?)?;
+        Ok(Self {
+            centers,
+            unit,
+            unit_flat,
+        })
+    }
+
+    /// Number of classes K.
+    pub fn classes(&self) -> usize {
+        self.centers.dims()[0]
+    }
+
+    /// Positions per image P.
+    pub fn positions(&self) -> usize {
+        self.centers.dims()[1]
+    }
+
+    /// Class `k`'s centers [P, D].
+    pub fn class(&self, k: usize) -> Result<Tensor> {
+        if k >= self.classes() {
+            return Err(Error::config(
+                "class index",
+                k,
+                format!("the center bank has {} classes", self.classes()),
+            ));
+        }
+        Ok(self.centers.get(k)?)
+    }
+
+    /// Global match: f [B, P, D] -> (class index [B], cosine similarity of the best class [B]).
+    pub fn global_match(&self, f: &Tensor) -> Result<(Vec<usize>, Vec<f32>)> {
+        let (b, p, d) = f.dims3()?;
+        let flat = l2_normalize(&f.to_dtype(DType::F32)?.reshape((b, p * d))?)?;
+        let sim = flat.matmul(&self.unit_flat.t()?)?; // [B, K]
+        let idx: Vec<u32> = sim.argmax(D::Minus1)?.to_vec1()?;
+        let best = sim.max(D::Minus1)?.to_vec1::<f32>()?;
+        Ok((idx.into_iter().map(|i| i as usize).collect(), best))
+    }
+
+    /// Local alignment of one image's features f [P, D] against class `k`: R [P, D].
+    pub fn local_align(&self, f: &Tensor, k: usize) -> Result<Tensor> {
+        let unit = self.unit.get(k)?;
+        let centers = self.centers.get(k)?;
+        local_align(f, &unit, &centers)
+    }
+
+    /// Local alignment of a batch f [B, P, D] with one class index per image: R [B, P, D].
+    pub fn local_align_batch(&self, f: &Tensor, classes: &[usize]) -> Result<Tensor> {
+        let b = f.dim(0)?;
+        if classes.len() != b {
+            return Err(Error::Other(format!(
+                "{} class indices for a batch of {b}",
+                classes.len()
+            )));
+        }
+        let idx = Tensor::from_vec(
+            classes.iter().map(|&c| c as u32).collect::<Vec<_>>(),
+            b,
+            f.device(),
+        )?;
+        let unit = self.unit.index_select(&idx, 0)?; // [B, P, D]
+        let centers = self.centers.index_select(&idx, 0)?;
+        let fu = l2_normalize(&f.to_dtype(DType::F32)?.detach())?;
+        let sim = fu.matmul(&unit.transpose(1, 2)?.contiguous()?)?; // [B, P, P]
+        let best = sim.argmax(D::Minus1)?; // [B, P]
+        let (_, p, d) = f.dims3()?;
+        let gathered = centers.gather(
+            &best
+                .unsqueeze(D::Minus1)?
+                .broadcast_as((b, p, d))?
+                .contiguous()?,
+            1,
+        )?;
+        Ok(gathered)
+    }
+}
+
+/// R_i = centers[argmax_q cos(f_i, centers_q)]. f: [P, D], unit_centers/centers: [Q, D] -> [P, D].
+pub fn local_align(f: &Tensor, unit_centers: &Tensor, centers: &Tensor) -> Result<Tensor> {
+    let fu = l2_normalize(&f.to_dtype(DType::F32)?.detach())?;
+    let sim = fu.matmul(&unit_centers.t()?)?;
+    let best = sim.argmax(D::Minus1)?;
+    Ok(centers.index_select(&best, 0)?)
+}
+
+/// Accumulates exact per-class, per-position means of adapted features.
+pub struct CenterAccumulator {
+    sums: Vec<Option<Tensor>>,
+    counts: Vec<usize>,
+}
+
+impl CenterAccumulator {
+    /// For `classes` classes.
+    pub fn new(classes: usize) -> Self {
+        Self {
+            sums: vec![None; classes],
+            counts: vec![0; classes],
+        }
+    }
+
+    /// Adds f [B, P, D] whose images all belong to class `k`.
+    pub fn add(&mut self, k: usize, f: &Tensor) -> Result<()> {
+        let b = f.dim(0)?;
+        let s = f.to_dtype(DType::F64)?.sum(0)?;
+        self.sums[k] = Some(match self.sums[k].take() {
+            Some(acc) => (acc + s)?,
+            None => s,
+        });
+        self.counts[k] += b;
+        Ok(())
+    }
+
+    /// The bank; every class must have at least one image.
+    pub fn finish(self, class_names: &[String]) -> Result<CenterBank> {
+        let mut rows = Vec::with_capacity(self.sums.len());
+        for (k, (s, n)) in self.sums.into_iter().zip(self.counts).enumerate() {
+            let s = s.ok_or_else(|| {
+                Error::Other(format!(
+                    "class {:?} has no training images: cannot compute its centers",
+                    class_names.get(k).map(String::as_str).unwrap_or("?")
+                ))
+            })?;
+            rows.push((s / n as f64)?.to_dtype(DType::F32)?);
+        }
+        CenterBank::new(Tensor::stack(&rows, 0)?)
+    }
+}

@@ -7,6 +7,7 @@
 //! [`head::Discriminator`] on `[f ; f - R]` [rows, 2D] -> probabilities [rows, 1].
 
 pub mod center;
+pub mod checkpoint;
 pub mod head;
 pub mod layers;
 pub mod optim;

@@ -1,1 +1,6 @@
-//! train: placeholder, filled in by its issue.
+//! Training: the loop over cached descriptors ([`fit`]) and the end-to-end pipeline from a
+//! dataset folder to a self-describing model checkpoint.
+
+pub mod fit;
+
+pub use fit::{fit, EpochStats, FitConfig, FitObserver, HeadState};

@@ -2,5 +2,6 @@
 //! dataset folder to a self-describing model checkpoint.
 
 pub mod fit;
+pub mod pipeline;
 
 pub use fit::{fit, EpochStats, FitConfig, FitObserver, HeadState};

@@ -316,3 +316,24 @@ fn gallery_escapes_text_references_files_and_flags_mismatches() {
     write_gallery_html(&path, "Gallery & <test>", &entries).unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), html);
 }
+
+#[test]
+fn long_legend_labels_are_cut_but_kept_in_the_tooltip() {
+    let label = "a_very_long_class_name_that_overflows_the_legend";
+    let svg = line_plot_svg(
+        "PR",
+        "recall",
+        "precision",
+        &[Curve {
+            label: label.into(),
+            points: vec![(0.0, 1.0), (1.0, 0.5)],
+        }],
+        false,
+    );
+    assert!(svg.contains(&format!("<title>{label}</title>")));
+    let shown: String = label.chars().take(21).collect();
+    assert!(svg.contains(&format!(">{shown}\u{2026}</text>")));
+    let (left, top, w, h) = plot_box();
+    assert!((w - h).abs() < 1e-9, "square plot box");
+    assert!(left > 0.0 && top > 0.0);
+}

@@ -4,7 +4,7 @@
 //! clamped; non-finite points are dropped). [`roc_points`] and [`pr_points`] build such points
 //! exactly (one sort, ties grouped) from scores and binary labels.
 //! Output: an SVG document (`String`), [`PLOT_WIDTH`] x [`PLOT_HEIGHT`] user units, with a plot
-//! box (see [`plot_box`]), ticks and grid at 0, 0.2, ..., 1, axis labels, a title, a legend, one
+//! box (see [`plot_box`]; a square), ticks and grid at 0, 0.2, ..., 1, axis labels, a title, a legend, one
 //! `<polyline>` per curve and, on request, the dashed chance diagonal of a ROC plot. Every text is
 //! XML-escaped.
 
@@ -16,7 +16,7 @@ pub struct Curve {
 }
 
 /// Width of the SVG document in user units.
-pub const PLOT_WIDTH: f64 = 560.0;
+pub const PLOT_WIDTH: f64 = 584.0;
 /// Height of the SVG document in user units.
 pub const PLOT_HEIGHT: f64 = 440.0;
 const MARGIN_LEFT: f64 = 64.0;
@@ -39,6 +39,19 @@ pub fn plot_box() -> (f64, f64, f64, f64) {
         PLOT_WIDTH - MARGIN_LEFT - MARGIN_RIGHT,
         PLOT_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM,
     )
+}
+
+/// Longest legend label shown (the full label stays in the curve's `<title>` tooltip).
+const LEGEND_CHARS: usize = 22;
+
+/// `label` cut to [`LEGEND_CHARS`] characters, with an ellipsis when cut.
+fn legend_text(label: &str) -> String {
+    if label.chars().count() <= LEGEND_CHARS {
+        label.to_string()
+    } else {
+        let cut: String = label.chars().take(LEGEND_CHARS - 1).collect();
+        format!("{cut}\u{2026}")
+    }
 }
 
 /// Escapes `&`, `<`, `>`, `"` and `'` for XML/HTML text and attribute values.
@@ -159,7 +172,7 @@ pub fn line_plot_svg(
             "<text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
             lx + 26.0,
             ly + 4.0,
-            escape_xml(&curve.label)
+            escape_xml(&legend_text(&curve.label))
         ));
     }
     s.push_str("</svg>\n");

@@ -29,6 +29,14 @@ enum Command {
     Weights(cli::weights::WeightsCommand),
     /// Write the patch descriptors of one image.
     Embed(cli::embed::EmbedArgs),
+    /// Train one model on the normal images of every class.
+    Train(cli::train::TrainArgs),
+    /// Evaluate a model on a test split: metrics, report, curves, heatmap gallery.
+    Eval(cli::eval::EvalArgs),
+    /// Score images with a model: one JSON line per image.
+    Predict(cli::predict::PredictArgs),
+    /// The whole product on generated data: synth, train, eval (a few minutes on a CPU).
+    Demo(cli::demo::DemoArgs),
 }
 
 fn main() {
@@ -44,6 +52,10 @@ fn main() {
         Command::Data(a) => cli::data::run(a),
         Command::Weights(a) => cli::weights::run(a),
         Command::Embed(a) => cli::embed::run(a),
+        Command::Train(a) => cli::train::run(a),
+        Command::Eval(a) => cli::eval::run(a),
+        Command::Predict(a) => cli::predict::run(a),
+        Command::Demo(a) => cli::demo::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

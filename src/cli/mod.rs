@@ -1,6 +1,10 @@
 //! Subcommand drivers: argument structs (clap) and a `run` per subcommand.
 
 pub mod data;
+pub mod demo;
 pub mod embed;
+pub mod eval;
+pub mod predict;
 pub mod synth;
+pub mod train;
 pub mod weights;

@@ -22,6 +22,21 @@ pub struct Thresholds {
     pub method: String,
     /// Held-out normal images used, per class.
     pub holdout_images: Vec<usize>,
+    /// Their scores, per class (so a run-time false-alarm rate can re-derive thresholds).
+    pub holdout_scores: Vec<Vec<f32>>,
+}
+
+/// Per-class thresholds flagging at most `rate` of each class's held-out normal images.
+pub fn false_alarm_thresholds(meta: &ModelMeta, rate: f64) -> Result<Vec<f32>> {
+    let t = meta.thresholds.as_ref().ok_or_else(|| {
+        Error::config("false-alarm-rate", rate, "the model has no held-out normal scores (trained with --holdout 0)")
+    })?;
+    let all: Vec<f32> = t.holdout_scores.iter().flatten().copied().collect();
+    let global = crate::metrics::threshold::false_alarm_threshold(&all, rate)?;
+    t.holdout_scores
+        .iter()
+        .map(|s| if s.is_empty() { Ok(global) } else { crate::metrics::threshold::false_alarm_threshold(s, rate) })
+        .collect()
 }
 
 /// Statistics of the training run.

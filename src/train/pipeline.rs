@@ -348,6 +348,7 @@ pub fn calibrate(predictor: &Predictor, holdout: &[Vec<PathBuf>], q: f64) -> Res
         global,
         method: format!("quantile {q} of held-out normal training images' scores"),
         holdout_images: holdout.iter().map(Vec::len).collect(),
+        holdout_scores: per_class_scores,
     }))
 }
 

@@ -1,0 +1,143 @@
+//! `cras predict`: one JSON line per image (path, class, score, decision, threshold,
+//! milliseconds), optional heatmap PNGs. Exit code 0 even when defects are found.
+
+use std::path::{Path, PathBuf};
+
+use cras::data::decode;
+use cras::infer::predictor::{stated_class, Predictor};
+use cras::report::heatmap::{gray_map_png, write_gray_png};
+
+/// Score image files or folders with a trained model.
+#[derive(clap::Args, Debug)]
+pub struct PredictArgs {
+    /// Model file written by `cras train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Image files or folders (searched recursively).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The images' class is known: skip the global match.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Decision threshold (overrides the stored one).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Instead of the stored quantile, set each class's threshold so that at most this share of
+    /// the held-out normal images would be flagged (a run-time sensitivity, e.g. 0.05).
+    #[arg(long, conflicts_with = "threshold")]
+    pub false_alarm_rate: Option<f64>,
+    /// Write each image's anomaly map as a grayscale PNG into this folder.
+    #[arg(long)]
+    pub heatmaps: Option<PathBuf>,
+    /// Images per batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+/// Expands folders into their image files (sorted), keeps files as given.
+pub fn collect_images(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found)?;
+            found.sort();
+            out.extend(found);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            anyhow::bail!("{}: no such file or folder", p.display());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for e in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))? {
+        let p = e?.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if is_image(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn is_image(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        Some("png" | "jpg" | "jpeg" | "bmp" | "tif" | "tiff")
+    )
+}
+
+/// Runs `cras predict`.
+pub fn run(a: PredictArgs) -> anyhow::Result<()> {
+    let device = cras::device::select(&a.device)?;
+    let predictor = Predictor::load(&a.model, &device)?;
+    let files = collect_images(&a.paths)?;
+    if let Some(dir) = &a.heatmaps {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    }
+    let thresholds: Option<Vec<f32>> = match a.false_alarm_rate {
+        Some(rate) => Some(cras::infer::model_file::false_alarm_thresholds(&predictor.meta, rate)?),
+        None => None,
+    };
+    let s = predictor.input_size() as u32;
+    let mut failures = 0usize;
+    for chunk in files.chunks(a.batch_size.max(1)) {
+        let started = std::time::Instant::now();
+        let mut images = Vec::new();
+        let mut ok_paths = Vec::new();
+        for p in chunk {
+            match decode::decode_rgb(p) {
+                Ok(im) => {
+                    images.push(im);
+                    ok_paths.push(p.clone());
+                }
+                Err(e) => {
+                    failures += 1;
+                    println!("{}", serde_json::json!({"path": p.display().to_string(), "error": e.to_string()}));
+                }
+            }
+        }
+        if images.is_empty() {
+            continue;
+        }
+        let choice = stated_class(&predictor.meta, a.class.as_deref(), images.len())?;
+        let preds = predictor.predict_images(&images, &choice)?;
+        let ms = started.elapsed().as_secs_f64() * 1000.0 / images.len() as f64;
+        for (p, path) in preds.iter().zip(&ok_paths) {
+            let threshold = a
+                .threshold
+                .or_else(|| thresholds.as_ref().and_then(|t| t.get(p.class).copied()))
+                .or_else(|| predictor.threshold(p.class));
+            let anomalous = threshold.map(|t| p.score >= t);
+            let mut line = serde_json::json!({
+                "path": path.display().to_string(),
+                "class": predictor.meta.classes[p.class],
+                "class_similarity": p.class_similarity,
+                "score": p.score,
+                "threshold": threshold,
+                "is_anomalous": anomalous,
+                "decision": match anomalous { Some(true) => "defect", Some(false) => "ok", None => "no threshold" },
+                "ms": (ms * 1000.0).round() / 1000.0,
+            });
+            if let Some(dir) = &a.heatmaps {
+                let map = predictor.anomaly_map(p);
+                let stem = path.file_stem().and_then(|x| x.to_str()).unwrap_or("image");
+                let out = dir.join(format!("{stem}_map.png"));
+                write_gray_png(&out, &gray_map_png(&map, s, s, 0.0, 1.0))?;
+                line["heatmap"] = out.display().to_string().into();
+            }
+            println!("{line}");
+        }
+    }
+    if failures > 0 {
+        anyhow::bail!("{failures} of {} images could not be read (see the error lines above)", files.len());
+    }
+    Ok(())
+}

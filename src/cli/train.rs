@@ -1,0 +1,209 @@
+//! `cras train`: dataset folder -> model file.
+
+use std::path::PathBuf;
+
+use cras::backbone::{Arch, BnStats};
+use cras::data::{MaskMode, Preprocess, ResizeMode};
+use cras::features::cache::CachePrecision;
+use cras::features::DescriptorConfig;
+use cras::model::step::Ablation;
+use cras::train::fit::FitConfig;
+use cras::train::pipeline::{train, NoiseScale, Setting, TrainConfig};
+
+/// Train one CRAS model on the normal (train/good) images of every class.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Dataset root in MVTec AD layout (<root>/<class>/train/good/...).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Classes to use, comma-separated, in this order (default: every subfolder, sorted).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<String>>,
+    /// Output model file (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Backbone checkpoint (torchvision .pth, legacy or zip, or .safetensors). Without it: a seeded RANDOM backbone (demo only).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Backbone network: wide_resnet50_2, wide_resnet101_2, resnet18, resnet50.
+    #[arg(long, default_value = "wide_resnet50_2")]
+    pub backbone: Arch,
+    /// Training epochs [default: 100 multi, 640 single].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images per batch [default: 32 multi, 8 single].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Shorter side after resizing (PIL bilinear).
+    #[arg(long, default_value_t = 329)]
+    pub resize: u32,
+    /// Center crop side (the model's input; a multiple of 16).
+    #[arg(long, default_value_t = 288)]
+    pub image_size: u32,
+    /// Resize straight to a square of --image-size (no crop).
+    #[arg(long)]
+    pub square: bool,
+    /// Descriptor and adaptor width.
+    #[arg(long, default_value_t = 1536)]
+    pub dims: usize,
+    /// Synthesis noise sigma, or "auto[:F]" (sigma = F * median center distance / sqrt(dims), F default 0.5; for random backbones).
+    #[arg(long, default_value = "0.015")]
+    pub noise: String,
+    /// Mixing factor of the distance-guided noise scale (0 = fixed noise).
+    #[arg(long, default_value_t = 0.3)]
+    pub k: f64,
+    /// Random seed (initialisation, shuffling, noise, hold-out split).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// multi: one model for all classes; single: one class (pass exactly one with --classes).
+    #[arg(long, value_enum, default_value = "multi")]
+    pub setting: Setting,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Adaptor learning rate (AdamW).
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Discriminator learning rate (Adam with L2 decay 1e-5).
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr_discriminator: f64,
+    /// BatchNorm statistics: reference (the authors' load-time perturbation) or clean.
+    #[arg(long, value_enum, default_value = "reference")]
+    pub bn_stats: BnStatsArg,
+    /// Re-estimate BatchNorm statistics on this many training images (random backbones; 0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub recalibrate_bn: usize,
+    /// Share of each class's train/good images held out to calibrate thresholds.
+    #[arg(long, default_value_t = 0.1)]
+    pub holdout: f64,
+    /// Threshold = this quantile of the held-out normal scores.
+    #[arg(long, default_value_t = 0.99)]
+    pub threshold_quantile: f64,
+    /// Memory budget of the feature cache in MiB (beyond it: a memory-mapped file).
+    #[arg(long, default_value_t = 8192)]
+    pub cache_mb: u64,
+    /// Store cached descriptors in f16 (half the memory; not bit-identical training).
+    #[arg(long)]
+    pub cache_f16: bool,
+    /// Masks: binarise at >= 0.5 (default) or the reference's truncation (only exact 1.0 counts).
+    #[arg(long)]
+    pub reference_masks: bool,
+    /// Continue an interrupted run from <out>.partial.
+    #[arg(long)]
+    pub resume: bool,
+    /// JSONL log of per-step and per-epoch figures [default: <out>.log.jsonl].
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// Ablation: feed [f; 0] instead of [f; f - R] to the discriminator.
+    #[arg(long)]
+    pub no_residual: bool,
+    /// Ablation: use the center at the patch's own position instead of searching all positions.
+    #[arg(long)]
+    pub no_center_search: bool,
+    /// Hide progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// BatchNorm statistics choice.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum BnStatsArg {
+    Reference,
+    Clean,
+}
+
+/// Parses `--noise`.
+pub fn parse_noise(s: &str) -> anyhow::Result<NoiseScale> {
+    if let Some(rest) = s.strip_prefix("auto") {
+        let f = match rest.strip_prefix(':') {
+            Some(x) => x.parse::<f64>().map_err(|_| anyhow::anyhow!("invalid --noise {s:?}: expected auto:F with a number F"))?,
+            None if rest.is_empty() => 0.5,
+            None => anyhow::bail!("invalid --noise {s:?}: expected a number, auto or auto:F"),
+        };
+        return Ok(NoiseScale::Auto(f));
+    }
+    let v: f64 = s.parse().map_err(|_| anyhow::anyhow!("invalid --noise {s:?}: expected a number, auto or auto:F"))?;
+    anyhow::ensure!(v > 0.0 && v.is_finite(), "invalid --noise {v}: must be positive");
+    Ok(NoiseScale::Fixed(v))
+}
+
+impl TrainArgs {
+    /// The library configuration these arguments describe.
+    pub fn config(&self) -> anyhow::Result<TrainConfig> {
+        let single = self.setting == Setting::Single;
+        let fit = FitConfig {
+            epochs: self.epochs.unwrap_or(if single { 640 } else { 100 }),
+            batch_size: self.batch_size.unwrap_or(if single { 8 } else { 32 }),
+            lr_adaptor: self.lr,
+            lr_discriminator: self.lr_discriminator,
+            k: self.k,
+            seed: self.seed,
+            ablation: Ablation { residual: !self.no_residual, center_search: !self.no_center_search },
+            ..FitConfig::default()
+        };
+        anyhow::ensure!((0.0..1.0).contains(&self.holdout), "invalid --holdout {}: must be in [0, 1)", self.holdout);
+        Ok(TrainConfig {
+            data: self.data.clone(),
+            classes: self.classes.clone(),
+            setting: self.setting,
+            backbone: self.backbone,
+            weights: self.weights.clone(),
+            bn_stats: match self.bn_stats {
+                BnStatsArg::Reference => BnStats::Reference,
+                BnStatsArg::Clean => BnStats::Clean,
+            },
+            recalibrate_bn: self.recalibrate_bn,
+            preprocess: Preprocess {
+                resize: if self.square { self.image_size } else { self.resize },
+                crop: self.image_size,
+                mode: if self.square { ResizeMode::Square } else { ResizeMode::ShorterSideThenCenterCrop },
+                mask_mode: if self.reference_masks { MaskMode::ReferenceTruncate } else { MaskMode::Binarize },
+            },
+            descriptor: DescriptorConfig { dims: self.dims, ..DescriptorConfig::default() },
+            fit,
+            noise: parse_noise(&self.noise)?,
+            holdout: self.holdout,
+            threshold_quantile: self.threshold_quantile,
+            cache_budget_mb: self.cache_mb,
+            cache_precision: if self.cache_f16 { CachePrecision::F16 } else { CachePrecision::F32 },
+            device: self.device.clone(),
+            progress: !self.quiet,
+        })
+    }
+}
+
+/// Runs `cras train`.
+pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    let cfg = a.config()?;
+    let log_path = a.log.clone().unwrap_or_else(|| {
+        let mut s = a.out.as_os_str().to_owned();
+        s.push(".log.jsonl");
+        PathBuf::from(s)
+    });
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(a.resume)
+        .write(true)
+        .truncate(!a.resume)
+        .open(&log_path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", log_path.display()))?;
+    let summary = train(&cfg, &a.out, a.resume, Some(&mut log))?;
+    let m = &summary.meta;
+    println!("model written to {}", summary.model.display());
+    println!(
+        "  classes: {}  images: {}  epochs: {}  final loss: {}  time: {:.1}s",
+        m.classes.join(", "),
+        m.training.images,
+        m.training.epochs_done,
+        m.training.final_loss.map(|l| format!("{l:.4}")).unwrap_or("-".into()),
+        m.training.seconds
+    );
+    if let Some(t) = &m.thresholds {
+        println!("  thresholds ({}): global {:.4}", t.method, t.global);
+    }
+    if m.random_backbone() {
+        println!("  NOTE: random backbone (no --weights). Real inspection needs ImageNet weights: `cras weights fetch {}`.", m.backbone.arch);
+    }
+    println!("  training log: {}", log_path.display());
+    Ok(())
+}

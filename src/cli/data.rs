@@ -51,7 +51,11 @@ fn inspect(dir: &std::path::Path, classes: Option<&[String]>) -> anyhow::Result<
             c.train.len(),
             good,
             c.test.len() - good,
-            if defects.is_empty() { "-".to_string() } else { defects.join(", ") },
+            if defects.is_empty() {
+                "-".to_string()
+            } else {
+                defects.join(", ")
+            },
             sizes.join(", ")
         );
     }

@@ -284,7 +284,9 @@ pub fn header_dims(path: &Path) -> Result<(u32, u32)> {
 }
 
 fn check_headers(paths: &[PathBuf]) -> Result<()> {
-    paths.par_iter().try_for_each(|p| header_dims(p).map(|_| ()))
+    paths
+        .par_iter()
+        .try_for_each(|p| header_dims(p).map(|_| ()))
 }
 
 fn file_stem(p: &Path) -> String {

@@ -52,15 +52,18 @@ pub fn decode_mask_bytes(bytes: &[u8], name: &str) -> Result<GrayImage> {
     let img = decode_dynamic(bytes, name, DEFAULT_MAX_PIXELS)?;
     let (w, h) = (img.width(), img.height());
     let gray = match img {
-        DynamicImage::ImageLuma8(_) | DynamicImage::ImageLumaA8(_) | DynamicImage::ImageLuma16(_) => {
-            to_pil_rgb(img, name)?.pixels().map(|p| p[0]).collect()
-        }
+        DynamicImage::ImageLuma8(_)
+        | DynamicImage::ImageLumaA8(_)
+        | DynamicImage::ImageLuma16(_) => to_pil_rgb(img, name)?.pixels().map(|p| p[0]).collect(),
         other => to_pil_rgb(other, name)?
             .pixels()
             .map(|p| pil_luma(p.0))
             .collect::<Vec<u8>>(),
     };
-    let binary: Vec<u8> = gray.into_iter().map(|v| if v > 0 { 255 } else { 0 }).collect();
+    let binary: Vec<u8> = gray
+        .into_iter()
+        .map(|v| if v > 0 { 255 } else { 0 })
+        .collect();
     GrayImage::from_raw(w, h, binary)
         .ok_or_else(|| Error::image(name, "mask buffer does not match its dimensions"))
 }
@@ -110,7 +113,9 @@ fn to_pil_rgb(img: DynamicImage, name: &str) -> Result<RgbImage> {
         DynamicImage::ImageRgba8(i) => i.pixels().flat_map(|p| [p[0], p[1], p[2]]).collect(),
         DynamicImage::ImageLuma8(i) => i.pixels().flat_map(|p| gray(p[0])).collect(),
         DynamicImage::ImageLumaA8(i) => i.pixels().flat_map(|p| gray(p[0])).collect(),
-        DynamicImage::ImageLuma16(i) => i.pixels().flat_map(|p| gray(p[0].min(255) as u8)).collect(),
+        DynamicImage::ImageLuma16(i) => {
+            i.pixels().flat_map(|p| gray(p[0].min(255) as u8)).collect()
+        }
         DynamicImage::ImageLumaA16(i) => i.pixels().flat_map(|p| gray(high(p[0]))).collect(),
         DynamicImage::ImageRgb16(i) => i.pixels().flat_map(|p| p.0.map(high)).collect(),
         DynamicImage::ImageRgba16(i) => i

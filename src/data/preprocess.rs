@@ -9,14 +9,15 @@
 //!
 //! [`ResizeMode::Square`] resizes straight to `crop x crop` (no crop, aspect ratio not kept).
 //!
-//! The resize is Pillow's BILINEAR with antialiasing, written here by hand: `fast_image_resize`
-//! (v5, Bilinear convolution) follows Pillow-SIMD, whose fixed-point precision is chosen per
-//! image from the largest coefficient instead of Pillow's constant 22 bits, so its output
-//! differs from Pillow's by one grey level on some pixels; the reference's numbers come from
-//! Pillow, and the algorithm is short. Pillow's steps: per output pixel, a window of input
-//! pixels weighted by a triangle filter stretched by the downscale factor, normalised, rounded
-//! to 22-bit fixed point; a horizontal pass then a vertical pass, each rounding and clipping
-//! to uint8.
+//! The resize is Pillow's BILINEAR with antialiasing, written here by hand rather than with
+//! `fast_image_resize`: that crate's convolution follows Pillow-SIMD's fixed-point scheme, not
+//! verified bit-exact with Pillow, while Pillow's algorithm is short and the fixtures check ours
+//! to the bit. Pillow's steps: per output pixel, a window of input pixels weighted by a triangle
+//! filter stretched by the downscale factor, normalised, rounded to 22-bit fixed point; a
+//! horizontal pass then a vertical pass, each rounding and clipping to uint8. Pillow 13 runs the
+//! vertical pass first when the height shrinks much more than the width (Pillow#9549); we keep
+//! the classic order, identical whenever both axes scale alike (the reference's shorter-side
+//! resize), and within one grey level otherwise.
 
 use image::{GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
@@ -92,7 +93,10 @@ impl Preprocess {
             return Err(Error::config(
                 "resize",
                 self.resize,
-                format!("must be >= crop ({}) so that the center crop fits", self.crop),
+                format!(
+                    "must be >= crop ({}) so that the center crop fits",
+                    self.crop
+                ),
             ));
         }
         Ok(())
@@ -140,7 +144,10 @@ impl Preprocess {
             MaskMode::Binarize => 128,
             MaskMode::ReferenceTruncate => 255,
         };
-        resized.into_iter().map(|v| u8::from(v >= threshold)).collect()
+        resized
+            .into_iter()
+            .map(|v| u8::from(v >= threshold))
+            .collect()
     }
 
     fn resize_and_crop(&self, src: &[u8], w: u32, h: u32, channels: usize) -> Vec<u8> {
@@ -260,7 +267,10 @@ pub fn resize_bilinear_pil(
         let win = windows(w, out_w);
         let (w, out_w) = (w as usize, out_w as usize);
         let mut tmp = vec![0u8; out_w * h as usize * ch];
-        for (row, out_row) in src.chunks_exact(w * ch).zip(tmp.chunks_exact_mut(out_w * ch)) {
+        for (row, out_row) in src
+            .chunks_exact(w * ch)
+            .zip(tmp.chunks_exact_mut(out_w * ch))
+        {
             for xx in 0..out_w {
                 let start = win.starts[xx];
                 for c in 0..ch {
@@ -316,7 +326,11 @@ mod tests {
         let mut p = Preprocess::reference();
         assert!(p.validate().is_ok());
         p.crop = 100;
-        assert!(p.validate().unwrap_err().to_string().contains("multiple of 16"));
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("multiple of 16"));
         p.crop = 352;
         assert!(p.validate().unwrap_err().to_string().contains("resize"));
         p.mode = ResizeMode::Square;

@@ -19,10 +19,9 @@ use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
 use rayon::prelude::*;
 
-use crate::error::write_atomic;
 use crate::{Error, Result};
-pub use scene::{defect_name, is_object, CLASS_NAMES, DEFECT_KINDS};
 use scene::{add_defect, finish, render_normal, SynthRng};
+pub use scene::{defect_name, is_object, CLASS_NAMES, DEFECT_KINDS};
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,10 +75,18 @@ impl SynthConfig {
             ));
         }
         if self.train_per_class == 0 {
-            return Err(Error::config("train", 0, "each class needs at least one training image"));
+            return Err(Error::config(
+                "train",
+                0,
+                "each class needs at least one training image",
+            ));
         }
         if !(32..=2048).contains(&self.size) {
-            return Err(Error::config("size", self.size, "must be between 32 and 2048 pixels"));
+            return Err(Error::config(
+                "size",
+                self.size,
+                "must be between 32 and 2048 pixels",
+            ));
         }
         Ok(())
     }
@@ -88,9 +95,19 @@ impl SynthConfig {
 /// One image to draw.
 #[derive(Clone, Copy, Debug)]
 enum Job {
-    Train { class: usize, index: usize },
-    TestGood { class: usize, index: usize },
-    TestDefect { class: usize, kind: usize, index: usize },
+    Train {
+        class: usize,
+        index: usize,
+    },
+    TestGood {
+        class: usize,
+        index: usize,
+    },
+    TestDefect {
+        class: usize,
+        kind: usize,
+        index: usize,
+    },
 }
 
 fn jobs(cfg: &SynthConfig) -> Vec<Job> {
@@ -120,8 +137,16 @@ fn draw(cfg: &SynthConfig, job: Job) -> (PathBuf, Vec<u8>, Option<(PathBuf, Vec<
     let class_dir = PathBuf::from(CLASS_NAMES[class]);
     let file = format!("{index:03}.png");
     match job {
-        Job::Train { .. } => (class_dir.join("train/good").join(file), finish(&canvas, &mut rng), None),
-        Job::TestGood { .. } => (class_dir.join("test/good").join(file), finish(&canvas, &mut rng), None),
+        Job::Train { .. } => (
+            class_dir.join("train/good").join(file),
+            finish(&canvas, &mut rng),
+            None,
+        ),
+        Job::TestGood { .. } => (
+            class_dir.join("test/good").join(file),
+            finish(&canvas, &mut rng),
+            None,
+        ),
         Job::TestDefect { .. } => {
             let foreign = (kind == DEFECT_KINDS - 1).then(|| {
                 let other = (class + 1 + rng.below(CLASS_NAMES.len() - 1)) % CLASS_NAMES.len();
@@ -130,9 +155,16 @@ fn draw(cfg: &SynthConfig, job: Job) -> (PathBuf, Vec<u8>, Option<(PathBuf, Vec<
             let mask = add_defect(&mut canvas, class, kind, foreign.as_ref(), &mut rng);
             let name = defect_name(class, kind);
             let mask_bytes = mask.iter().map(|&m| if m { 255 } else { 0 }).collect();
-            let mask_path = class_dir.join("ground_truth").join(name).join(format!("{index:03}_mask.png"));
+            let mask_path = class_dir
+                .join("ground_truth")
+                .join(name)
+                .join(format!("{index:03}_mask.png"));
             let image_path = class_dir.join("test").join(name).join(file);
-            (image_path, finish(&canvas, &mut rng), Some((mask_path, mask_bytes)))
+            (
+                image_path,
+                finish(&canvas, &mut rng),
+                Some((mask_path, mask_bytes)),
+            )
         }
     }
 }
@@ -142,10 +174,17 @@ fn write_png(path: &Path, pixels: &[u8], size: u32, color: ExtendedColorType) ->
     PngEncoder::new_with_quality(&mut buf, CompressionType::Fast, FilterType::Adaptive)
         .write_image(pixels, size, size, color)
         .map_err(|e| Error::image(path, format!("cannot encode PNG: {e}")))?;
-    write_atomic(path, &buf)
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::write(path, &buf).map_err(|e| Error::io(path, e))
 }
 
 /// Writes the benchmark described by `cfg` under `out` (which must be new or empty).
+///
+/// The files are written into a hidden staging folder next to `out`, renamed to `out` only once
+/// complete: a failed or interrupted run never leaves a partial dataset behind (one rename makes
+/// the whole dataset atomic, without the cost of a synced temp file per image).
 pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
     cfg.validate()?;
     if out.exists() {
@@ -157,18 +196,45 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
             ));
         }
     }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".cras-synth-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
     let start = Instant::now();
     let jobs = jobs(cfg);
     jobs.par_iter().try_for_each(|&job| {
         let (path, rgb, mask) = draw(cfg, job);
-        write_png(&out.join(path), &rgb, cfg.size, ExtendedColorType::Rgb8)?;
+        write_png(
+            &staging.path().join(path),
+            &rgb,
+            cfg.size,
+            ExtendedColorType::Rgb8,
+        )?;
         if let Some((mask_path, mask)) = mask {
-            write_png(&out.join(mask_path), &mask, cfg.size, ExtendedColorType::L8)?;
+            write_png(
+                &staging.path().join(mask_path),
+                &mask,
+                cfg.size,
+                ExtendedColorType::L8,
+            )?;
         }
         Ok::<(), Error>(())
     })?;
+    if out.exists() {
+        std::fs::remove_dir(out).map_err(|e| Error::io(out, e))?;
+    }
+    let staged = staging.keep();
+    std::fs::rename(&staged, out).map_err(|e| Error::io(out, e))?;
     Ok(SynthSummary {
-        classes: CLASS_NAMES[..cfg.classes].iter().map(|s| s.to_string()).collect(),
+        classes: CLASS_NAMES[..cfg.classes]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         images: jobs.len(),
         seconds: start.elapsed().as_secs_f64(),
     })

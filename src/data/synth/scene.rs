@@ -166,8 +166,16 @@ pub fn render_normal(class: usize, size: usize, rng: &mut SynthRng) -> Canvas {
             let cement = jitter(rng, [214.0, 208.0, 192.0], 8.0);
             rgb.fill(cement);
             for _ in 0..rng.range(22.0, 30.0) as usize {
-                let chip = if rng.unit() < 0.5 { [70.0, 68.0, 66.0] } else { [186.0, 140.0, 70.0] };
-                let (cx, cy, r) = (rng.range(0.0, s), rng.range(0.0, s), rng.range(0.02, 0.04) * s);
+                let chip = if rng.unit() < 0.5 {
+                    [70.0, 68.0, 66.0]
+                } else {
+                    [186.0, 140.0, 70.0]
+                };
+                let (cx, cy, r) = (
+                    rng.range(0.0, s),
+                    rng.range(0.0, s),
+                    rng.range(0.02, 0.04) * s,
+                );
                 fill_disc(&mut rgb, size, cx, cy, r, jitter(rng, chip, 10.0));
             }
         }
@@ -182,7 +190,10 @@ pub fn render_normal(class: usize, size: usize, rng: &mut SynthRng) -> Canvas {
             background.fill(bg);
             let (cx, cy) = (s * rng.range(0.42, 0.58), s * rng.range(0.42, 0.58));
             let metal = jitter(rng, [172.0, 172.0, 178.0], 10.0);
-            let (cap_a, cap_b) = (jitter(rng, [232.0, 138.0, 40.0], 10.0), [238.0, 238.0, 232.0]);
+            let (cap_a, cap_b) = (
+                jitter(rng, [232.0, 138.0, 40.0], 10.0),
+                [238.0, 238.0, 232.0],
+            );
             let gold = jitter(rng, [214.0, 172.0, 62.0], 10.0);
             let (r_out, half_len) = (s * rng.range(0.2, 0.24), s * rng.range(0.14, 0.18));
             for i in 0..n {
@@ -212,8 +223,15 @@ pub fn render_normal(class: usize, size: usize, rng: &mut SynthRng) -> Canvas {
                     }
                     _ => {
                         // screw_slot: a round head with a cross slot.
-                        let slot = (u.abs() < r_out * 0.12 || v.abs() < r_out * 0.12) && r < r_out * 0.75;
-                        (r < r_out).then(|| if slot { [40.0, 40.0, 44.0] } else { metal.map(|m| m * shade) })
+                        let slot =
+                            (u.abs() < r_out * 0.12 || v.abs() < r_out * 0.12) && r < r_out * 0.75;
+                        (r < r_out).then(|| {
+                            if slot {
+                                [40.0, 40.0, 44.0]
+                            } else {
+                                metal.map(|m| m * shade)
+                            }
+                        })
                     }
                 };
                 object[i] = part.is_some();
@@ -286,7 +304,14 @@ fn stroke(size: usize, points: &[(f32, f32)], width: f32) -> Vec<bool> {
 }
 
 /// A random walk of `steps` segments of `step` pixels from (x, y), turning by up to `wiggle`.
-fn walk(rng: &mut SynthRng, mut x: f32, mut y: f32, steps: usize, step: f32, wiggle: f32) -> Vec<(f32, f32)> {
+fn walk(
+    rng: &mut SynthRng,
+    mut x: f32,
+    mut y: f32,
+    steps: usize,
+    step: f32,
+    wiggle: f32,
+) -> Vec<(f32, f32)> {
     let mut dir = rng.range(0.0, 2.0 * PI);
     let mut pts = vec![(x, y)];
     for _ in 0..steps {
@@ -312,10 +337,21 @@ fn defect_center(c: &Canvas, rng: &mut SynthRng) -> (f32, f32) {
 
 /// Paints defect `kind` on `c` (class `class`) and returns its mask. `foreign_class` supplies
 /// the pasted surface for the foreign kind.
-pub fn add_defect(c: &mut Canvas, class: usize, kind: usize, foreign: Option<&Canvas>, rng: &mut SynthRng) -> Vec<bool> {
+pub fn add_defect(
+    c: &mut Canvas,
+    class: usize,
+    kind: usize,
+    foreign: Option<&Canvas>,
+    rng: &mut SynthRng,
+) -> Vec<bool> {
     let s = c.size as f32;
     let (cx, cy) = defect_center(c, rng);
-    let mean_lum: f32 = c.rgb.iter().map(|p| p.iter().sum::<f32>() / 3.0).sum::<f32>() / c.rgb.len() as f32;
+    let mean_lum: f32 = c
+        .rgb
+        .iter()
+        .map(|p| p.iter().sum::<f32>() / 3.0)
+        .sum::<f32>()
+        / c.rgb.len() as f32;
     let mask = match kind {
         0 => {
             let step = s * rng.range(0.06, 0.08);
@@ -325,7 +361,11 @@ pub fn add_defect(c: &mut Canvas, class: usize, kind: usize, foreign: Option<&Ca
         1 | 2 | 4 => blob(c.size, cx, cy, s * rng.range(0.07, 0.12), rng),
         _ if is_object(class) => {
             let region = blob(c.size, cx, cy, s * rng.range(0.1, 0.13), rng);
-            region.iter().zip(&c.object).map(|(&r, &o)| r && o).collect()
+            region
+                .iter()
+                .zip(&c.object)
+                .map(|(&r, &o)| r && o)
+                .collect()
         }
         _ => {
             let step = s * rng.range(0.05, 0.065);
@@ -333,11 +373,25 @@ pub fn add_defect(c: &mut Canvas, class: usize, kind: usize, foreign: Option<&Ca
             stroke(c.size, &pts, s * rng.range(0.016, 0.022))
         }
     };
-    let scratch = if mean_lum > 128.0 { [22.0, 20.0, 24.0] } else { [245.0, 245.0, 238.0] };
-    let stains = [[40.0, 200.0, 60.0], [205.0, 40.0, 200.0], [40.0, 185.0, 235.0], [240.0, 225.0, 30.0]];
+    let scratch = if mean_lum > 128.0 {
+        [22.0, 20.0, 24.0]
+    } else {
+        [245.0, 245.0, 238.0]
+    };
+    let stains = [
+        [40.0, 200.0, 60.0],
+        [205.0, 40.0, 200.0],
+        [40.0, 185.0, 235.0],
+        [240.0, 225.0, 30.0],
+    ];
     let stain = stains[rng.below(stains.len())];
     for i in (0..mask.len()).filter(|&i| mask[i]) {
-        let texture = hash2((i % c.size) as i32 / 2, (i / c.size) as i32 / 2, kind as u64) * 20.0 - 10.0;
+        let texture = hash2(
+            (i % c.size) as i32 / 2,
+            (i / c.size) as i32 / 2,
+            kind as u64,
+        ) * 20.0
+            - 10.0;
         c.rgb[i] = match kind {
             0 => scratch.map(|v| v + texture),
             1 => [14.0, 11.0, 9.0].map(|v| v + texture.abs()),

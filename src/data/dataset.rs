@@ -1,0 +1,337 @@
+//! Dataset discovery in MVTec AD layout.
+//!
+//! Input: a root folder laid out as
+//! `<root>/<class>/train/good/*`, `<root>/<class>/test/<good|defect>/*` and
+//! `<root>/<class>/ground_truth/<defect>/<stem>_mask.png` (or `<stem>.png`).
+//! Output: a [`Dataset`] whose classes are all subfolders sorted by name, or exactly the user's
+//! list in the user's order (the order indexes the model's center bank). Within a class, train
+//! paths are sorted; test items are sorted by defect type then file name, each defect image
+//! paired with its mask by file stem; good test images have no mask.
+//!
+//! Discovery reads only file headers. It fails with an error naming the path and saying what to
+//! do on: a missing `train/good`, a class without training images, a requested class that does
+//! not exist, a defect image without a mask, a mask without an image, a mask whose size differs
+//! from its image, or a file whose header cannot be read. Stray non-image files (`.DS_Store`,
+//! `Thumbs.db`, `.txt`, ...) are skipped with a debug log line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::{Error, Result};
+
+/// File extensions (lower case) treated as images.
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
+
+/// A discovered dataset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// The folder it was discovered in.
+    pub root: PathBuf,
+    /// Its classes, in model order.
+    pub classes: Vec<ClassSplit>,
+}
+
+/// One class: its normal training images and its test images.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassSplit {
+    /// Folder name of the class.
+    pub name: String,
+    /// `train/good` images, sorted.
+    pub train: Vec<PathBuf>,
+    /// Test images, sorted by defect type then path.
+    pub test: Vec<TestItem>,
+}
+
+/// One test image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestItem {
+    /// The image.
+    pub path: PathBuf,
+    /// Its defect type (the folder name); `"good"` for normal images.
+    pub defect: String,
+    /// Its ground-truth mask; `None` for good images.
+    pub mask: Option<PathBuf>,
+}
+
+impl TestItem {
+    /// Whether the image shows a defect.
+    pub fn is_anomalous(&self) -> bool {
+        self.defect != "good"
+    }
+}
+
+impl Dataset {
+    /// Class names in model order.
+    pub fn class_names(&self) -> Vec<String> {
+        self.classes.iter().map(|c| c.name.clone()).collect()
+    }
+}
+
+impl ClassSplit {
+    /// Defect types present in the test split, sorted, `"good"` excluded.
+    pub fn defect_types(&self) -> Vec<String> {
+        let mut d: Vec<String> = self
+            .test
+            .iter()
+            .filter(|t| t.is_anomalous())
+            .map(|t| t.defect.clone())
+            .collect();
+        d.dedup();
+        d
+    }
+}
+
+/// Discovers the dataset under `root`. `classes`: `None` = every subfolder, sorted; `Some(list)` =
+/// exactly those classes in that order.
+pub fn discover(root: &Path, classes: Option<&[String]>) -> Result<Dataset> {
+    if !root.is_dir() {
+        return Err(Error::dataset(
+            root,
+            "dataset folder not found; pass the folder that holds one subfolder per class \
+             (MVTec AD layout), or create one with `cras synth --out DIR`",
+        ));
+    }
+    let available = subfolders(root)?;
+    let names: Vec<String> = match classes {
+        None => {
+            if available.is_empty() {
+                return Err(Error::dataset(
+                    root,
+                    "no class folders found; expected <root>/<class>/train/good/*",
+                ));
+            }
+            available
+        }
+        Some(list) => {
+            if list.is_empty() {
+                return Err(Error::dataset(root, "the list of classes is empty"));
+            }
+            for (i, name) in list.iter().enumerate() {
+                if !available.contains(name) {
+                    return Err(Error::dataset(
+                        root.join(name),
+                        format!(
+                            "class '{name}' does not exist; available classes: {}",
+                            available.join(", ")
+                        ),
+                    ));
+                }
+                if list[..i].contains(name) {
+                    return Err(Error::dataset(
+                        root.join(name),
+                        format!("class '{name}' is listed twice"),
+                    ));
+                }
+            }
+            list.to_vec()
+        }
+    };
+    let classes = names
+        .iter()
+        .map(|name| discover_class(&root.join(name), name))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Dataset {
+        root: root.to_path_buf(),
+        classes,
+    })
+}
+
+fn discover_class(dir: &Path, name: &str) -> Result<ClassSplit> {
+    let train_dir = dir.join("train").join("good");
+    if !train_dir.is_dir() {
+        return Err(Error::dataset(
+            &train_dir,
+            format!(
+                "missing train/good folder of class '{name}'; put its normal training images there"
+            ),
+        ));
+    }
+    let train = image_files(&train_dir)?;
+    if train.is_empty() {
+        return Err(Error::dataset(
+            &train_dir,
+            format!("class '{name}' is empty: no training images; add normal images or leave the class out"),
+        ));
+    }
+    check_headers(&train)?;
+    let test_dir = dir.join("test");
+    let gt_dir = dir.join("ground_truth");
+    let mut test = Vec::new();
+    let defect_dirs = if test_dir.is_dir() {
+        subfolders(&test_dir)?
+    } else {
+        Vec::new()
+    };
+    for defect in &defect_dirs {
+        let images = image_files(&test_dir.join(defect))?;
+        if defect == "good" {
+            check_headers(&images)?;
+            test.extend(images.into_iter().map(|path| TestItem {
+                path,
+                defect: defect.clone(),
+                mask: None,
+            }));
+        } else {
+            test.extend(pair_masks(&gt_dir.join(defect), defect, images)?);
+        }
+    }
+    // Masks of a defect type that has no test folder at all.
+    if gt_dir.is_dir() {
+        for gt in subfolders(&gt_dir)? {
+            if gt != "good" && !defect_dirs.contains(&gt) {
+                if let Some(mask) = image_files(&gt_dir.join(&gt))?.into_iter().next() {
+                    return Err(orphan_mask(&mask, &test_dir.join(&gt)));
+                }
+            }
+        }
+    }
+    Ok(ClassSplit {
+        name: name.to_string(),
+        train,
+        test,
+    })
+}
+
+/// Pairs each defect image with its mask `<stem>_mask.*` or `<stem>.*` in `mask_dir`, and checks
+/// that every mask has an image and the same size.
+fn pair_masks(mask_dir: &Path, defect: &str, images: Vec<PathBuf>) -> Result<Vec<TestItem>> {
+    let masks = if mask_dir.is_dir() {
+        image_files(mask_dir)?
+    } else {
+        Vec::new()
+    };
+    let mut by_stem: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for m in &masks {
+        by_stem.insert(file_stem(m), m.clone());
+    }
+    let mut used = vec![false; masks.len()];
+    let mut items = Vec::with_capacity(images.len());
+    for path in images {
+        let stem = file_stem(&path);
+        let mask = by_stem
+            .get(&format!("{stem}_mask"))
+            .or_else(|| by_stem.get(&stem))
+            .cloned()
+            .ok_or_else(|| {
+                Error::dataset(
+                    &path,
+                    format!(
+                        "defect image has no mask; expected {} (or {stem}.png) in that folder",
+                        mask_dir.join(format!("{stem}_mask.png")).display()
+                    ),
+                )
+            })?;
+        if let Some(i) = masks.iter().position(|m| *m == mask) {
+            used[i] = true;
+        }
+        items.push(TestItem {
+            path,
+            defect: defect.to_string(),
+            mask: Some(mask),
+        });
+    }
+    if let Some(i) = used.iter().position(|u| !u) {
+        return Err(orphan_mask(&masks[i], &mask_dir_to_test(mask_dir, defect)));
+    }
+    items.par_iter().try_for_each(|item| {
+        let img_dims = header_dims(&item.path)?;
+        let mask = item.mask.as_ref().expect("set above");
+        let mask_dims = header_dims(mask)?;
+        if img_dims != mask_dims {
+            return Err(Error::dataset(
+                mask,
+                format!(
+                    "mask is {}x{} but its image {} is {}x{}; masks must have their image's size",
+                    mask_dims.0,
+                    mask_dims.1,
+                    item.path.display(),
+                    img_dims.0,
+                    img_dims.1
+                ),
+            ));
+        }
+        Ok(())
+    })?;
+    Ok(items)
+}
+
+fn mask_dir_to_test(mask_dir: &Path, defect: &str) -> PathBuf {
+    let class_dir = mask_dir.parent().and_then(Path::parent).unwrap_or(mask_dir);
+    class_dir.join("test").join(defect)
+}
+
+fn orphan_mask(mask: &Path, test_dir: &Path) -> Error {
+    Error::dataset(
+        mask,
+        format!(
+            "mask has no test image; expected an image with the same stem (without '_mask') in {}, \
+             or remove the mask",
+            test_dir.display()
+        ),
+    )
+}
+
+/// Image width and height from the file header.
+pub fn header_dims(path: &Path) -> Result<(u32, u32)> {
+    image::image_dimensions(path).map_err(|e| {
+        Error::image(
+            path,
+            format!("cannot read the image header ({e}); replace or remove this file"),
+        )
+    })
+}
+
+fn check_headers(paths: &[PathBuf]) -> Result<()> {
+    paths
+        .par_iter()
+        .try_for_each(|p| header_dims(p).map(|_| ()))
+}
+
+fn file_stem(p: &Path) -> String {
+    p.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn is_image_file(p: &Path) -> bool {
+    p.extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .map(|e| e.map(|e| e.path()).map_err(|err| Error::io(dir, err)))
+        .collect::<Result<Vec<_>>>()?;
+    entries.sort();
+    Ok(entries)
+}
+
+/// Image files directly in `dir`, sorted; other entries are skipped with a debug line.
+fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in read_dir_sorted(dir)? {
+        let hidden = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if p.is_file() && is_image_file(&p) && !hidden {
+            out.push(p);
+        } else {
+            tracing::debug!("skipping {} (not an image file)", p.display());
+        }
+    }
+    Ok(out)
+}
+
+/// Names of the non-hidden subfolders of `dir`, sorted.
+fn subfolders(dir: &Path) -> Result<Vec<String>> {
+    Ok(read_dir_sorted(dir)?
+        .into_iter()
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| !n.starts_with('.'))
+        .collect())
+}

@@ -1,0 +1,152 @@
+//! Image and mask decoding, bit-compatible with Pillow.
+//!
+//! Inputs: PNG, JPEG, BMP or TIFF files (or their bytes) in gray, gray+alpha, RGB or RGBA, 8 or
+//! 16 bits per sample, palette images included. Outputs:
+//! - [`decode_rgb`]: an 8-bit RGB image, equal to what Pillow's `Image.open(p).convert("RGB")`
+//!   gives. Pillow's rules, checked against Pillow 13: alpha is dropped without compositing;
+//!   gray is replicated to the three channels; 16-bit RGB, RGBA and gray+alpha keep the high byte
+//!   of each sample; 16-bit gray (Pillow mode "I;16") is CLIPPED to 255, not rescaled, so any value
+//!   above 255 becomes white.
+//! - [`decode_mask`]: an 8-bit binary mask, 255 where Pillow's `convert("L")` is nonzero, else 0.
+//!
+//! Every decode first reads the header and refuses images above a pixel budget
+//! ([`DEFAULT_MAX_PIXELS`]) with a clear error, so that a decompression bomb cannot exhaust
+//! memory. Errors name the file.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, RgbImage};
+
+use crate::{Error, Result};
+
+/// Largest image, in pixels, that the decoders accept by default (100 megapixels).
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+/// Decodes the image at `path` to 8-bit RGB exactly as Pillow's `convert("RGB")` does.
+pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_rgb_bytes(&bytes, &path.to_string_lossy())
+}
+
+/// Decodes encoded image `bytes` to 8-bit RGB (see [`decode_rgb`]); `name` labels errors.
+pub fn decode_rgb_bytes(bytes: &[u8], name: &str) -> Result<RgbImage> {
+    decode_rgb_bytes_with_limit(bytes, name, DEFAULT_MAX_PIXELS)
+}
+
+/// As [`decode_rgb_bytes`], refusing images with more than `max_pixels` pixels.
+pub fn decode_rgb_bytes_with_limit(bytes: &[u8], name: &str, max_pixels: u64) -> Result<RgbImage> {
+    let img = decode_dynamic(bytes, name, max_pixels)?;
+    to_pil_rgb(img, name)
+}
+
+/// Decodes the mask at `path` to a binary image: 255 where Pillow's `convert("L")` is nonzero,
+/// 0 elsewhere.
+pub fn decode_mask(path: &Path) -> Result<GrayImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_mask_bytes(&bytes, &path.to_string_lossy())
+}
+
+/// As [`decode_mask`] on encoded `bytes`; `name` labels errors.
+pub fn decode_mask_bytes(bytes: &[u8], name: &str) -> Result<GrayImage> {
+    let img = decode_dynamic(bytes, name, DEFAULT_MAX_PIXELS)?;
+    let (w, h) = (img.width(), img.height());
+    let gray = match img {
+        DynamicImage::ImageLuma8(_)
+        | DynamicImage::ImageLumaA8(_)
+        | DynamicImage::ImageLuma16(_) => to_pil_rgb(img, name)?.pixels().map(|p| p[0]).collect(),
+        other => to_pil_rgb(other, name)?
+            .pixels()
+            .map(|p| pil_luma(p.0))
+            .collect::<Vec<u8>>(),
+    };
+    let binary: Vec<u8> = gray
+        .into_iter()
+        .map(|v| if v > 0 { 255 } else { 0 })
+        .collect();
+    GrayImage::from_raw(w, h, binary)
+        .ok_or_else(|| Error::image(name, "mask buffer does not match its dimensions"))
+}
+
+/// Pillow's RGB -> L conversion (ITU-R 601-2 luma in 16-bit fixed point, rounded).
+fn pil_luma([r, g, b]: [u8; 3]) -> u8 {
+    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
+}
+
+/// Reads the header, enforces the pixel budget, then decodes.
+fn decode_dynamic(bytes: &[u8], name: &str, max_pixels: u64) -> Result<DynamicImage> {
+    let undecodable = |e: &dyn std::fmt::Display| {
+        Error::image(
+            name,
+            format!("cannot decode image ({e}); expected a PNG, JPEG, BMP or TIFF file"),
+        )
+    };
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| undecodable(&e))?;
+    let mut limits = image::Limits::default();
+    // Room for the decoded image at 16 bits x 4 channels plus the decoder's own buffers.
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(limits);
+    let decoder = reader.into_decoder().map_err(|e| undecodable(&e))?;
+    let (w, h) = decoder.dimensions();
+    let pixels = w as u64 * h as u64;
+    if pixels > max_pixels {
+        return Err(Error::image(
+            name,
+            format!(
+                "image is {w}x{h} = {pixels} pixels, above the limit of {max_pixels} pixels \
+                 (a decompression bomb or a far larger image than expected); resize it first"
+            ),
+        ));
+    }
+    DynamicImage::from_decoder(decoder).map_err(|e| undecodable(&e))
+}
+
+/// Converts any decoded image to RGB8 with Pillow's `convert("RGB")` rules (module docs).
+fn to_pil_rgb(img: DynamicImage, name: &str) -> Result<RgbImage> {
+    let (w, h) = (img.width(), img.height());
+    let gray = |v: u8| [v, v, v];
+    let high = |v: u16| (v >> 8) as u8;
+    let data: Vec<u8> = match img {
+        DynamicImage::ImageRgb8(i) => return Ok(i),
+        DynamicImage::ImageRgba8(i) => i.pixels().flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        DynamicImage::ImageLuma8(i) => i.pixels().flat_map(|p| gray(p[0])).collect(),
+        DynamicImage::ImageLumaA8(i) => i.pixels().flat_map(|p| gray(p[0])).collect(),
+        DynamicImage::ImageLuma16(i) => {
+            i.pixels().flat_map(|p| gray(p[0].min(255) as u8)).collect()
+        }
+        DynamicImage::ImageLumaA16(i) => i.pixels().flat_map(|p| gray(high(p[0]))).collect(),
+        DynamicImage::ImageRgb16(i) => i.pixels().flat_map(|p| p.0.map(high)).collect(),
+        DynamicImage::ImageRgba16(i) => i
+            .pixels()
+            .flat_map(|p| [high(p[0]), high(p[1]), high(p[2])])
+            .collect(),
+        other => {
+            return Err(Error::image(
+                name,
+                format!(
+                    "unsupported pixel format {:?}; convert it to 8- or 16-bit gray or RGB",
+                    other.color()
+                ),
+            ))
+        }
+    };
+    RgbImage::from_raw(w, h, data)
+        .ok_or_else(|| Error::image(name, "decoded buffer does not match its dimensions"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pil_luma_matches_known_pillow_values() {
+        // Pillow: Image.new("RGB",(1,1),c).convert("L").getpixel((0,0))
+        assert_eq!(pil_luma([255, 255, 255]), 255);
+        assert_eq!(pil_luma([255, 0, 0]), 76);
+        assert_eq!(pil_luma([0, 255, 0]), 150);
+        assert_eq!(pil_luma([0, 0, 255]), 29);
+        assert_eq!(pil_luma([0, 0, 1]), 0);
+    }
+}

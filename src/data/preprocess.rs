@@ -1,0 +1,355 @@
+//! Geometric and photometric preprocessing, identical to the reference's torchvision pipeline.
+//!
+//! Input: an 8-bit RGB image (or a binary 0/255 mask) of any size. Output, for
+//! [`ResizeMode::ShorterSideThenCenterCrop`] (the reference, `Resize(resize)` + `CenterCrop(crop)`
+//! + `ToTensor` + `Normalize(ImageNet)`):
+//! - [`Preprocess::resized_rgb`]: the uint8 image after resize and crop, `crop x crop`;
+//! - [`Preprocess::image`]: `[3, crop, crop]` f32 CHW, `(v/255 - mean) / std` per channel;
+//! - [`Preprocess::mask`]: `[crop, crop]` u8 in {0, 1}, the mask under the same geometry.
+//!
+//! [`ResizeMode::Square`] resizes straight to `crop x crop` (no crop, aspect ratio not kept).
+//!
+//! The resize is Pillow's BILINEAR with antialiasing, written here by hand rather than with
+//! `fast_image_resize`: that crate's convolution follows Pillow-SIMD's fixed-point scheme, not
+//! verified bit-exact with Pillow, while Pillow's algorithm is short and the fixtures check ours
+//! to the bit. Pillow's steps: per output pixel, a window of input pixels weighted by a triangle
+//! filter stretched by the downscale factor, normalised, rounded to 22-bit fixed point; a
+//! horizontal pass then a vertical pass, each rounding and clipping to uint8. Pillow 13 runs the
+//! vertical pass first when the height shrinks much more than the width (Pillow#9549); we keep
+//! the classic order, identical whenever both axes scale alike (the reference's shorter-side
+//! resize), and within one grey level otherwise.
+
+use image::{GrayImage, RgbImage};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// ImageNet channel means used by the reference's `Normalize`.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations used by the reference's `Normalize`.
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// How an image is brought to the network's square input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResizeMode {
+    /// torchvision `Resize(resize)` (shorter side to `resize`) then `CenterCrop(crop)`.
+    ShorterSideThenCenterCrop,
+    /// Resize straight to `crop x crop`, ignoring the aspect ratio; `resize` is unused.
+    Square,
+}
+
+/// How a resized ground-truth mask (values in [0, 1] after `/255`) becomes binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum MaskMode {
+    /// A pixel is defective when its resized value is >= 0.5.
+    #[default]
+    Binarize,
+    /// The reference's behaviour: only resized values of exactly 1.0 count as defective.
+    ReferenceTruncate,
+}
+
+/// Preprocessing settings; see the module docs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preprocess {
+    /// Target length of the shorter side before cropping.
+    pub resize: u32,
+    /// Side of the square output.
+    pub crop: u32,
+    /// Geometry.
+    pub mode: ResizeMode,
+    /// Mask binarisation.
+    pub mask_mode: MaskMode,
+}
+
+impl Preprocess {
+    /// The reference's settings: `Resize(329)`, `CenterCrop(288)`, masks binarised at 0.5.
+    pub fn reference() -> Self {
+        Preprocess {
+            resize: 329,
+            crop: 288,
+            mode: ResizeMode::ShorterSideThenCenterCrop,
+            mask_mode: MaskMode::Binarize,
+        }
+    }
+
+    /// Side of the square output, in pixels.
+    pub fn output_size(&self) -> u32 {
+        self.crop
+    }
+
+    /// Checks that the sizes are usable: `crop` a positive multiple of 16 (the backbone's
+    /// layer2 and layer3 strides must divide it), at most 4096, and `crop <= resize` when
+    /// cropping.
+    pub fn validate(&self) -> Result<()> {
+        if self.crop == 0 || self.crop % 16 != 0 || self.crop > 4096 {
+            return Err(Error::config(
+                "crop",
+                self.crop,
+                "the input size must be a positive multiple of 16 (the feature maps are 1/8 and \
+                 1/16 of it), at most 4096; e.g. 288 or 128",
+            ));
+        }
+        if self.mode == ResizeMode::ShorterSideThenCenterCrop && self.resize < self.crop {
+            return Err(Error::config(
+                "resize",
+                self.resize,
+                format!(
+                    "must be >= crop ({}) so that the center crop fits",
+                    self.crop
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resize and crop geometry for an input of `w x h`: `(resized_w, resized_h, left, top)`.
+    pub fn geometry(&self, w: u32, h: u32) -> (u32, u32, u32, u32) {
+        match self.mode {
+            ResizeMode::Square => (self.crop, self.crop, 0, 0),
+            ResizeMode::ShorterSideThenCenterCrop => {
+                let (rw, rh) = shorter_side_size(w, h, self.resize);
+                let left = center_crop_offset(rw, self.crop);
+                let top = center_crop_offset(rh, self.crop);
+                (rw, rh, left, top)
+            }
+        }
+    }
+
+    /// The uint8 image after resize and crop, `crop x crop`.
+    pub fn resized_rgb(&self, img: &RgbImage) -> RgbImage {
+        let out = self.resize_and_crop(img.as_raw(), img.width(), img.height(), 3);
+        RgbImage::from_raw(self.crop, self.crop, out).expect("buffer sized crop*crop*3")
+    }
+
+    /// The network input: `[3, crop, crop]` CHW, `(v/255 - mean) / std`, in f32 as torchvision
+    /// computes it.
+    pub fn image(&self, img: &RgbImage) -> Vec<f32> {
+        let resized = self.resized_rgb(img);
+        let plane = (self.crop * self.crop) as usize;
+        let mut out = vec![0f32; 3 * plane];
+        for (i, px) in resized.pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = (px[c] as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+            }
+        }
+        out
+    }
+
+    /// The ground truth under the same geometry: `[crop, crop]` values in {0, 1}. The mask is
+    /// resized as a Pillow "L" image (as torchvision does), then thresholded per [`MaskMode`].
+    pub fn mask(&self, mask: &GrayImage) -> Vec<u8> {
+        let resized = self.resize_and_crop(mask.as_raw(), mask.width(), mask.height(), 1);
+        // v/255 >= 0.5  <=>  v >= 128 ;  v/255 == 1.0  <=>  v == 255
+        let threshold = match self.mask_mode {
+            MaskMode::Binarize => 128,
+            MaskMode::ReferenceTruncate => 255,
+        };
+        resized
+            .into_iter()
+            .map(|v| u8::from(v >= threshold))
+            .collect()
+    }
+
+    fn resize_and_crop(&self, src: &[u8], w: u32, h: u32, channels: usize) -> Vec<u8> {
+        let (rw, rh, left, top) = self.geometry(w, h);
+        let resized = resize_bilinear_pil(src, w, h, channels, rw, rh);
+        crop(&resized, rw, channels, left, top, self.crop, self.crop)
+    }
+}
+
+/// torchvision's `Resize(size)` output for an int size: the shorter side becomes `size`, the
+/// longer `int(size * long / short)` (float division, truncated). Returns `(w, h)`.
+pub fn shorter_side_size(w: u32, h: u32, size: u32) -> (u32, u32) {
+    let (short, long) = if w <= h { (w, h) } else { (h, w) };
+    let new_long = ((size as u64 * long as u64) as f64 / short.max(1) as f64) as u32;
+    if w <= h {
+        (size, new_long)
+    } else {
+        (new_long, size)
+    }
+}
+
+/// torchvision's `CenterCrop` offset: `int(round((len - crop) / 2))`, Python rounding half to
+/// even (41 -> 20, 43 -> 22). `len >= crop` is assumed (validated).
+pub fn center_crop_offset(len: u32, crop: u32) -> u32 {
+    let diff = len.saturating_sub(crop);
+    let half = diff / 2;
+    if diff % 2 == 1 && half % 2 == 1 {
+        half + 1
+    } else {
+        half
+    }
+}
+
+fn crop(src: &[u8], src_w: u32, ch: usize, left: u32, top: u32, w: u32, h: u32) -> Vec<u8> {
+    let (src_w, left, top, w, h) = (
+        src_w as usize,
+        left as usize,
+        top as usize,
+        w as usize,
+        h as usize,
+    );
+    let mut out = Vec::with_capacity(w * h * ch);
+    for y in top..top + h {
+        let start = (y * src_w + left) * ch;
+        out.extend_from_slice(&src[start..start + w * ch]);
+    }
+    out
+}
+
+/// Pillow's fixed-point precision for 8-bit resampling.
+const PRECISION_BITS: u32 = 22;
+
+/// Per output pixel: the first input index and the fixed-point weights of its window.
+struct Windows {
+    starts: Vec<usize>,
+    weights: Vec<Vec<i32>>,
+}
+
+/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the bilinear (triangle) filter.
+fn windows(in_size: u32, out_size: u32) -> Windows {
+    let scale = in_size as f64 / out_size as f64;
+    let filter_scale = scale.max(1.0);
+    let support = filter_scale; // triangle support 1.0, stretched when downscaling
+    let inv_scale = 1.0 / filter_scale; // Pillow multiplies by the reciprocal: same rounding
+    let mut starts = Vec::with_capacity(out_size as usize);
+    let mut weights = Vec::with_capacity(out_size as usize);
+    for xx in 0..out_size {
+        let center = (xx as f64 + 0.5) * scale;
+        let xmin = ((center - support + 0.5) as i64).max(0);
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64);
+        let raw: Vec<f64> = (xmin..xmax)
+            .map(|x| {
+                let t = ((x as f64 - center + 0.5) * inv_scale).abs();
+                if t < 1.0 {
+                    1.0 - t
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let total: f64 = raw.iter().sum();
+        let fixed = raw
+            .iter()
+            .map(|&w| {
+                let w = if total != 0.0 { w / total } else { w };
+                let scaled = w * (1u32 << PRECISION_BITS) as f64;
+                if scaled < 0.0 {
+                    (scaled - 0.5) as i32
+                } else {
+                    (scaled + 0.5) as i32
+                }
+            })
+            .collect();
+        starts.push(xmin as usize);
+        weights.push(fixed);
+    }
+    Windows { starts, weights }
+}
+
+fn clip8(acc: i64) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Pillow's `Image.resize((out_w, out_h), BILINEAR)` on an interleaved 8-bit image with
+/// `ch` channels (1 or 3): horizontal pass, uint8, then vertical pass. Returns `out_w*out_h*ch`.
+pub fn resize_bilinear_pil(
+    src: &[u8],
+    w: u32,
+    h: u32,
+    ch: usize,
+    out_w: u32,
+    out_h: u32,
+) -> Vec<u8> {
+    let half = 1i64 << (PRECISION_BITS - 1);
+    // Horizontal pass (skipped, as in Pillow, when the width does not change).
+    let horizontal = if out_w != w {
+        let win = windows(w, out_w);
+        let (w, out_w) = (w as usize, out_w as usize);
+        let mut tmp = vec![0u8; out_w * h as usize * ch];
+        for (row, out_row) in src
+            .chunks_exact(w * ch)
+            .zip(tmp.chunks_exact_mut(out_w * ch))
+        {
+            for xx in 0..out_w {
+                let start = win.starts[xx];
+                for c in 0..ch {
+                    let mut acc = half;
+                    for (k, &wt) in win.weights[xx].iter().enumerate() {
+                        acc += row[(start + k) * ch + c] as i64 * wt as i64;
+                    }
+                    out_row[xx * ch + c] = clip8(acc);
+                }
+            }
+        }
+        tmp
+    } else {
+        src.to_vec()
+    };
+    if out_h == h {
+        return horizontal;
+    }
+    let win = windows(h, out_h);
+    let stride = out_w as usize * ch;
+    let mut out = vec![0u8; stride * out_h as usize];
+    for (yy, out_row) in out.chunks_exact_mut(stride).enumerate() {
+        let start = win.starts[yy];
+        for (i, dst) in out_row.iter_mut().enumerate() {
+            let mut acc = half;
+            for (k, &wt) in win.weights[yy].iter().enumerate() {
+                acc += horizontal[(start + k) * stride + i] as i64 * wt as i64;
+            }
+            *dst = clip8(acc);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn torchvision_sizes_and_offsets() {
+        // MVTec 1024x1024 -> 329x329, offset round(20.5) = 20 (half to even).
+        assert_eq!(shorter_side_size(1024, 1024, 329), (329, 329));
+        assert_eq!(center_crop_offset(329, 288), 20);
+        assert_eq!(center_crop_offset(331, 288), 22); // round(21.5) = 22
+        assert_eq!(center_crop_offset(330, 288), 21);
+        // VisA-like 1500x1000: long = int(329*1500/1000) = int(493.5) = 493.
+        assert_eq!(shorter_side_size(1500, 1000, 329), (493, 329));
+        assert_eq!(shorter_side_size(1000, 1500, 329), (329, 493));
+    }
+
+    #[test]
+    fn validate_rejects_bad_sizes_and_names_multiple_of_16() {
+        let mut p = Preprocess::reference();
+        assert!(p.validate().is_ok());
+        p.crop = 100;
+        assert!(p
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("multiple of 16"));
+        p.crop = 352;
+        assert!(p.validate().unwrap_err().to_string().contains("resize"));
+        p.mode = ResizeMode::Square;
+        assert!(p.validate().is_ok());
+    }
+
+    #[test]
+    fn constant_image_stays_constant_and_normalises() {
+        let img = RgbImage::from_pixel(50, 37, image::Rgb([10, 128, 250]));
+        let p = Preprocess {
+            resize: 40,
+            crop: 32,
+            ..Preprocess::reference()
+        };
+        let r = p.resized_rgb(&img);
+        assert!(r.pixels().all(|px| px.0 == [10, 128, 250]));
+        let t = p.image(&img);
+        assert_eq!(t.len(), 3 * 32 * 32);
+        let expect = (128f32 / 255.0 - IMAGENET_MEAN[1]) / IMAGENET_STD[1];
+        assert_eq!(t[32 * 32 + 5], expect);
+    }
+}

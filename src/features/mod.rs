@@ -1,2 +1,8 @@
-//! features: placeholder, filled in by its issue.
+//! Patch descriptors and the training feature cache: the fixed map from backbone stage outputs
+//! to one `dims`-wide vector per position of the reference grid (see [`descriptor`]), and the
+//! store that computes them once per training image (see [`cache`]).
+
 pub mod cache;
+pub mod descriptor;
+
+pub use descriptor::{DescriptorConfig, FeatureExtractor, PatchDescriptor};

@@ -1,5 +1,17 @@
 //! Exact evaluation metrics (spec section 3): image- and pixel-level AUROC, AP, F1max and AUPRO,
 //! per class, averaged over classes, and pooled.
+//!
+//! [`EvalAccumulator`] collects one group's image scores, labels, pixel maps and masks and
+//! computes a [`MetricSet`]; [`MetricSet::mean_of`] averages classes. The exact algorithms live
+//! in [`ranking`] (AUROC / AP / F1max), [`pro`] (AUPRO) and [`threshold`] (calibration).
+
+mod accumulator;
+pub mod pro;
+pub mod ranking;
+mod sweep;
+pub mod threshold;
+
+pub use accumulator::EvalAccumulator;
 
 /// The seven metrics of one group of test images, as fractions in [0, 1]. `None` means
 /// undefined (for example a class with only good images has no image AUROC).

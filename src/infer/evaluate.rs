@@ -177,21 +177,14 @@ pub fn evaluate(predictor: &Predictor, model_path: &Path, data: &Path, out: &Pat
     let mean = MetricSet::mean_of(&per_class_sets);
     // Pooled decision figures: each image judged at its own class's threshold.
     let at_threshold = if all_scores.iter().all(|x| x.2.is_some()) && !all_scores.is_empty() {
-        let (mut tp, mut fp, mut tn, mut fn_) = (0, 0, 0, 0);
-        for &(sc, lab, t) in &all_scores {
-            let pos = sc >= t.unwrap_or(f32::INFINITY);
-            match (pos, lab) {
-                (true, true) => tp += 1,
-                (true, false) => fp += 1,
-                (false, false) => tn += 1,
-                (false, true) => fn_ += 1,
-            }
-        }
-        let c = ranking::Confusion::from_counts(tp, fp, tn, fn_);
+        // Each image against its own class's threshold: score - threshold >= 0.
+        let margins: Vec<f32> = all_scores.iter().map(|&(sc, _, t)| sc - t.unwrap_or(f32::INFINITY)).collect();
+        let labels: Vec<bool> = all_scores.iter().map(|x| x.1).collect();
+        let c = ranking::confusion_at(&margins, &labels, 0.0);
         Some(ThresholdReport {
             threshold: opts.threshold.or(meta.thresholds.as_ref().map(|t| t.global)).unwrap_or(f32::NAN),
             source: if opts.threshold.is_some() { "override".into() } else { "stored-class (each image at its class's threshold)".into() },
-            precision: c.precision, recall: c.recall, f1: c.f1, tp, fp, tn, fn_,
+            precision: c.precision, recall: c.recall, f1: c.f1, tp: c.tp, fp: c.fp, tn: c.tn, fn_: c.fn_,
         })
     } else {
         None

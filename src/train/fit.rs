@@ -123,9 +123,9 @@ pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
 }
 
 /// Where per-step and per-epoch figures go.
-pub struct FitObserver<'a> {
+pub struct FitObserver<'a, 'b> {
     /// JSONL log (one object per step and per epoch), if any.
-    pub log: Option<&'a mut dyn Write>,
+    pub log: Option<&'b mut dyn Write>,
     /// Show a progress bar per epoch.
     pub progress: bool,
     /// Called after every epoch (e.g. to write a checkpoint); an error stops training.
@@ -142,7 +142,7 @@ pub fn fit(
     bank: &CenterBank,
     cfg: &FitConfig,
     device: &Device,
-    obs: &mut FitObserver,
+    obs: &mut FitObserver<'_, '_>,
 ) -> Result<Vec<EpochStats>> {
     if labels.len() != cache.len() {
         return Err(Error::Other(format!(

@@ -81,7 +81,7 @@ impl Preprocess {
     /// layer2 and layer3 strides must divide it), at most 4096, and `crop <= resize` when
     /// cropping.
     pub fn validate(&self) -> Result<()> {
-        if self.crop == 0 || self.crop % 16 != 0 || self.crop > 4096 {
+        if self.crop == 0 || !self.crop.is_multiple_of(16) || self.crop > 4096 {
             return Err(Error::config(
                 "crop",
                 self.crop,
@@ -174,7 +174,7 @@ pub fn shorter_side_size(w: u32, h: u32, size: u32) -> (u32, u32) {
 pub fn center_crop_offset(len: u32, crop: u32) -> u32 {
     let diff = len.saturating_sub(crop);
     let half = diff / 2;
-    if diff % 2 == 1 && half % 2 == 1 {
+    if !diff.is_multiple_of(2) && !half.is_multiple_of(2) {
         half + 1
     } else {
         half

@@ -124,8 +124,11 @@ fn jobs(cfg: &SynthConfig) -> Vec<Job> {
     out
 }
 
-/// Draws one image (and its mask for defects) in memory: `(relative path, RGB bytes, mask)`.
-fn draw(cfg: &SynthConfig, job: Job) -> (PathBuf, Vec<u8>, Option<(PathBuf, Vec<u8>)>) {
+/// A drawn file: its path relative to the dataset root and its raw pixels.
+type DrawnFile = (PathBuf, Vec<u8>);
+
+/// Draws one image (and its mask for defects) in memory: the RGB image and, for defects, the mask.
+fn draw(cfg: &SynthConfig, job: Job) -> (PathBuf, Vec<u8>, Option<DrawnFile>) {
     let size = cfg.size as usize;
     let (class, split, kind, index) = match job {
         Job::Train { class, index } => (class, 0, 0, index),

@@ -1,0 +1,155 @@
+//! Synthetic benchmark: determinism (same seed -> byte-identical files, whatever the thread
+//! count; another seed -> different files), layout validity (discover() accepts it, masks
+//! non-empty exactly for defects with a sensible area), and the loader on its output (order,
+//! batch shapes, values matching single-image preprocessing).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cras::data::decode::{decode_mask, decode_rgb};
+use cras::data::loader::batches;
+use cras::data::synth::{generate, SynthConfig, CLASS_NAMES};
+use cras::data::{discover, Preprocess, ResizeMode};
+use sha2::{Digest, Sha256};
+
+fn small(seed: u64) -> SynthConfig {
+    SynthConfig {
+        classes: CLASS_NAMES.len(),
+        train_per_class: 2,
+        test_good_per_class: 1,
+        test_defect_per_class: 5,
+        size: 64,
+        seed,
+    }
+}
+
+/// Relative path -> SHA-256 of every file under `root`.
+fn hashes(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let digest = Sha256::digest(std::fs::read(&p).unwrap());
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, format!("{digest:x}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn same_seed_gives_identical_files_whatever_the_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let summary = generate(&small(3), &a).unwrap();
+    assert_eq!(summary.images, CLASS_NAMES.len() * 8);
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    one_thread.install(|| generate(&small(3), &b).unwrap());
+    generate(&small(4), &c).unwrap();
+    let (ha, hb, hc) = (hashes(&a), hashes(&b), hashes(&c));
+    assert_eq!(ha.len(), CLASS_NAMES.len() * (8 + 5));
+    assert_eq!(ha, hb);
+    let same = ha.iter().filter(|(k, v)| hc.get(*k) == Some(*v)).count();
+    assert_eq!(same, 0, "another seed must change every file");
+    // Refuses to write into a non-empty folder.
+    let msg = generate(&small(3), &a).unwrap_err().to_string();
+    assert!(msg.contains("not empty"), "{msg}");
+}
+
+#[test]
+fn output_is_a_valid_dataset_with_exact_masks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("synth");
+    let cfg = small(0);
+    generate(&cfg, &out).unwrap();
+    let ds = discover(&out, None).unwrap();
+    let mut names = ds.class_names();
+    names.sort();
+    let mut expected: Vec<String> = CLASS_NAMES.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    let pixels = (cfg.size * cfg.size) as f64;
+    for class in &ds.classes {
+        assert_eq!(class.train.len(), 2);
+        assert_eq!(class.test.len(), 6);
+        assert_eq!(class.defect_types().len(), 5, "{}", class.name);
+        for item in &class.test {
+            let img = decode_rgb(&item.path).unwrap();
+            assert_eq!(img.dimensions(), (cfg.size, cfg.size));
+            match &item.mask {
+                None => assert!(!item.is_anomalous()),
+                Some(mask) => {
+                    let area = decode_mask(mask)
+                        .unwrap()
+                        .pixels()
+                        .filter(|p| p[0] > 0)
+                        .count();
+                    let share = area as f64 / pixels;
+                    assert!(
+                        (0.004..0.12).contains(&share),
+                        "{}: defect area {share:.4}",
+                        item.path.display()
+                    );
+                }
+            }
+        }
+    }
+    // Normal images of one class vary (placement, lighting, noise).
+    let c = &ds.classes[0];
+    assert_ne!(
+        std::fs::read(&c.train[0]).unwrap(),
+        std::fs::read(&c.train[1]).unwrap()
+    );
+}
+
+#[test]
+fn loader_streams_batches_in_order_with_the_right_shapes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("synth");
+    generate(&small(1), &out).unwrap();
+    let ds = discover(&out, None).unwrap();
+    let paths: Vec<_> = ds.classes.iter().flat_map(|c| c.train.clone()).collect();
+    assert_eq!(paths.len(), 16);
+    let pre = Preprocess {
+        resize: 36,
+        crop: 32,
+        mode: ResizeMode::ShorterSideThenCenterCrop,
+        ..Preprocess::reference()
+    };
+    let got: Vec<_> = batches(paths.clone(), pre.clone(), 5, false)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|b| b.len()).collect::<Vec<_>>(),
+        vec![5, 5, 5, 1]
+    );
+    let streamed: Vec<_> = got.iter().flat_map(|b| b.paths.clone()).collect();
+    assert_eq!(streamed, paths);
+    let plane = 3 * 32 * 32;
+    assert_eq!(got[1].images.len(), 5 * plane);
+    let single = pre.image(&decode_rgb(&paths[7]).unwrap());
+    assert_eq!(&got[1].images[2 * plane..3 * plane], single.as_slice());
+    let t = got[3].to_tensor(&candle_core::Device::Cpu).unwrap();
+    assert_eq!(t.dims(), &[1, 3, 32, 32]);
+
+    // A broken file ends the stream with an error naming it.
+    let bad = tmp.path().join("bad.png");
+    std::fs::write(&bad, b"nope").unwrap();
+    let results: Vec<_> = batches(vec![paths[0].clone(), bad], pre, 1, false).collect();
+    assert!(results[0].is_ok());
+    let msg = results[1].as_ref().unwrap_err().to_string();
+    assert!(msg.contains("bad.png"), "{msg}");
+    assert_eq!(results.len(), 2);
+}

@@ -60,7 +60,7 @@ fn info(file: &std::path::Path) -> anyhow::Result<()> {
     println!("file:       {}", file.display());
     println!("format:     {format}");
     println!("tensors:    {}", tensors.len());
-    println!("parameters: {params}");
+    println!("values:     {params} (parameters and BN running statistics)");
     println!("arch:       {arch}");
     println!("sha256:     {}", weights::sha256_file(file)?);
     Ok(())

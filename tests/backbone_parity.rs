@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/backbone").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/backbone")
+        .join(name)
 }
 
 fn meta() -> serde_json::Value {
@@ -20,7 +22,8 @@ fn meta() -> serde_json::Value {
 }
 
 fn load_bin(name: &str) -> Tensor {
-    let shape: Vec<usize> = serde_json::from_value(meta()[name].clone()).expect("shape in meta.json");
+    let shape: Vec<usize> =
+        serde_json::from_value(meta()[name].clone()).expect("shape in meta.json");
     let bytes = std::fs::read(fixture(&format!("{name}.bin"))).expect("fixture .bin");
     let values: Vec<f32> = bytes
         .chunks_exact(4)
@@ -32,8 +35,21 @@ fn load_bin(name: &str) -> Tensor {
 /// max |a-b| / max |b|.
 fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    let scale = b.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let diff = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    let scale = b
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     diff / scale.max(1e-12)
 }
 
@@ -44,8 +60,9 @@ fn test_net(file: &str, stats: BnStats) -> ResNet {
         width_per_group: Some(meta()["width_per_group"].as_u64().unwrap() as usize),
         through: Layer::L2,
     };
-    let mut b = BackboneBuilder::with_options(Arch::Resnet50, &WeightSource::File(fixture(file)), opts)
-        .expect("fixture state dict matches the reduced-width layout");
+    let mut b =
+        BackboneBuilder::with_options(Arch::Resnet50, &WeightSource::File(fixture(file)), opts)
+            .expect("fixture state dict matches the reduced-width layout");
     b.apply_bn_stats(stats, meta()["perturb_size"].as_u64().unwrap() as usize)
         .unwrap();
     b.build(Layer::L2, &Device::Cpu).unwrap()
@@ -63,7 +80,14 @@ fn three_file_formats_read_identically() {
         for (k, v) in &dicts[0] {
             let w = d.get(k).unwrap_or_else(|| panic!("{k} missing"));
             assert_eq!(v.dims(), w.dims(), "{k}");
-            let diff = (v - w).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let diff = (v - w)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert_eq!(diff, 0.0, "{k}");
         }
     }
@@ -109,13 +133,23 @@ fn folded_tensors_round_trip_and_mismatch_is_listed() {
 
     let mut broken = folded.clone();
     broken.remove("conv1.bias");
-    broken.insert("layer1.0.conv1.weight".into(), Tensor::zeros((1, 1, 1, 1), candle_core::DType::F32, &Device::Cpu).unwrap());
-    broken.insert("extra.weight".into(), Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap());
+    broken.insert(
+        "layer1.0.conv1.weight".into(),
+        Tensor::zeros((1, 1, 1, 1), candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
+    broken.insert(
+        "extra.weight".into(),
+        Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    );
     let msg = ResNet::from_folded(net.info().clone(), Layer::L2, &broken, &Device::Cpu)
         .err()
         .expect("broken tensors are refused")
         .to_string();
-    for needle in ["missing: conv1.bias", "mis-shaped: layer1.0.conv1.weight", "unexpected: extra.weight"] {
+    for needle in [
+        "missing: conv1.bias",
+        "mis-shaped: layer1.0.conv1.weight",
+        "unexpected: extra.weight",
+    ] {
         assert!(msg.contains(needle), "{needle} not in: {msg}");
     }
     // Asking for a layer the folded network does not hold is refused.

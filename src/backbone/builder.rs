@@ -54,7 +54,11 @@ impl BackboneBuilder {
     }
 
     /// As [`new`](Self::new) for a reduced-width Bottleneck network (test networks).
-    pub fn with_width_per_group(arch: Arch, source: &WeightSource, width_per_group: usize) -> Result<Self> {
+    pub fn with_width_per_group(
+        arch: Arch,
+        source: &WeightSource,
+        width_per_group: usize,
+    ) -> Result<Self> {
         let opts = BuildOptions {
             width_per_group: Some(width_per_group),
             ..BuildOptions::default()
@@ -88,16 +92,22 @@ impl BackboneBuilder {
                         .any(|l| name.starts_with(&format!("{}.", l.name())))
                 };
                 let shapes = super::weights::shapes(&tensors);
-                if let Some(msg) = check_tensors(&expected, &shapes, |n| is_ignored_entry(n) || later(n)) {
+                if let Some(msg) =
+                    check_tensors(&expected, &shapes, |n| is_ignored_entry(n) || later(n))
+                {
                     let wpg = opts
                         .width_per_group
                         .map(|w| format!(" (width per group {w})"))
                         .unwrap_or_default();
-                    return Err(Error::weights(path, format!("not a {arch}{wpg} state dict: {msg}")));
+                    return Err(Error::weights(
+                        path,
+                        format!("not a {arch}{wpg} state dict: {msg}"),
+                    ));
                 }
                 info.weights_file = Some(path.display().to_string());
                 info.weights_sha256 = Some(sha256_file(path)?);
-                let keep: std::collections::HashSet<&String> = expected.iter().map(|(n, _)| n).collect();
+                let keep: std::collections::HashSet<&String> =
+                    expected.iter().map(|(n, _)| n).collect();
                 tensors.retain(|k, _| keep.contains(k));
                 tensors
             }
@@ -141,15 +151,26 @@ impl BackboneBuilder {
     /// Reference quirk: one train-mode forward of an all-ones `[1,3,S,S]` image; every
     /// BatchNorm's running mean/var moves toward that pass's batch statistics with momentum 0.1
     /// (unbiased variance), each BN normalising with its batch statistics during the pass, as
-    /// torch does. The pass runs through every stage this builder holds (`through`); BNs after
-    /// layer3 do not affect layer2/layer3 outputs, so a file truncated after layer3 gives the
-    /// same features as the reference's whole-network pass.
+    /// torch does. The pass covers every stage this builder holds (`through`) whose output is
+    /// at least 2x2 (layer4 needs S >= 64; below that torch itself refuses a train-mode pass and
+    /// layer4's statistics are left untouched). BNs after layer3 do not affect layer2/layer3
+    /// outputs, so a file truncated after layer3 gives the same features as the reference's
+    /// whole-network pass.
     pub fn perturb_bn_reference(&mut self, input_size: usize) -> Result<()> {
         if input_size < 32 {
-            return Err(Error::config("input size", input_size, "must be at least 32"));
+            return Err(Error::config(
+                "input size",
+                input_size,
+                "must be at least 32",
+            ));
         }
         let ones = Tensor::ones((1, 3, input_size, input_size), DType::F32, &Device::Cpu)?;
-        let stats = self.train_pass(&ones)?;
+        let through = Layer::ALL
+            .into_iter()
+            .filter(|l| *l <= self.through && input_size >= 2 * l.stride())
+            .max()
+            .unwrap_or(Layer::L1);
+        let stats = self.train_pass(&ones, through)?;
         for (bn, (mean, var)) in stats {
             self.update_running(&bn, |old_m, old_v, i| {
                 (
@@ -169,13 +190,20 @@ impl BackboneBuilder {
     /// initialised backbone produce activations of sane scale; recorded in the info.
     pub fn recalibrate_bn(&mut self, batches: &[Tensor]) -> Result<()> {
         if batches.is_empty() {
-            return Err(Error::config("recalibration batches", 0, "need at least one batch"));
+            return Err(Error::config(
+                "recalibration batches",
+                0,
+                "need at least one batch",
+            ));
         }
         let mut sums: HashMap<String, (Vec<f64>, Vec<f64>)> = HashMap::new();
         for batch in batches {
-            let stats = self.train_pass(&batch.to_device(&Device::Cpu)?.to_dtype(DType::F32)?)?;
+            let batch = batch.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+            let stats = self.train_pass(&batch, self.through)?;
             for (bn, (m, v)) in stats {
-                let entry = sums.entry(bn).or_insert_with(|| (vec![0.0; m.len()], vec![0.0; v.len()]));
+                let entry = sums
+                    .entry(bn)
+                    .or_insert_with(|| (vec![0.0; m.len()], vec![0.0; v.len()]));
                 entry.0.iter_mut().zip(&m).for_each(|(a, b)| *a += b);
                 entry.1.iter_mut().zip(&v).for_each(|(a, b)| *a += b);
             }
@@ -201,9 +229,18 @@ impl BackboneBuilder {
         let mut folded = HashMap::new();
         for cb in self.topo.conv_bns(last_layer) {
             let (w, b) = self.fold(cb)?;
-            folded.insert(cb.conv.clone(), (w.to_device(device)?, b.to_device(device)?));
+            folded.insert(
+                cb.conv.clone(),
+                (w.to_device(device)?, b.to_device(device)?),
+            );
         }
-        Ok(ResNet::from_parts(self.info, self.topo, last_layer, folded, device.clone()))
+        Ok(ResNet::from_parts(
+            self.info,
+            self.topo,
+            last_layer,
+            folded,
+            device.clone(),
+        ))
     }
 
     fn param(&self, name: &str) -> Result<&Tensor> {
@@ -221,16 +258,28 @@ impl BackboneBuilder {
         let beta = self.vec64(&format!("{}.bias", cb.bn))?;
         let mean = self.vec64(&format!("{}.running_mean", cb.bn))?;
         let var = self.vec64(&format!("{}.running_var", cb.bn))?;
-        let scale: Vec<f64> = gamma.iter().zip(&var).map(|(g, v)| g / (v + BN_EPS).sqrt()).collect();
-        let bias: Vec<f32> = (0..scale.len()).map(|i| (beta[i] - mean[i] * scale[i]) as f32).collect();
-        let w = self.param(&format!("{}.weight", cb.conv))?.to_dtype(DType::F64)?;
+        let scale: Vec<f64> = gamma
+            .iter()
+            .zip(&var)
+            .map(|(g, v)| g / (v + BN_EPS).sqrt())
+            .collect();
+        let bias: Vec<f32> = (0..scale.len())
+            .map(|i| (beta[i] - mean[i] * scale[i]) as f32)
+            .collect();
+        let w = self
+            .param(&format!("{}.weight", cb.conv))?
+            .to_dtype(DType::F64)?;
         let scale_t = Tensor::from_vec(scale, (cb.c_out, 1, 1, 1), &Device::Cpu)?;
         let w = w.broadcast_mul(&scale_t)?.to_dtype(DType::F32)?;
         Ok((w, Tensor::from_vec(bias, cb.c_out, &Device::Cpu)?))
     }
 
     /// Sets a BN's running (mean, var) per channel from `f(old_mean, old_var, channel)`.
-    fn update_running(&mut self, bn: &str, f: impl Fn(f64, f64, usize) -> (f64, f64)) -> Result<()> {
+    fn update_running(
+        &mut self,
+        bn: &str,
+        f: impl Fn(f64, f64, usize) -> (f64, f64),
+    ) -> Result<()> {
         let old_m = self.vec64(&format!("{bn}.running_mean"))?;
         let old_v = self.vec64(&format!("{bn}.running_var"))?;
         let (m, v): (Vec<f32>, Vec<f32>) = (0..old_m.len())
@@ -240,19 +289,29 @@ impl BackboneBuilder {
             })
             .unzip();
         let n = m.len();
-        self.params
-            .insert(format!("{bn}.running_mean"), Tensor::from_vec(m, n, &Device::Cpu)?);
-        self.params
-            .insert(format!("{bn}.running_var"), Tensor::from_vec(v, n, &Device::Cpu)?);
+        self.params.insert(
+            format!("{bn}.running_mean"),
+            Tensor::from_vec(m, n, &Device::Cpu)?,
+        );
+        self.params.insert(
+            format!("{bn}.running_var"),
+            Tensor::from_vec(v, n, &Device::Cpu)?,
+        );
         Ok(())
     }
 
-    /// One train-mode forward (every BN normalises with its batch statistics) through all held
-    /// stages; returns each BN's batch mean and unbiased variance.
-    fn train_pass(&self, x: &Tensor) -> Result<BatchStats> {
+    /// One train-mode forward (every BN normalises with its batch statistics) up to stage
+    /// `through`; returns each BN's batch mean and unbiased variance.
+    fn train_pass(&self, x: &Tensor, through: Layer) -> Result<BatchStats> {
         let mut stats = BatchStats::new();
-        topology::run(&self.topo, x, &[self.through], |cb, h| {
-            let y = h.conv2d(self.param(&format!("{}.weight", cb.conv))?, cb.padding, cb.stride, 1, 1)?;
+        topology::run(&self.topo, x, &[through], |cb, h| {
+            let y = h.conv2d(
+                self.param(&format!("{}.weight", cb.conv))?,
+                cb.padding,
+                cb.stride,
+                1,
+                1,
+            )?;
             let (n, c, hh, ww) = y.dims4()?;
             let count = n * hh * ww;
             if count < 2 {
@@ -265,10 +324,18 @@ impl BackboneBuilder {
             let flat = y.transpose(0, 1)?.flatten_from(1)?.to_dtype(DType::F64)?;
             let mean = flat.mean_keepdim(1)?;
             let var = flat.broadcast_sub(&mean)?.sqr()?.mean_keepdim(1)?;
-            let gamma = self.param(&format!("{}.weight", cb.bn))?.reshape((1, c, 1, 1))?;
-            let beta = self.param(&format!("{}.bias", cb.bn))?.reshape((1, c, 1, 1))?;
+            let gamma = self
+                .param(&format!("{}.weight", cb.bn))?
+                .reshape((1, c, 1, 1))?;
+            let beta = self
+                .param(&format!("{}.bias", cb.bn))?
+                .reshape((1, c, 1, 1))?;
             let mean32 = mean.to_dtype(DType::F32)?.reshape((1, c, 1, 1))?;
-            let inv_std = (var.clone() + BN_EPS)?.sqrt()?.recip()?.to_dtype(DType::F32)?.reshape((1, c, 1, 1))?;
+            let inv_std = (var.clone() + BN_EPS)?
+                .sqrt()?
+                .recip()?
+                .to_dtype(DType::F32)?
+                .reshape((1, c, 1, 1))?;
             let out = y
                 .broadcast_sub(&mean32)?
                 .broadcast_mul(&inv_std)?
@@ -299,13 +366,28 @@ fn random_init(topo: &Topology, through: Layer, seed: u64) -> Result<HashMap<Str
             .map_err(|e| Error::Other(format!("random init of {}: {e}", cb.conv)))?;
         let n: usize = shape.iter().product();
         let values: Vec<f32> = (0..n).map(|_| normal.sample(&mut rng)).collect();
-        out.insert(format!("{}.weight", cb.conv), Tensor::from_vec(values, shape, &Device::Cpu)?);
+        out.insert(
+            format!("{}.weight", cb.conv),
+            Tensor::from_vec(values, shape, &Device::Cpu)?,
+        );
         let c = cb.c_out;
         let cpu = &Device::Cpu;
-        out.insert(format!("{}.weight", cb.bn), Tensor::ones(c, DType::F32, cpu)?);
-        out.insert(format!("{}.bias", cb.bn), Tensor::zeros(c, DType::F32, cpu)?);
-        out.insert(format!("{}.running_mean", cb.bn), Tensor::zeros(c, DType::F32, cpu)?);
-        out.insert(format!("{}.running_var", cb.bn), Tensor::ones(c, DType::F32, cpu)?);
+        out.insert(
+            format!("{}.weight", cb.bn),
+            Tensor::ones(c, DType::F32, cpu)?,
+        );
+        out.insert(
+            format!("{}.bias", cb.bn),
+            Tensor::zeros(c, DType::F32, cpu)?,
+        );
+        out.insert(
+            format!("{}.running_mean", cb.bn),
+            Tensor::zeros(c, DType::F32, cpu)?,
+        );
+        out.insert(
+            format!("{}.running_var", cb.bn),
+            Tensor::ones(c, DType::F32, cpu)?,
+        );
     }
     Ok(out)
 }

@@ -23,7 +23,10 @@ pub fn known_file_name(arch: Arch) -> &'static str {
 
 /// torchvision's download URL of `arch`'s ImageNet weights.
 pub fn default_url(arch: Arch) -> String {
-    format!("https://download.pytorch.org/models/{}", known_file_name(arch))
+    format!(
+        "https://download.pytorch.org/models/{}",
+        known_file_name(arch)
+    )
 }
 
 /// `<user cache folder>/cras/weights` (e.g. `~/.cache/cras/weights` on Linux).
@@ -38,7 +41,8 @@ pub fn default_cache_dir() -> Result<PathBuf> {
 pub fn expected_hash_prefix(file_name: &str) -> Option<String> {
     let stem = file_name.split('.').next()?;
     let (_, tail) = stem.rsplit_once('-')?;
-    (tail.len() >= 8 && tail.chars().all(|c| c.is_ascii_hexdigit())).then(|| tail.to_ascii_lowercase())
+    (tail.len() >= 8 && tail.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| tail.to_ascii_lowercase())
 }
 
 /// The last path segment of a URL (query and fragment removed).
@@ -62,7 +66,10 @@ pub fn fetch(url: &str, cache_dir: &Path) -> Result<PathBuf> {
                 return Ok(dest);
             }
             None => {
-                tracing::info!("{} is already cached (no hash in its name to check)", dest.display());
+                tracing::info!(
+                    "{} is already cached (no hash in its name to check)",
+                    dest.display()
+                );
                 return Ok(dest);
             }
             Some(p) => tracing::warn!(
@@ -72,7 +79,9 @@ pub fn fetch(url: &str, cache_dir: &Path) -> Result<PathBuf> {
         }
     }
     if prefix.is_none() {
-        tracing::warn!("{name} carries no SHA-256 prefix in its name: the download cannot be checked");
+        tracing::warn!(
+            "{name} carries no SHA-256 prefix in its name: the download cannot be checked"
+        );
     }
     let offline_hint = || {
         format!(
@@ -86,20 +95,25 @@ pub fn fetch(url: &str, cache_dir: &Path) -> Result<PathBuf> {
         .call()
         .map_err(|e| Error::Other(format!("could not download {url}: {e}; {}", offline_hint())))?;
     std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
     let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut reader = response.into_reader();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0usize;
     loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| Error::Other(format!("download of {url} broke off after {total} bytes: {e}; {}", offline_hint())))?;
+        let n = reader.read(&mut buf).map_err(|e| {
+            Error::Other(format!(
+                "download of {url} broke off after {total} bytes: {e}; {}",
+                offline_hint()
+            ))
+        })?;
         if n == 0 {
             break;
         }
         sha2::Digest::update(&mut hasher, &buf[..n]);
-        tmp.write_all(&buf[..n]).map_err(|e| Error::io(tmp.path(), e))?;
+        tmp.write_all(&buf[..n])
+            .map_err(|e| Error::io(tmp.path(), e))?;
         total += n;
     }
     let sha = hex(&sha2::Digest::finalize(hasher));
@@ -107,7 +121,9 @@ pub fn fetch(url: &str, cache_dir: &Path) -> Result<PathBuf> {
         if !sha.starts_with(p.as_str()) {
             return Err(Error::weights(
                 &dest,
-                format!("download of {url} has sha256 {sha}, but its name promises {p}...: not stored"),
+                format!(
+                    "download of {url} has sha256 {sha}, but its name promises {p}...: not stored"
+                ),
             ));
         }
     }

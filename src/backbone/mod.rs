@@ -26,10 +26,10 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// The supported torchvision ResNet variants (displayed and parsed with torchvision's names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arch {
     /// `wide_resnet50_2`: Bottleneck [3,4,6,3], width per group 128 (the CRAS default).
+    #[default]
     #[serde(rename = "wide_resnet50_2")]
     WideResnet50_2,
     /// `wide_resnet101_2`: Bottleneck [3,4,23,3], width per group 128.
@@ -63,12 +63,6 @@ impl Arch {
     }
 }
 
-impl Default for Arch {
-    fn default() -> Self {
-        Arch::WideResnet50_2
-    }
-}
-
 impl std::fmt::Display for Arch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -83,7 +77,11 @@ impl std::str::FromStr for Arch {
             .find(|a| a.name() == s)
             .ok_or_else(|| {
                 let names: Vec<&str> = Arch::ALL.iter().map(|a| a.name()).collect();
-                crate::Error::config("backbone", s, format!("expected one of {}", names.join(", ")))
+                crate::Error::config(
+                    "backbone",
+                    s,
+                    format!("expected one of {}", names.join(", ")),
+                )
             })
     }
 }
@@ -138,7 +136,9 @@ impl std::str::FromStr for Layer {
         Layer::ALL
             .into_iter()
             .find(|l| l.name() == s)
-            .ok_or_else(|| crate::Error::config("layer", s, "expected layer1, layer2, layer3 or layer4"))
+            .ok_or_else(|| {
+                crate::Error::config("layer", s, "expected layer1, layer2, layer3 or layer4")
+            })
     }
 }
 
@@ -181,4 +181,39 @@ pub struct BackboneInfo {
     pub input_size: usize,
     /// Non-standard width per group (reduced-width test networks only).
     pub width_per_group: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_serialise_as_torchvision_spells_them() {
+        for arch in Arch::ALL {
+            assert_eq!(arch.to_string().parse::<Arch>().unwrap(), arch);
+            assert_eq!(serde_json::to_string(&arch).unwrap(), format!("\"{arch}\""));
+        }
+        assert!("wideresnet50".parse::<Arch>().is_err());
+        assert_eq!("layer2".parse::<Layer>().unwrap(), Layer::L2);
+        assert_eq!(serde_json::to_string(&Layer::L3).unwrap(), "\"layer3\"");
+        assert!(Layer::L2 < Layer::L3 && Layer::L3.stride() == 16);
+        assert_eq!(BnStats::default(), BnStats::Reference);
+    }
+
+    #[test]
+    fn wide_resnet50_2_layout_has_torchvision_shapes() {
+        let t = topology::Topology::new(Arch::WideResnet50_2, None).unwrap();
+        let state: std::collections::HashMap<_, _> =
+            t.expected_state(Layer::L4).into_iter().collect();
+        assert_eq!(state["layer1.0.conv2.weight"], vec![128, 128, 3, 3]);
+        assert_eq!(state["layer3.0.downsample.0.weight"], vec![1024, 512, 1, 1]);
+        assert_eq!(t.channels, [256, 512, 1024, 2048]);
+        // 68.9 M parameters in torchvision's wide_resnet50_2 minus fc (2049000) and BN buffers.
+        let convs_and_bn_affine: usize = state
+            .iter()
+            .filter(|(k, _)| !k.ends_with("running_mean") && !k.ends_with("running_var"))
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum();
+        assert_eq!(convs_and_bn_affine + 2048 * 1000 + 1000, 68_883_240);
+    }
 }

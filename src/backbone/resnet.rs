@@ -120,7 +120,13 @@ impl ResNet {
             };
             folded.insert(cb.conv.clone(), (get("weight")?, get("bias")?));
         }
-        Ok(ResNet::from_parts(info, topo, last_layer, folded, device.clone()))
+        Ok(ResNet::from_parts(
+            info,
+            topo,
+            last_layer,
+            folded,
+            device.clone(),
+        ))
     }
 
     /// A copy of the network on `device`.

@@ -23,7 +23,14 @@ pub(crate) struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(conv: String, bn: String, c_in: usize, c_out: usize, kernel: usize, stride: usize) -> Self {
+    fn new(
+        conv: String,
+        bn: String,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+    ) -> Self {
         ConvBn {
             conv,
             bn,
@@ -72,7 +79,10 @@ impl Topology {
             return Err(Error::config(
                 "width_per_group",
                 wpg,
-                format!("{arch} supports {} only", if bottleneck { "a positive width" } else { "64" }),
+                format!(
+                    "{arch} supports {} only",
+                    if bottleneck { "a positive width" } else { "64" }
+                ),
             ));
         }
         let expansion = if bottleneck { 4 } else { 1 };
@@ -89,7 +99,14 @@ impl Topology {
                 let p = format!("layer{}.{bi}", li + 1);
                 let s = if bi == 0 { stride } else { 1 };
                 let cb = |i: usize, c_in, c_out, k, st| {
-                    ConvBn::new(format!("{p}.conv{i}"), format!("{p}.bn{i}"), c_in, c_out, k, st)
+                    ConvBn::new(
+                        format!("{p}.conv{i}"),
+                        format!("{p}.bn{i}"),
+                        c_in,
+                        c_out,
+                        k,
+                        st,
+                    )
                 };
                 let convs = if bottleneck {
                     let width = planes * wpg / 64;
@@ -162,7 +179,12 @@ impl Topology {
 
 /// Runs the network on `x` up to the last of `layers`, applying `conv_bn` for each conv+BN pair
 /// (folded, or train-mode with batch statistics). Returns the stage outputs in the order asked.
-pub(crate) fn run<F>(topo: &Topology, x: &Tensor, layers: &[Layer], mut conv_bn: F) -> Result<Vec<Tensor>>
+pub(crate) fn run<F>(
+    topo: &Topology,
+    x: &Tensor,
+    layers: &[Layer],
+    mut conv_bn: F,
+) -> Result<Vec<Tensor>>
 where
     F: FnMut(&ConvBn, &Tensor) -> Result<Tensor>,
 {
@@ -171,7 +193,11 @@ where
     };
     let (_, c, _, _) = x.dims4()?;
     if c != 3 {
-        return Err(Error::config("backbone input channels", c, "expected [B,3,H,W] RGB images"));
+        return Err(Error::config(
+            "backbone input channels",
+            c,
+            "expected [B,3,H,W] RGB images",
+        ));
     }
     let x = conv_bn(&topo.stem, x)?.relu()?;
     // Max pool 3x3 / stride 2 / padding 1. The input is post-ReLU (>= 0), so zero padding
@@ -217,7 +243,9 @@ pub(crate) fn check_tensors(
     for (name, shape) in expected {
         match have.get(name) {
             None => missing.push(name.clone()),
-            Some(s) if s != shape => misshaped.push(format!("{name} (expected {shape:?}, found {s:?})")),
+            Some(s) if s != shape => {
+                misshaped.push(format!("{name} (expected {shape:?}, found {s:?})"))
+            }
             Some(_) => {}
         }
     }
@@ -234,17 +262,29 @@ pub(crate) fn check_tensors(
     let mut parts = Vec::new();
     let list = |v: &[String]| {
         let shown: Vec<&str> = v.iter().take(12).map(String::as_str).collect();
-        let more = if v.len() > 12 { format!(", ... ({} more)", v.len() - 12) } else { String::new() };
+        let more = if v.len() > 12 {
+            format!(", ... ({} more)", v.len() - 12)
+        } else {
+            String::new()
+        };
         format!("{}{more}", shown.join(", "))
     };
     if !missing.is_empty() {
         parts.push(format!("{} missing: {}", missing.len(), list(&missing)));
     }
     if !misshaped.is_empty() {
-        parts.push(format!("{} mis-shaped: {}", misshaped.len(), list(&misshaped)));
+        parts.push(format!(
+            "{} mis-shaped: {}",
+            misshaped.len(),
+            list(&misshaped)
+        ));
     }
     if !unexpected.is_empty() {
-        parts.push(format!("{} unexpected: {}", unexpected.len(), list(&unexpected)));
+        parts.push(format!(
+            "{} unexpected: {}",
+            unexpected.len(),
+            list(&unexpected)
+        ));
     }
     Some(parts.join("; "))
 }

@@ -54,8 +54,12 @@ pub fn read_state_dict_with_format(path: &Path) -> Result<(WeightFormat, HashMap
     if looks_like_safetensors(path)? {
         return Ok((WeightFormat::Safetensors, read_safetensors(path)?));
     }
-    let reader = pytorch_reader::PytorchReader::new(path)
-        .map_err(|e| Error::weights(path, format!("not a readable PyTorch or safetensors file: {e}")))?;
+    let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| {
+        Error::weights(
+            path,
+            format!("not a readable PyTorch or safetensors file: {e}"),
+        )
+    })?;
     let format = match reader.metadata().format_type {
         pytorch_reader::FileFormat::Zip => WeightFormat::PthZip,
         pytorch_reader::FileFormat::Legacy => WeightFormat::PthLegacy,
@@ -66,7 +70,8 @@ pub fn read_state_dict_with_format(path: &Path) -> Result<(WeightFormat, HashMap
         let bytes = t
             .read()
             .map_err(|e| Error::weights(path, format!("reading tensor {name}: {e}")))?;
-        let values = to_f32(&bytes, t.dtype()).map_err(|m| Error::weights(path, format!("tensor {name}: {m}")))?;
+        let values = to_f32(&bytes, t.dtype())
+            .map_err(|m| Error::weights(path, format!("tensor {name}: {m}")))?;
         let tensor = Tensor::from_vec(values, t.shape(), &Device::Cpu)?;
         out.insert(name.clone(), tensor);
     }
@@ -83,16 +88,24 @@ fn to_f32(bytes: &[u8], dtype: pytorch_reader::DType) -> std::result::Result<Vec
     use pytorch_reader::DType as D;
     let chunks = |n: usize| bytes.chunks_exact(n);
     Ok(match dtype {
-        D::F32 => chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        D::F32 => chunks(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
         D::F64 => chunks(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
             .collect(),
-        D::F16 => chunks(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        D::BF16 => chunks(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        D::F16 => chunks(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        D::BF16 => chunks(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
         D::I64 => chunks(8)
             .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
             .collect(),
-        D::I32 => chunks(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+        D::I32 => chunks(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
+            .collect(),
         other => return Err(format!("unsupported element type {other:?}")),
     })
 }
@@ -112,11 +125,18 @@ fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
             Dtype::I64 => pytorch_reader::DType::I64,
             Dtype::I32 => pytorch_reader::DType::I32,
             other => {
-                return Err(Error::weights(path, format!("tensor {name}: unsupported element type {other:?}")))
+                return Err(Error::weights(
+                    path,
+                    format!("tensor {name}: unsupported element type {other:?}"),
+                ))
             }
         };
-        let values = to_f32(view.data(), dtype).map_err(|m| Error::weights(path, format!("tensor {name}: {m}")))?;
-        out.insert(name.clone(), Tensor::from_vec(values, view.shape(), &Device::Cpu)?);
+        let values = to_f32(view.data(), dtype)
+            .map_err(|m| Error::weights(path, format!("tensor {name}: {m}")))?;
+        out.insert(
+            name.clone(),
+            Tensor::from_vec(values, view.shape(), &Device::Cpu)?,
+        );
     }
     Ok(out)
 }
@@ -125,7 +145,10 @@ fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
 pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
     let mut data = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let values: Vec<f32> = t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+        let values: Vec<f32> = t
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         data.push((name.clone(), t.dims().to_vec(), bytes));
     }
@@ -138,7 +161,8 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
                 .map_err(|e| Error::Other(format!("tensor {n}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, None).map_err(|e| Error::Other(format!("safetensors serialisation: {e}")))
+    safetensors::serialize(views, None)
+        .map_err(|e| Error::Other(format!("safetensors serialisation: {e}")))
 }
 
 /// Writes tensors as an f32 safetensors file, atomically.
@@ -171,14 +195,19 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Shapes of a state dict's entries.
 pub fn shapes(tensors: &HashMap<String, Tensor>) -> HashMap<String, Vec<usize>> {
-    tensors.iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect()
+    tensors
+        .iter()
+        .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+        .collect()
 }
 
 /// The standard architecture whose full state dict (through layer4) matches these shapes, if any.
 pub fn detect_arch(shapes: &HashMap<String, Vec<usize>>) -> Option<Arch> {
     Arch::ALL.into_iter().find(|&arch| {
         Topology::new(arch, None)
-            .map(|t| check_tensors(&t.expected_state(Layer::L4), shapes, is_ignored_entry).is_none())
+            .map(|t| {
+                check_tensors(&t.expected_state(Layer::L4), shapes, is_ignored_entry).is_none()
+            })
             .unwrap_or(false)
     })
 }

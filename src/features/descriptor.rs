@@ -56,7 +56,7 @@ enum ChannelPool {
 
 impl ChannelPool {
     fn new(len_in: usize, len_out: usize) -> Self {
-        if len_in % len_out == 0 {
+        if len_in.is_multiple_of(len_out) {
             return ChannelPool::Uniform {
                 len_out,
                 k: len_in / len_out,
@@ -85,13 +85,16 @@ impl ChannelPool {
         let (b, _, h, w) = x.dims4()?;
         match self {
             ChannelPool::Uniform { k: 1, .. } => Ok(x.clone()),
-            ChannelPool::Uniform { len_out, k } => Ok(x.reshape((b, *len_out, *k, h, w))?.mean(2)?),
+            ChannelPool::Uniform { len_out, k } => {
+                Ok(x.reshape((b, *len_out, *k, h, w))?.mean(2)?)
+            }
             ChannelPool::Taps { taps } => {
                 let mut acc: Option<Tensor> = None;
                 for (idx, weight) in taps {
                     let n = idx.len();
                     let idx = Tensor::from_slice(idx, n, x.device())?;
-                    let weight = Tensor::from_slice(weight, (1, n, 1, 1), x.device())?.to_dtype(x.dtype())?;
+                    let weight = Tensor::from_slice(weight, (1, n, 1, 1), x.device())?
+                        .to_dtype(x.dtype())?;
                     let term = x.index_select(&idx, 1)?.broadcast_mul(&weight)?;
                     acc = Some(match acc {
                         Some(a) => (a + term)?,
@@ -127,10 +130,17 @@ fn resize_bilinear(x: &Tensor, out_h: usize, out_w: usize) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let dev = x.device();
-    let aw_t = Tensor::from_vec(bilinear_matrix(out_w, w), (out_w, w), dev)?.t()?.to_dtype(x.dtype())?;
-    let ah_t = Tensor::from_vec(bilinear_matrix(out_h, h), (out_h, h), dev)?.t()?.to_dtype(x.dtype())?;
+    let aw_t = Tensor::from_vec(bilinear_matrix(out_w, w), (out_w, w), dev)?
+        .t()?
+        .to_dtype(x.dtype())?;
+    let ah_t = Tensor::from_vec(bilinear_matrix(out_h, h), (out_h, h), dev)?
+        .t()?
+        .to_dtype(x.dtype())?;
     let y = x.reshape((b * c * h, w))?.matmul(&aw_t)?; // [bch, out_w]
-    let y = y.reshape((b * c, h, out_w))?.transpose(1, 2)?.contiguous()?;
+    let y = y
+        .reshape((b * c, h, out_w))?
+        .transpose(1, 2)?
+        .contiguous()?;
     let y = y.reshape((b * c * out_w, h))?.matmul(&ah_t)?; // [bc out_w, out_h]
     Ok(y.reshape((b * c, out_w, out_h))?
         .transpose(1, 2)?
@@ -171,27 +181,45 @@ impl PatchDescriptor {
     /// `channels`: the channel count of each configured layer, in the configuration's order.
     pub fn new(cfg: &DescriptorConfig, channels: &[usize]) -> Result<Self> {
         if cfg.layers.is_empty() {
-            return Err(Error::config("descriptor layers", "[]", "need at least one layer"));
+            return Err(Error::config(
+                "descriptor layers",
+                "[]",
+                "need at least one layer",
+            ));
         }
         if channels.len() != cfg.layers.len() {
             return Err(Error::config(
                 "descriptor channels",
                 format!("{channels:?}"),
-                format!("need one channel count per layer ({} layers)", cfg.layers.len()),
+                format!(
+                    "need one channel count per layer ({} layers)",
+                    cfg.layers.len()
+                ),
             ));
         }
-        if cfg.patch_size == 0 || cfg.patch_size % 2 == 0 {
-            return Err(Error::config("patch size", cfg.patch_size, "must be odd (1, 3, 5, ...)"));
+        if cfg.patch_size == 0 || cfg.patch_size.is_multiple_of(2) {
+            return Err(Error::config(
+                "patch size",
+                cfg.patch_size,
+                "must be odd (1, 3, 5, ...)",
+            ));
         }
         if cfg.dims == 0 {
-            return Err(Error::config("descriptor dims", cfg.dims, "must be positive"));
+            return Err(Error::config(
+                "descriptor dims",
+                cfg.dims,
+                "must be positive",
+            ));
         }
         let pp = cfg.patch_size * cfg.patch_size;
         Ok(PatchDescriptor {
             channels: channels.to_vec(),
             patch_size: cfg.patch_size,
             dims: cfg.dims,
-            layer_pools: channels.iter().map(|c| ChannelPool::new(c * pp, cfg.dims)).collect(),
+            layer_pools: channels
+                .iter()
+                .map(|c| ChannelPool::new(c * pp, cfg.dims))
+                .collect(),
             final_pool: ChannelPool::new(channels.len() * cfg.dims, cfg.dims),
         })
     }
@@ -249,7 +277,10 @@ impl FeatureExtractor {
             return Err(Error::config(
                 "descriptor layer",
                 l,
-                format!("the backbone was built up to {} only", backbone.last_layer()),
+                format!(
+                    "the backbone was built up to {} only",
+                    backbone.last_layer()
+                ),
             ));
         }
         let channels: Vec<usize> = cfg.layers.iter().map(|l| backbone.channels(*l)).collect();
@@ -265,7 +296,7 @@ impl FeatureExtractor {
     /// default layers (in general the first layer's grid).
     pub fn descriptors(&self, images: &Tensor) -> Result<Tensor> {
         let (_, c, h, w) = images.dims4()?;
-        if c != 3 || h == 0 || w == 0 || h % 16 != 0 || w % 16 != 0 {
+        if c != 3 || h == 0 || w == 0 || !h.is_multiple_of(16) || !w.is_multiple_of(16) {
             return Err(Error::config(
                 "image batch shape",
                 format!("{:?}", images.dims()),
@@ -278,11 +309,70 @@ impl FeatureExtractor {
 
     /// Side of the descriptor grid for input side `input_size` (S/8 for the default layers).
     pub fn grid_side(&self, input_size: usize) -> usize {
-        input_size / self.cfg.layers.first().copied().unwrap_or(Layer::L2).stride()
+        input_size
+            / self
+                .cfg
+                .layers
+                .first()
+                .copied()
+                .unwrap_or(Layer::L2)
+                .stride()
     }
 
     /// The device the backbone runs on.
     pub fn device(&self) -> &Device {
         self.backbone.device()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// torch's adaptive_avg_pool1d written naively.
+    fn naive_pool(v: &[f32], n: usize) -> Vec<f32> {
+        let l = v.len();
+        (0..n)
+            .map(|o| {
+                let (s, e) = (o * l / n, ((o + 1) * l).div_ceil(n));
+                v[s..e].iter().sum::<f32>() / (e - s) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn channel_pool_matches_adaptive_pooling_for_any_width() {
+        let v: Vec<f32> = (0..45).map(|i| ((i * 37) % 11) as f32 - 3.0).collect();
+        let x = Tensor::from_vec(v.clone(), (1, 45, 1, 1), &Device::Cpu).unwrap();
+        for n in [1, 7, 15, 44, 45, 60, 90] {
+            let got: Vec<f32> = ChannelPool::new(45, n)
+                .apply(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let want = naive_pool(&v, n);
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5, "n={n}: {got:?} vs {want:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn bilinear_matrix_is_torch_half_pixel_resize() {
+        // 2 -> 4 with align_corners=False: weights (1,0), (0.75,0.25), (0.25,0.75), (0,1).
+        let m = bilinear_matrix(4, 2);
+        assert_eq!(m, vec![1.0, 0.0, 0.75, 0.25, 0.25, 0.75, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn bad_configuration_is_refused() {
+        let even = DescriptorConfig {
+            patch_size: 2,
+            ..DescriptorConfig::default()
+        };
+        assert!(PatchDescriptor::new(&even, &[4, 8]).is_err());
+        assert!(PatchDescriptor::new(&DescriptorConfig::default(), &[4]).is_err());
     }
 }

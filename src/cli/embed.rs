@@ -115,25 +115,18 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `[1,3,size,size]` ImageNet-normalised tensor of an image (plain bilinear resize).
-// TODO(integration): use cras::data (decode::decode_rgb + Preprocess::reference()).
+/// `[1,3,size,size]` tensor of an image, preprocessed as the reference does (shorter side to
+/// size * 329 / 288 with PIL-exact bilinear, center crop, ImageNet normalisation).
 fn load_image_tensor(path: &Path, size: usize) -> anyhow::Result<Tensor> {
-    const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-    const STD: [f32; 3] = [0.229, 0.224, 0.225];
-    let img = image::open(path)
-        .with_context(|| format!("{}: cannot decode image", path.display()))?
-        .to_rgb8();
     let side = u32::try_from(size).context("image size too large")?;
-    let img = image::imageops::resize(&img, side, side, image::imageops::FilterType::Triangle);
-    let mut data = vec![0f32; 3 * size * size];
-    for (x, y, p) in img.enumerate_pixels() {
-        for c in 0..3 {
-            data[c * size * size + y as usize * size + x as usize] =
-                (p[c] as f32 / 255.0 - MEAN[c]) / STD[c];
-        }
-    }
+    let pre = cras::data::Preprocess {
+        resize: (side * 329 + 144) / 288,
+        crop: side,
+        ..cras::data::Preprocess::reference()
+    };
+    let img = cras::data::decode::decode_rgb(path)?;
     Ok(Tensor::from_vec(
-        data,
+        pre.image(&img),
         (1, 3, size, size),
         &candle_core::Device::Cpu,
     )?)

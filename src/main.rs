@@ -62,3 +62,15 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        // Catches clashing option names (e.g. a subcommand option shadowing a global one).
+        Cli::command().debug_assert();
+    }
+}

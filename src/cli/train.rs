@@ -93,7 +93,7 @@ pub struct TrainArgs {
     pub resume: bool,
     /// JSONL log of per-step and per-epoch figures [default: <out>.log.jsonl].
     #[arg(long)]
-    pub log: Option<PathBuf>,
+    pub train_log: Option<PathBuf>,
     /// Ablation: feed [f; 0] instead of [f; f - R] to the discriminator.
     #[arg(long)]
     pub no_residual: bool,
@@ -175,7 +175,7 @@ impl TrainArgs {
 /// Runs `cras train`.
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let cfg = a.config()?;
-    let log_path = a.log.clone().unwrap_or_else(|| {
+    let log_path = a.train_log.clone().unwrap_or_else(|| {
         let mut s = a.out.as_os_str().to_owned();
         s.push(".log.jsonl");
         PathBuf::from(s)

@@ -7,7 +7,7 @@
 //! defect pixel (sorted keys, see [`super::pro`]), so its peak is about 9 bytes per pixel.
 
 use super::pro::{pixel_keys, PixelImage, ProSweep};
-use super::sweep::{sorted_keys, walk_descending, RankingSweep};
+use super::sweep::{sorted_keys, walk_coarse, RankingSweep};
 use super::MetricSet;
 use crate::{Error, Result};
 
@@ -140,7 +140,7 @@ impl EvalAccumulator {
         let mut set = MetricSet::default();
         if let Some((neg, pos)) = sorted_keys(&self.scores, &self.labels) {
             let mut sweep = RankingSweep::new(pos.len() as u64, neg.len() as u64);
-            walk_descending(&neg, &pos, |k, d_neg, d_pos| {
+            walk_coarse(&neg, &pos, |k, d_neg, d_pos| {
                 sweep.step(k, d_neg, d_pos.len() as u64)
             });
             set.image_auroc = sweep.auroc();
@@ -163,7 +163,7 @@ impl EvalAccumulator {
         let keys = pixel_keys(&images);
         let mut ranking = RankingSweep::new(keys.pos.len() as u64, keys.neg.len() as u64);
         let mut pro = ProSweep::new(&keys.region_sizes, keys.neg.len(), fpr_limit);
-        walk_descending(&keys.neg, &keys.pos, |k, d_neg, d_pos| {
+        walk_coarse(&keys.neg, &keys.pos, |k, d_neg, d_pos| {
             ranking.step(k, d_neg, d_pos.len() as u64);
             if let Some(pro) = pro.as_mut() {
                 pro.step(d_neg, d_pos);

@@ -13,7 +13,8 @@
 //! Memory of the exact sweep: 4 bytes per defect-free pixel (u32 key) and 8 bytes per defect
 //! pixel (u64 key << 32 | global region id), plus 8 bytes per region.
 
-use super::sweep::{score_key, walk_descending};
+use super::radix::radix_sort_by_key;
+use super::sweep::{score_key, walk_coarse};
 use rayon::prelude::*;
 
 /// Labels the 8-connected components of the nonzero pixels of `mask` (`width * height`,
@@ -123,7 +124,10 @@ pub(crate) fn pixel_keys(images: &[PixelImage]) -> PixelKeys {
         region_sizes.extend_from_slice(sizes);
     }
     drop(per_image);
-    rayon::join(|| neg.par_sort_unstable(), || pos.par_sort_unstable());
+    rayon::join(
+        || radix_sort_by_key(&mut neg, |&k| k),
+        || radix_sort_by_key(&mut pos, |&p| (p >> 32) as u32),
+    );
     PixelKeys {
         neg,
         pos,
@@ -229,7 +233,7 @@ pub fn aupro(
         .collect();
     let keys = pixel_keys(&images);
     let mut sweep = ProSweep::new(&keys.region_sizes, keys.neg.len(), fpr_limit)?;
-    walk_descending(&keys.neg, &keys.pos, |_, d_neg, d_pos| {
+    walk_coarse(&keys.neg, &keys.pos, |_, d_neg, d_pos| {
         sweep.step(d_neg, d_pos)
     });
     Some(sweep.finish())

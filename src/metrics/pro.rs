@@ -11,7 +11,7 @@
 //! divided by `fpr_limit`. [`aupro_reference`] reproduces the CRAS authors' `compute_pro`.
 //!
 //! Memory of the exact sweep: 4 bytes per defect-free pixel (u32 key) and 8 bytes per defect
-//! pixel (u64 key << 32 | global region id), plus 8 bytes per region.
+//! pixel (u64 key << 32 | global region id), twice while radix sorting, plus 12 bytes per region.
 
 use super::radix::radix_sort_by_key;
 use super::sweep::{score_key, walk_coarse};
@@ -335,7 +335,7 @@ pub fn aupro_reference(
     let mut rows: Vec<(f64, f64)> = Vec::new(); // (fpr, pro), ascending threshold
     for &t in &thresholds {
         let fpr = count_above(&negatives, t) as f64 / negatives.len() as f64;
-        if !(fpr < 0.3) {
+        if fpr.is_nan() || fpr >= 0.3 {
             continue;
         }
         let pro = region_dilated

@@ -4,7 +4,8 @@
 //! sorted `Vec<u32>` of keys and positives as a sorted `Vec<u64>` of `key << 32 | tag` (the tag
 //! is a region id for AUPRO, 0 otherwise). [`walk_descending`] then visits every distinct score
 //! once, from the highest down, with the number of negatives and the positives tied at it:
-//! one sort with ties grouped, then cumulative sums. [`RankingSweep`] turns that walk into
+//! one sort with ties grouped, then cumulative sums. [`walk_coarse`] visits the same groups but
+//! merges each run of negative-only scores into one visit (same metrics, far fewer steps). [`RankingSweep`] turns that walk into
 //! AUROC, AP and F1max exactly as scikit-learn defines them (counts are integers; AUROC is
 //! accumulated exactly in u128, AP and F1 in f64).
 

@@ -91,7 +91,7 @@ pub fn gaussian_blur(src: &[f32], h: usize, w: usize, sigma: f64) -> Vec<f32> {
     if h == 0 || w == 0 || src.len() != h * w {
         return Vec::new();
     }
-    if !(sigma > 0.0) {
+    if sigma.is_nan() || sigma <= 0.0 {
         return src.to_vec();
     }
     let kernel = gaussian_kernel(sigma);

@@ -7,6 +7,7 @@
 
 mod accumulator;
 pub mod pro;
+mod radix;
 pub mod ranking;
 mod sweep;
 pub mod threshold;

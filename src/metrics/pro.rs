@@ -11,9 +11,10 @@
 //! divided by `fpr_limit`. [`aupro_reference`] reproduces the CRAS authors' `compute_pro`.
 //!
 //! Memory of the exact sweep: 4 bytes per defect-free pixel (u32 key) and 8 bytes per defect
-//! pixel (u64 key << 32 | global region id), plus 8 bytes per region.
+//! pixel (u64 key << 32 | global region id), twice while radix sorting, plus 12 bytes per region.
 
-use super::sweep::{score_key, walk_descending};
+use super::radix::radix_sort_by_key;
+use super::sweep::{score_key, walk_coarse};
 use rayon::prelude::*;
 
 /// Labels the 8-connected components of the nonzero pixels of `mask` (`width * height`,
@@ -123,7 +124,10 @@ pub(crate) fn pixel_keys(images: &[PixelImage]) -> PixelKeys {
         region_sizes.extend_from_slice(sizes);
     }
     drop(per_image);
-    rayon::join(|| neg.par_sort_unstable(), || pos.par_sort_unstable());
+    rayon::join(
+        || radix_sort_by_key(&mut neg, |&k| k),
+        || radix_sort_by_key(&mut pos, |&p| (p >> 32) as u32),
+    );
     PixelKeys {
         neg,
         pos,
@@ -229,7 +233,7 @@ pub fn aupro(
         .collect();
     let keys = pixel_keys(&images);
     let mut sweep = ProSweep::new(&keys.region_sizes, keys.neg.len(), fpr_limit)?;
-    walk_descending(&keys.neg, &keys.pos, |_, d_neg, d_pos| {
+    walk_coarse(&keys.neg, &keys.pos, |_, d_neg, d_pos| {
         sweep.step(d_neg, d_pos)
     });
     Some(sweep.finish())
@@ -331,7 +335,7 @@ pub fn aupro_reference(
     let mut rows: Vec<(f64, f64)> = Vec::new(); // (fpr, pro), ascending threshold
     for &t in &thresholds {
         let fpr = count_above(&negatives, t) as f64 / negatives.len() as f64;
-        if !(fpr < 0.3) {
+        if fpr.is_nan() || fpr >= 0.3 {
             continue;
         }
         let pro = region_dilated

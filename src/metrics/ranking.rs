@@ -10,12 +10,12 @@
 //! Constant scores with both classes are defined (AUROC 0.5, AP = positive fraction).
 
 pub use super::sweep::F1Max;
-use super::sweep::{key_score, sorted_keys, walk_descending, RankingSweep};
+use super::sweep::{key_score, sorted_keys, walk_coarse, walk_descending, RankingSweep};
 
 fn sweep(scores: &[f32], labels: &[bool]) -> Option<RankingSweep> {
     let (neg, pos) = sorted_keys(scores, labels)?;
     let mut sweep = RankingSweep::new(pos.len() as u64, neg.len() as u64);
-    walk_descending(&neg, &pos, |key, d_neg, d_pos| {
+    walk_coarse(&neg, &pos, |key, d_neg, d_pos| {
         sweep.step(key, d_neg, d_pos.len() as u64)
     });
     Some(sweep)

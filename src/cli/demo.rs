@@ -24,20 +24,24 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Training epochs.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 10)]
     pub epochs: usize,
     /// Normal training images per class.
     #[arg(long, default_value_t = 24)]
     pub train_per_class: usize,
     /// Backbone (random weights).
-    #[arg(long, default_value = "wide_resnet50_2")]
+    #[arg(long, default_value = "resnet18")]
     pub backbone: Arch,
     /// Model input side.
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 128)]
     pub image_size: u32,
     /// Descriptor width.
-    #[arg(long, default_value_t = 384)]
+    #[arg(long, default_value_t = 256)]
     pub dims: usize,
+    /// Synthesis noise as a multiple of the median patch-to-center distance (random features
+    /// need noise beyond their normal spread).
+    #[arg(long, default_value_t = 2.0)]
+    pub noise_factor: f64,
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -55,9 +59,17 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         seed: a.seed,
         ..SynthConfig::default()
     };
-    println!("[1/3] generating the synthetic benchmark in {}", data.display());
+    println!(
+        "[1/3] generating the synthetic benchmark in {}",
+        data.display()
+    );
     let s = generate(&synth, &data)?;
-    println!("      {} classes, {} images in {:.1}s", s.classes.len(), s.images, s.seconds);
+    println!(
+        "      {} classes, {} images in {:.1}s",
+        s.classes.len(),
+        s.images,
+        s.seconds
+    );
     let model = a.out.join("model.safetensors");
     let cfg = TrainConfig {
         data: data.clone(),
@@ -66,11 +78,27 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         backbone: a.backbone,
         weights: None,
         bn_stats: BnStats::Reference,
-        recalibrate_bn: 64,
-        preprocess: Preprocess { resize: a.image_size, crop: a.image_size, mode: ResizeMode::Square, mask_mode: MaskMode::Binarize },
-        descriptor: DescriptorConfig { dims: a.dims, ..DescriptorConfig::default() },
-        fit: FitConfig { epochs: a.epochs, batch_size: 8, seed: a.seed, ..FitConfig::default() },
-        noise: NoiseScale::Auto(0.5),
+        recalibrate_bn: 32,
+        preprocess: Preprocess {
+            resize: a.image_size,
+            crop: a.image_size,
+            mode: ResizeMode::Square,
+            mask_mode: MaskMode::Binarize,
+        },
+        descriptor: DescriptorConfig {
+            dims: a.dims,
+            ..DescriptorConfig::default()
+        },
+        // CPU-friendly preset: few epochs on little data, so 10x the paper's learning rates.
+        fit: FitConfig {
+            epochs: a.epochs,
+            batch_size: 8,
+            seed: a.seed,
+            lr_adaptor: 1e-3,
+            lr_discriminator: 2e-3,
+            ..FitConfig::default()
+        },
+        noise: NoiseScale::Auto(a.noise_factor),
         holdout: 0.15,
         threshold_quantile: 0.99,
         cache_budget_mb: 2048,
@@ -83,14 +111,25 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         a.backbone, a.image_size, a.dims, a.epochs
     );
     let log_path = a.out.join("train.log.jsonl");
-    let mut log = std::fs::File::create(&log_path).map_err(|e| anyhow::anyhow!("{}: {e}", log_path.display()))?;
+    let mut log = std::fs::File::create(&log_path)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", log_path.display()))?;
     let summary = train(&cfg, &model, false, Some(&mut log))?;
-    println!("      noise sigma chosen: {:.4} (median patch-to-center distance {:.3})", summary.meta.training.noise, summary.meta.training.median_center_distance.unwrap_or(0.0));
+    println!(
+        "      noise sigma chosen: {:.4} (median patch-to-center distance {:.3})",
+        summary.meta.training.noise,
+        summary.meta.training.median_center_distance.unwrap_or(0.0)
+    );
     println!("[3/3] evaluating on the test split");
     let device = cras::device::select(&a.device)?;
     let predictor = Predictor::load(&model, &device)?;
     let eval_dir = a.out.join("eval");
-    let report = evaluate(&predictor, &model, &data, &eval_dir, &EvalOptions::default())?;
+    let report = evaluate(
+        &predictor,
+        &model,
+        &data,
+        &eval_dir,
+        &EvalOptions::default(),
+    )?;
     print!("{}", report.to_text_table());
     println!("total time: {:.1}s", started.elapsed().as_secs_f64());
     println!("report:  {}", eval_dir.join("report.md").display());

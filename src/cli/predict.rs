@@ -69,7 +69,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 fn is_image(p: &Path) -> bool {
     matches!(
-        p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(),
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref(),
         Some("png" | "jpg" | "jpeg" | "bmp" | "tif" | "tiff")
     )
 }
@@ -83,7 +86,10 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     }
     let thresholds: Option<Vec<f32>> = match a.false_alarm_rate {
-        Some(rate) => Some(cras::infer::model_file::false_alarm_thresholds(&predictor.meta, rate)?),
+        Some(rate) => Some(cras::infer::model_file::false_alarm_thresholds(
+            &predictor.meta,
+            rate,
+        )?),
         None => None,
     };
     let s = predictor.input_size() as u32;
@@ -100,7 +106,10 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
                 }
                 Err(e) => {
                     failures += 1;
-                    println!("{}", serde_json::json!({"path": p.display().to_string(), "error": e.to_string()}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"path": p.display().to_string(), "error": e.to_string()})
+                    );
                 }
             }
         }
@@ -137,7 +146,10 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
         }
     }
     if failures > 0 {
-        anyhow::bail!("{failures} of {} images could not be read (see the error lines above)", files.len());
+        anyhow::bail!(
+            "{failures} of {} images could not be read (see the error lines above)",
+            files.len()
+        );
     }
     Ok(())
 }

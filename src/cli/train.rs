@@ -116,14 +116,21 @@ pub enum BnStatsArg {
 pub fn parse_noise(s: &str) -> anyhow::Result<NoiseScale> {
     if let Some(rest) = s.strip_prefix("auto") {
         let f = match rest.strip_prefix(':') {
-            Some(x) => x.parse::<f64>().map_err(|_| anyhow::anyhow!("invalid --noise {s:?}: expected auto:F with a number F"))?,
+            Some(x) => x.parse::<f64>().map_err(|_| {
+                anyhow::anyhow!("invalid --noise {s:?}: expected auto:F with a number F")
+            })?,
             None if rest.is_empty() => 0.5,
             None => anyhow::bail!("invalid --noise {s:?}: expected a number, auto or auto:F"),
         };
         return Ok(NoiseScale::Auto(f));
     }
-    let v: f64 = s.parse().map_err(|_| anyhow::anyhow!("invalid --noise {s:?}: expected a number, auto or auto:F"))?;
-    anyhow::ensure!(v > 0.0 && v.is_finite(), "invalid --noise {v}: must be positive");
+    let v: f64 = s
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid --noise {s:?}: expected a number, auto or auto:F"))?;
+    anyhow::ensure!(
+        v > 0.0 && v.is_finite(),
+        "invalid --noise {v}: must be positive"
+    );
     Ok(NoiseScale::Fixed(v))
 }
 
@@ -138,10 +145,17 @@ impl TrainArgs {
             lr_discriminator: self.lr_discriminator,
             k: self.k,
             seed: self.seed,
-            ablation: Ablation { residual: !self.no_residual, center_search: !self.no_center_search },
+            ablation: Ablation {
+                residual: !self.no_residual,
+                center_search: !self.no_center_search,
+            },
             ..FitConfig::default()
         };
-        anyhow::ensure!((0.0..1.0).contains(&self.holdout), "invalid --holdout {}: must be in [0, 1)", self.holdout);
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.holdout),
+            "invalid --holdout {}: must be in [0, 1)",
+            self.holdout
+        );
         Ok(TrainConfig {
             data: self.data.clone(),
             classes: self.classes.clone(),
@@ -154,18 +168,37 @@ impl TrainArgs {
             },
             recalibrate_bn: self.recalibrate_bn,
             preprocess: Preprocess {
-                resize: if self.square { self.image_size } else { self.resize },
+                resize: if self.square {
+                    self.image_size
+                } else {
+                    self.resize
+                },
                 crop: self.image_size,
-                mode: if self.square { ResizeMode::Square } else { ResizeMode::ShorterSideThenCenterCrop },
-                mask_mode: if self.reference_masks { MaskMode::ReferenceTruncate } else { MaskMode::Binarize },
+                mode: if self.square {
+                    ResizeMode::Square
+                } else {
+                    ResizeMode::ShorterSideThenCenterCrop
+                },
+                mask_mode: if self.reference_masks {
+                    MaskMode::ReferenceTruncate
+                } else {
+                    MaskMode::Binarize
+                },
             },
-            descriptor: DescriptorConfig { dims: self.dims, ..DescriptorConfig::default() },
+            descriptor: DescriptorConfig {
+                dims: self.dims,
+                ..DescriptorConfig::default()
+            },
             fit,
             noise: parse_noise(&self.noise)?,
             holdout: self.holdout,
             threshold_quantile: self.threshold_quantile,
             cache_budget_mb: self.cache_mb,
-            cache_precision: if self.cache_f16 { CachePrecision::F16 } else { CachePrecision::F32 },
+            cache_precision: if self.cache_f16 {
+                CachePrecision::F16
+            } else {
+                CachePrecision::F32
+            },
             device: self.device.clone(),
             progress: !self.quiet,
         })
@@ -195,7 +228,10 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         m.classes.join(", "),
         m.training.images,
         m.training.epochs_done,
-        m.training.final_loss.map(|l| format!("{l:.4}")).unwrap_or("-".into()),
+        m.training
+            .final_loss
+            .map(|l| format!("{l:.4}"))
+            .unwrap_or("-".into()),
         m.training.seconds
     );
     if let Some(t) = &m.thresholds {

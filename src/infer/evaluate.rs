@@ -60,7 +60,13 @@ struct GalleryItem {
 
 /// Evaluates `predictor` on the test split under `data`, writes every report file into `out`
 /// and returns the report.
-pub fn evaluate(predictor: &Predictor, model_path: &Path, data: &Path, out: &Path, opts: &EvalOptions) -> Result<EvalReport> {
+pub fn evaluate(
+    predictor: &Predictor,
+    model_path: &Path,
+    data: &Path,
+    out: &Path,
+    opts: &EvalOptions,
+) -> Result<EvalReport> {
     let started = std::time::Instant::now();
     let meta = &predictor.meta;
     let wanted: Vec<String> = match &opts.classes {
@@ -82,11 +88,17 @@ pub fn evaluate(predictor: &Predictor, model_path: &Path, data: &Path, out: &Pat
     let mut image_curves = (Vec::new(), Vec::new());
     let mut gallery: Vec<GalleryItem> = Vec::new();
     let total_images: usize = ds.classes.iter().map(|c| c.test.len()).sum();
-    let bar = if opts.progress { indicatif::ProgressBar::new(total_images as u64) } else { indicatif::ProgressBar::hidden() };
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(total_images as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("evaluating [{bar:30}] {pos}/{len} images, ETA {eta}  {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "evaluating [{bar:30}] {pos}/{len} images, ETA {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     for class in &ds.classes {
         let k = meta.class_index(&class.name)?;
@@ -126,7 +138,11 @@ pub fn evaluate(predictor: &Predictor, model_path: &Path, data: &Path, out: &Pat
                 if p.class == k {
                     class_routed += 1;
                 }
-                let show = if anomalous { &mut shown_defect } else { &mut shown_good };
+                let show = if anomalous {
+                    &mut shown_defect
+                } else {
+                    &mut shown_good
+                };
                 let quota = if anomalous {
                     opts.gallery_per_class - opts.gallery_per_class / 2
                 } else {
@@ -135,7 +151,12 @@ pub fn evaluate(predictor: &Predictor, model_path: &Path, data: &Path, out: &Pat
                 if *show < quota {
                     *show += 1;
                     let image = pre.resized_rgb(&decode::decode_rgb(&item.path)?);
-                    let file = format!("{}_{}_{}.png", sanitize(&class.name), sanitize(&item.defect), idx);
+                    let file = format!(
+                        "{}_{}_{}.png",
+                        sanitize(&class.name),
+                        sanitize(&item.defect),
+                        idx
+                    );
                     gallery.push(GalleryItem {
                         entry: GalleryEntry {
                             class: class.name.clone(),
@@ -158,16 +179,34 @@ pub fn evaluate(predictor: &Predictor, model_path: &Path, data: &Path, out: &Pat
         pooled.merge(&acc);
         routed += class_routed;
         total += class.test.len();
-        let at_threshold = threshold.map(|t| threshold_report(&scores, &labels, t, if opts.threshold.is_some() { "override" } else { "stored-class" }));
-        image_curves.0.push(Curve { label: class.name.clone(), points: roc_points(&scores, &labels, 400) });
-        image_curves.1.push(Curve { label: class.name.clone(), points: pr_points(&scores, &labels, 400) });
+        let at_threshold = threshold.map(|t| {
+            threshold_report(
+                &scores,
+                &labels,
+                t,
+                if opts.threshold.is_some() {
+                    "override"
+                } else {
+                    "stored-class"
+                },
+            )
+        });
+        image_curves.0.push(Curve {
+            label: class.name.clone(),
+            points: roc_points(&scores, &labels, 400),
+        });
+        image_curves.1.push(Curve {
+            label: class.name.clone(),
+            points: pr_points(&scores, &labels, 400),
+        });
         class_reports.push(ClassReport {
             name: class.name.clone(),
             n_train: class.train.len(),
             n_test_good: labels.iter().filter(|l| !**l).count(),
             n_test_defect: labels.iter().filter(|l| **l).count(),
             metrics: set.clone(),
-            routing_accuracy: (!class.test.is_empty()).then(|| class_routed as f64 / class.test.len() as f64),
+            routing_accuracy: (!class.test.is_empty())
+                .then(|| class_routed as f64 / class.test.len() as f64),
             at_threshold,
         });
         per_class_sets.push(set);
@@ -178,13 +217,29 @@ pub fn evaluate(predictor: &Predictor, model_path: &Path, data: &Path, out: &Pat
     // Pooled decision figures: each image judged at its own class's threshold.
     let at_threshold = if all_scores.iter().all(|x| x.2.is_some()) && !all_scores.is_empty() {
         // Each image against its own class's threshold: score - threshold >= 0.
-        let margins: Vec<f32> = all_scores.iter().map(|&(sc, _, t)| sc - t.unwrap_or(f32::INFINITY)).collect();
+        let margins: Vec<f32> = all_scores
+            .iter()
+            .map(|&(sc, _, t)| sc - t.unwrap_or(f32::INFINITY))
+            .collect();
         let labels: Vec<bool> = all_scores.iter().map(|x| x.1).collect();
         let c = ranking::confusion_at(&margins, &labels, 0.0);
         Some(ThresholdReport {
-            threshold: opts.threshold.or(meta.thresholds.as_ref().map(|t| t.global)).unwrap_or(f32::NAN),
-            source: if opts.threshold.is_some() { "override".into() } else { "stored-class (each image at its class's threshold)".into() },
-            precision: c.precision, recall: c.recall, f1: c.f1, tp: c.tp, fp: c.fp, tn: c.tn, fn_: c.fn_,
+            threshold: opts
+                .threshold
+                .or(meta.thresholds.as_ref().map(|t| t.global))
+                .unwrap_or(f32::NAN),
+            source: if opts.threshold.is_some() {
+                "override".into()
+            } else {
+                "stored-class (each image at its class's threshold)".into()
+            },
+            precision: c.precision,
+            recall: c.recall,
+            f1: c.f1,
+            tp: c.tp,
+            fp: c.fp,
+            tn: c.tn,
+            fn_: c.fn_,
         })
     } else {
         None
@@ -229,26 +284,71 @@ pub fn evaluate(predictor: &Predictor, model_path: &Path, data: &Path, out: &Pat
 
 fn threshold_report(scores: &[f32], labels: &[bool], t: f32, source: &str) -> ThresholdReport {
     let c = ranking::confusion_at(scores, labels, t);
-    ThresholdReport { threshold: t, source: source.into(), precision: c.precision, recall: c.recall, f1: c.f1, tp: c.tp, fp: c.fp, tn: c.tn, fn_: c.fn_ }
+    ThresholdReport {
+        threshold: t,
+        source: source.into(),
+        precision: c.precision,
+        recall: c.recall,
+        f1: c.f1,
+        tp: c.tp,
+        fp: c.fp,
+        tn: c.tn,
+        fn_: c.fn_,
+    }
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
-fn write_visuals(out: &Path, _report: &EvalReport, image_curves: (Vec<Curve>, Vec<Curve>), pooled: &EvalAccumulator, gallery: Vec<GalleryItem>) -> Result<()> {
+fn write_visuals(
+    out: &Path,
+    _report: &EvalReport,
+    image_curves: (Vec<Curve>, Vec<Curve>),
+    pooled: &EvalAccumulator,
+    gallery: Vec<GalleryItem>,
+) -> Result<()> {
     let (mut roc, mut pr) = image_curves;
     let (scores, labels) = pooled.image_scores();
-    roc.push(Curve { label: "pooled".into(), points: roc_points(scores, labels, 400) });
-    pr.push(Curve { label: "pooled".into(), points: pr_points(scores, labels, 400) });
-    crate::error::write_atomic(&out.join(eval_report::ROC_IMAGE_SVG), line_plot_svg("Image ROC", "false positive rate", "true positive rate", &roc, true).as_bytes())?;
-    crate::error::write_atomic(&out.join(eval_report::PR_IMAGE_SVG), line_plot_svg("Image precision-recall", "recall", "precision", &pr, false).as_bytes())?;
+    roc.push(Curve {
+        label: "pooled".into(),
+        points: roc_points(scores, labels, 400),
+    });
+    pr.push(Curve {
+        label: "pooled".into(),
+        points: pr_points(scores, labels, 400),
+    });
+    crate::error::write_atomic(
+        &out.join(eval_report::ROC_IMAGE_SVG),
+        line_plot_svg(
+            "Image ROC",
+            "false positive rate",
+            "true positive rate",
+            &roc,
+            true,
+        )
+        .as_bytes(),
+    )?;
+    crate::error::write_atomic(
+        &out.join(eval_report::PR_IMAGE_SVG),
+        line_plot_svg("Image precision-recall", "recall", "precision", &pr, false).as_bytes(),
+    )?;
     if !gallery.is_empty() {
         let dir = out.join("gallery");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         // One colour scale for the whole gallery: from the lowest to the highest map value.
         let values = gallery.iter().flat_map(|g| g.map.iter().copied());
-        let (lo, hi) = values.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+        let (lo, hi) = values.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
         let hi = hi.max(lo + 1e-6);
         let mut entries = Vec::new();
         for g in gallery {
@@ -256,7 +356,11 @@ fn write_visuals(out: &Path, _report: &EvalReport, image_curves: (Vec<Curve>, Ve
             write_png(&dir.join(&g.entry.file), &p)?;
             entries.push(g.entry);
         }
-        write_gallery_html(&out.join(eval_report::GALLERY_INDEX), "cras evaluation: heatmaps", &entries)?;
+        write_gallery_html(
+            &out.join(eval_report::GALLERY_INDEX),
+            "cras evaluation: heatmaps",
+            &entries,
+        )?;
     }
     Ok(())
 }

@@ -29,13 +29,23 @@ pub struct Thresholds {
 /// Per-class thresholds flagging at most `rate` of each class's held-out normal images.
 pub fn false_alarm_thresholds(meta: &ModelMeta, rate: f64) -> Result<Vec<f32>> {
     let t = meta.thresholds.as_ref().ok_or_else(|| {
-        Error::config("false-alarm-rate", rate, "the model has no held-out normal scores (trained with --holdout 0)")
+        Error::config(
+            "false-alarm-rate",
+            rate,
+            "the model has no held-out normal scores (trained with --holdout 0)",
+        )
     })?;
     let all: Vec<f32> = t.holdout_scores.iter().flatten().copied().collect();
     let global = crate::metrics::threshold::false_alarm_threshold(&all, rate)?;
     t.holdout_scores
         .iter()
-        .map(|s| if s.is_empty() { Ok(global) } else { crate::metrics::threshold::false_alarm_threshold(s, rate) })
+        .map(|s| {
+            if s.is_empty() {
+                Ok(global)
+            } else {
+                crate::metrics::threshold::false_alarm_threshold(s, rate)
+            }
+        })
         .collect()
 }
 

@@ -65,17 +65,29 @@ impl Predictor {
         let tensors = checkpoint::to_device(&file.tensors, device)?;
         let backbone_tensors: HashMap<String, Tensor> = tensors
             .iter()
-            .filter_map(|(k, v)| k.strip_prefix("backbone.").map(|s| (s.to_string(), v.clone())))
+            .filter_map(|(k, v)| {
+                k.strip_prefix("backbone.")
+                    .map(|s| (s.to_string(), v.clone()))
+            })
             .collect();
         if backbone_tensors.is_empty() {
-            return Err(Error::checkpoint(path, "the model file holds no backbone tensors"));
+            return Err(Error::checkpoint(
+                path,
+                "the model file holds no backbone tensors",
+            ));
         }
-        let backbone = ResNet::from_folded(meta.backbone.clone(), meta.last_layer, &backbone_tensors, device)
-            .map_err(|e| Error::checkpoint(path, format!("backbone: {e}")))?;
+        let backbone = ResNet::from_folded(
+            meta.backbone.clone(),
+            meta.last_layer,
+            &backbone_tensors,
+            device,
+        )
+        .map_err(|e| Error::checkpoint(path, format!("backbone: {e}")))?;
         let extractor = FeatureExtractor::new(backbone, meta.descriptor.clone())?;
-        let adaptor = Adaptor::from_named(&tensors).map_err(|e| Error::checkpoint(path, e.to_string()))?;
-        let discriminator =
-            Discriminator::from_named(&tensors).map_err(|e| Error::checkpoint(path, e.to_string()))?;
+        let adaptor =
+            Adaptor::from_named(&tensors).map_err(|e| Error::checkpoint(path, e.to_string()))?;
+        let discriminator = Discriminator::from_named(&tensors)
+            .map_err(|e| Error::checkpoint(path, e.to_string()))?;
         let centers = tensors
             .get("centers")
             .ok_or_else(|| Error::checkpoint(path, "the model file holds no center bank"))?;
@@ -108,13 +120,19 @@ impl Predictor {
     /// Scores descriptors g [B, P, D].
     pub fn score_descriptors(&self, g: &Tensor, choice: &ClassChoice) -> Result<Vec<Prediction>> {
         let (b, p, d) = g.dims3()?;
-        let f = self.adaptor.forward(&g.reshape((b * p, d))?)?.reshape((b, p, d))?;
+        let f = self
+            .adaptor
+            .forward(&g.reshape((b * p, d))?)?
+            .reshape((b, p, d))?;
         let (matched, sims) = self.bank.global_match(&f)?;
         let classes = match choice {
             ClassChoice::Match => matched,
             ClassChoice::Stated(c) => {
                 if c.len() != b {
-                    return Err(Error::Other(format!("{} stated classes for {b} images", c.len())));
+                    return Err(Error::Other(format!(
+                        "{} stated classes for {b} images",
+                        c.len()
+                    )));
                 }
                 if let Some(&bad) = c.iter().find(|&&k| k >= self.bank.classes()) {
                     return Err(Error::config("class index", bad, "out of range"));
@@ -127,12 +145,18 @@ impl Predictor {
                     counts[k] += 1;
                 }
                 // torch.mode picks the smallest value among ties
-                let best = (0..counts.len()).max_by_key(|&k| (counts[k], std::cmp::Reverse(k))).unwrap_or(0);
+                let best = (0..counts.len())
+                    .max_by_key(|&k| (counts[k], std::cmp::Reverse(k)))
+                    .unwrap_or(0);
                 vec![best; b]
             }
         };
         let r = step::aligned_centers(&self.bank, &f, &classes, step::Ablation::default())?;
-        let x = step::discriminator_input(&f.reshape((b * p, d))?, &r.reshape((b * p, d))?, step::Ablation::default())?;
+        let x = step::discriminator_input(
+            &f.reshape((b * p, d))?,
+            &r.reshape((b * p, d))?,
+            step::Ablation::default(),
+        )?;
         let scores = self.discriminator.forward_eval(&x)?.reshape((b, p))?;
         let scores: Vec<Vec<f32>> = scores.to_device(&Device::Cpu)?.to_vec2()?;
         Ok(scores
@@ -142,7 +166,10 @@ impl Predictor {
             .map(|((patch_scores, class), class_similarity)| Prediction {
                 class,
                 class_similarity,
-                score: patch_scores.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+                score: patch_scores
+                    .iter()
+                    .copied()
+                    .fold(f32::NEG_INFINITY, f32::max),
                 patch_scores,
             })
             .collect())
@@ -150,15 +177,25 @@ impl Predictor {
 
     /// Scores preprocessed images [B, 3, S, S].
     pub fn predict_tensor(&self, images: &Tensor, choice: &ClassChoice) -> Result<Vec<Prediction>> {
-        let g = self.extractor.descriptors(&images.to_device(&self.device)?)?;
+        let g = self
+            .extractor
+            .descriptors(&images.to_device(&self.device)?)?;
         self.score_descriptors(&g, choice)
     }
 
     /// Preprocesses decoded images (in parallel) and scores them.
-    pub fn predict_images(&self, images: &[image::RgbImage], choice: &ClassChoice) -> Result<Vec<Prediction>> {
+    pub fn predict_images(
+        &self,
+        images: &[image::RgbImage],
+        choice: &ClassChoice,
+    ) -> Result<Vec<Prediction>> {
         let s = self.input_size();
         let pre = &self.meta.preprocess;
-        let data: Vec<f32> = images.par_iter().map(|im| pre.image(im)).flatten().collect();
+        let data: Vec<f32> = images
+            .par_iter()
+            .map(|im| pre.image(im))
+            .flatten()
+            .collect();
         let t = Tensor::from_vec(data, (images.len(), 3, s, s), &self.device)?;
         self.predict_tensor(&t, choice)
     }
@@ -182,7 +219,14 @@ impl Predictor {
         bank: CenterBank,
         device: &Device,
     ) -> Self {
-        Self { meta, extractor, adaptor, discriminator, bank, device: device.clone() }
+        Self {
+            meta,
+            extractor,
+            adaptor,
+            discriminator,
+            bank,
+            device: device.clone(),
+        }
     }
 }
 

@@ -24,7 +24,9 @@ use crate::model::{checkpoint, Adaptor, CenterAccumulator, CenterBank, Discrimin
 use crate::{Error, Result};
 
 /// Multi-class (one model for all classes) or single-class (one class per model).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Setting {
     Multi,
@@ -66,6 +68,7 @@ pub struct TrainConfig {
 }
 
 /// What a finished run reports.
+#[derive(Debug)]
 pub struct TrainSummary {
     pub model: PathBuf,
     pub meta: ModelMeta,
@@ -80,9 +83,18 @@ pub fn partial_path(out: &Path) -> PathBuf {
 }
 
 /// Splits sorted paths into (train, holdout) deterministically.
-fn split_holdout(paths: &[PathBuf], share: f64, seed: u64, class: usize) -> (Vec<PathBuf>, Vec<PathBuf>) {
+fn split_holdout(
+    paths: &[PathBuf],
+    share: f64,
+    seed: u64,
+    class: usize,
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut idx: Vec<usize> = (0..paths.len()).collect();
-    idx.shuffle(&mut StdRng::seed_from_u64(derive_seed(&[seed, 3, class as u64])));
+    idx.shuffle(&mut StdRng::seed_from_u64(derive_seed(&[
+        seed,
+        3,
+        class as u64,
+    ])));
     let n_hold = if share > 0.0 && paths.len() >= 4 {
         ((paths.len() as f64 * share).round() as usize).clamp(1, paths.len() / 2)
     } else {
@@ -99,7 +111,11 @@ fn split_holdout(paths: &[PathBuf], share: f64, seed: u64, class: usize) -> (Vec
 }
 
 /// Builds the backbone + descriptor for `cfg`, recalibrating on `calib` images if asked.
-fn build_extractor(cfg: &TrainConfig, calib: &[PathBuf], device: &Device) -> Result<FeatureExtractor> {
+fn build_extractor(
+    cfg: &TrainConfig,
+    calib: &[PathBuf],
+    device: &Device,
+) -> Result<FeatureExtractor> {
     let source = match &cfg.weights {
         Some(p) => WeightSource::File(p.clone()),
         None => WeightSource::Random { seed: cfg.fit.seed },
@@ -116,7 +132,10 @@ fn build_extractor(cfg: &TrainConfig, calib: &[PathBuf], device: &Device) -> Res
     let size = cfg.preprocess.crop as usize;
     if cfg.recalibrate_bn > 0 && !calib.is_empty() {
         let paths: Vec<PathBuf> = calib.iter().take(cfg.recalibrate_bn).cloned().collect();
-        tracing::info!(images = paths.len(), "recalibrating BatchNorm statistics (offline-demo aid for random backbones)");
+        tracing::info!(
+            images = paths.len(),
+            "recalibrating BatchNorm statistics (offline-demo aid for random backbones)"
+        );
         let mut batches = Vec::new();
         for b in loader::batches(paths, cfg.preprocess.clone(), 16, false) {
             batches.push(b?.to_tensor(&Device::Cpu)?);
@@ -160,7 +179,13 @@ fn fill_cache(
 }
 
 /// Median distance of adapted training patches to their aligned centers (a sample).
-fn median_center_distance(adaptor: &Adaptor, bank: &CenterBank, cache: &FeatureCache, labels: &[usize], device: &Device) -> Result<f64> {
+fn median_center_distance(
+    adaptor: &Adaptor,
+    bank: &CenterBank,
+    cache: &FeatureCache,
+    labels: &[usize],
+    device: &Device,
+) -> Result<f64> {
     let step = (cache.len() / 16).max(1);
     let mut d = Vec::new();
     for i in (0..cache.len()).step_by(step) {
@@ -175,7 +200,14 @@ fn median_center_distance(adaptor: &Adaptor, bank: &CenterBank, cache: &FeatureC
     Ok(d.get(d.len() / 2).copied().unwrap_or(0.0) as f64)
 }
 
-fn meta_for(cfg: &TrainConfig, classes: &[String], extractor: &FeatureExtractor, grid: usize, training: TrainingStats, partial: bool) -> Result<ModelMeta> {
+fn meta_for(
+    cfg: &TrainConfig,
+    classes: &[String],
+    extractor: &FeatureExtractor,
+    grid: usize,
+    training: TrainingStats,
+    partial: bool,
+) -> Result<ModelMeta> {
     Ok(ModelMeta {
         format_version: FORMAT_VERSION,
         tool: format!("cras {}", env!("CARGO_PKG_VERSION")),
@@ -207,7 +239,12 @@ pub fn write_model(path: &Path, meta: &ModelMeta, predictor: &Predictor) -> Resu
 }
 
 /// Runs the whole training. With `resume`, continues from `<out>.partial`.
-pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, log: Option<&mut dyn std::io::Write>) -> Result<TrainSummary> {
+pub fn train(
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    log: Option<&mut dyn std::io::Write>,
+) -> Result<TrainSummary> {
     let started = std::time::Instant::now();
     cfg.preprocess.validate()?;
     let device = crate::device::select(&cfg.device)?;
@@ -227,12 +264,20 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, log: Option<&mut dyn s
         train_paths.extend(t);
         holdout.push(h);
     }
-    tracing::info!(classes = classes.len(), train = train_paths.len(), holdout = holdout.iter().map(Vec::len).sum::<usize>(), "dataset");
+    tracing::info!(
+        classes = classes.len(),
+        train = train_paths.len(),
+        holdout = holdout.iter().map(Vec::len).sum::<usize>(),
+        "dataset"
+    );
     let extractor = build_extractor(cfg, &train_paths, &device)?;
     let size = cfg.preprocess.crop as usize;
     let grid = extractor.grid_side(size);
     let rows = grid * grid;
-    tracing::info!(images = train_paths.len(), "computing training descriptors once (feature cache)");
+    tracing::info!(
+        images = train_paths.len(),
+        "computing training descriptors once (feature cache)"
+    );
     let cache = fill_cache(cfg, &extractor, &train_paths, rows, &device)?;
 
     // Head and centers, from the seed (or the partial checkpoint).
@@ -240,21 +285,35 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, log: Option<&mut dyn s
     let mut rng = StdRng::seed_from_u64(derive_seed(&[cfg.fit.seed, 0]));
     let dims = cfg.descriptor.dims;
     let (mut state, bank, mut stats) = if resume {
-        let file = checkpoint::read(&partial).map_err(|e| {
-            Error::checkpoint(&partial, format!("cannot resume: {e}"))
-        })?;
+        let file = checkpoint::read(&partial)
+            .map_err(|e| Error::checkpoint(&partial, format!("cannot resume: {e}")))?;
         let meta = ModelMeta::from_json(&partial, &file.meta)?;
         if meta.classes != classes {
-            return Err(Error::checkpoint(&partial, format!("trained on classes {:?}, the dataset now gives {:?}", meta.classes, classes)));
+            return Err(Error::checkpoint(
+                &partial,
+                format!(
+                    "trained on classes {:?}, the dataset now gives {:?}",
+                    meta.classes, classes
+                ),
+            ));
         }
         if meta.backbone.arch != cfg.backbone || meta.descriptor != cfg.descriptor {
-            return Err(Error::checkpoint(&partial, "made with another backbone or descriptor configuration"));
+            return Err(Error::checkpoint(
+                &partial,
+                "made with another backbone or descriptor configuration",
+            ));
         }
         let t = checkpoint::to_device(&file.tensors, &device)?;
-        let mut st = HeadState::new(Adaptor::from_named(&t)?, Discriminator::from_named(&t)?, &cfg.fit)?;
+        let mut st = HeadState::new(
+            Adaptor::from_named(&t)?,
+            Discriminator::from_named(&t)?,
+            &cfg.fit,
+        )?;
         checkpoint::restore_optimisers(&mut st, &t, meta.training.optimiser_steps, &device)?;
         st.epochs_done = meta.training.epochs_done;
-        let centers = t.get("centers").ok_or_else(|| Error::checkpoint(&partial, "no center bank"))?;
+        let centers = t
+            .get("centers")
+            .ok_or_else(|| Error::checkpoint(&partial, "no center bank"))?;
         tracing::info!(epochs_done = st.epochs_done, "resuming");
         (st, CenterBank::new(centers.clone())?, meta.training)
     } else {
@@ -266,12 +325,18 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, log: Option<&mut dyn s
             for chunk in idx.chunks(16) {
                 let g = cache.batch(chunk, &device)?;
                 let (b, p, d) = g.dims3()?;
-                let f = adaptor.forward(&g.reshape((b * p, d))?)?.reshape((b, p, d))?;
+                let f = adaptor
+                    .forward(&g.reshape((b * p, d))?)?
+                    .reshape((b, p, d))?;
                 acc.add(k, &f)?;
             }
         }
         let bank = acc.finish(&classes)?;
-        (HeadState::new(adaptor, disc, &cfg.fit)?, bank, TrainingStats::default())
+        (
+            HeadState::new(adaptor, disc, &cfg.fit)?,
+            bank,
+            TrainingStats::default(),
+        )
     };
     let median = median_center_distance(&state.adaptor, &bank, &cache, &labels, &device)?;
     let mut fit_cfg = cfg.fit.clone();
@@ -279,7 +344,11 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, log: Option<&mut dyn s
         NoiseScale::Fixed(s) => s,
         NoiseScale::Auto(frac) => {
             let s = frac * median / (dims as f64).sqrt();
-            tracing::info!(median_distance = format!("{median:.3}"), sigma = format!("{s:.4}"), "noise auto: sigma set from the median patch-to-center distance");
+            tracing::info!(
+                median_distance = format!("{median:.3}"),
+                sigma = format!("{s:.4}"),
+                "noise auto: sigma set from the median patch-to-center distance"
+            );
             s
         }
     };
@@ -298,8 +367,14 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, log: Option<&mut dyn s
         let json = serde_json::to_value(&meta).map_err(|e| Error::Other(e.to_string()))?;
         checkpoint::write(&partial, &json, &tensors)
     };
-    let mut obs = FitObserver { log, progress: cfg.progress, on_epoch: &mut on_epoch };
-    let history = fit(&mut state, &cache, &labels, &bank, &fit_cfg, &device, &mut obs)?;
+    let mut obs = FitObserver {
+        log,
+        progress: cfg.progress,
+        on_epoch: &mut on_epoch,
+    };
+    let history = fit(
+        &mut state, &cache, &labels, &bank, &fit_cfg, &device, &mut obs,
+    )?;
     drop(cache);
 
     if let Some(last) = history.last() {
@@ -311,17 +386,32 @@ pub fn train(cfg: &TrainConfig, out: &Path, resume: bool, log: Option<&mut dyn s
     stats.optimiser_steps = (state.opt_adaptor.step, state.opt_discriminator.step);
     stats.seconds = started.elapsed().as_secs_f64();
     let meta = meta_for(cfg, &classes, &extractor, grid, stats, false)?;
-    let mut predictor = Predictor::from_parts(meta, extractor, state.adaptor, state.discriminator, bank, &device);
+    let mut predictor = Predictor::from_parts(
+        meta,
+        extractor,
+        state.adaptor,
+        state.discriminator,
+        bank,
+        &device,
+    );
     predictor.meta.thresholds = calibrate(&predictor, &holdout, cfg.threshold_quantile)?;
     write_model(out, &predictor.meta, &predictor)?;
     if partial.exists() {
         let _ = std::fs::remove_file(&partial);
     }
-    Ok(TrainSummary { model: out.to_path_buf(), meta: predictor.meta, history })
+    Ok(TrainSummary {
+        model: out.to_path_buf(),
+        meta: predictor.meta,
+        history,
+    })
 }
 
 /// Scores the held-out normal images of each class (class stated) and sets thresholds.
-pub fn calibrate(predictor: &Predictor, holdout: &[Vec<PathBuf>], q: f64) -> Result<Option<Thresholds>> {
+pub fn calibrate(
+    predictor: &Predictor,
+    holdout: &[Vec<PathBuf>],
+    q: f64,
+) -> Result<Option<Thresholds>> {
     let mut per_class_scores = Vec::new();
     for (k, paths) in holdout.iter().enumerate() {
         let mut scores = Vec::new();
@@ -341,7 +431,13 @@ pub fn calibrate(predictor: &Predictor, holdout: &[Vec<PathBuf>], q: f64) -> Res
     let global = crate::metrics::threshold::quantile_threshold(&all, q)?;
     let per_class = per_class_scores
         .iter()
-        .map(|s| if s.is_empty() { Ok(global) } else { crate::metrics::threshold::quantile_threshold(s, q) })
+        .map(|s| {
+            if s.is_empty() {
+                Ok(global)
+            } else {
+                crate::metrics::threshold::quantile_threshold(s, q)
+            }
+        })
         .collect::<Result<Vec<f32>>>()?;
     Ok(Some(Thresholds {
         per_class,
@@ -351,4 +447,3 @@ pub fn calibrate(predictor: &Predictor, holdout: &[Vec<PathBuf>], q: f64) -> Res
         holdout_scores: per_class_scores,
     }))
 }
-

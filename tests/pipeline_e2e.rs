@@ -1,0 +1,224 @@
+//! End to end on a tiny generated dataset: synth -> train -> model file -> predictor -> eval
+//! files, as a user runs it (small images and dimensions so that it takes seconds).
+
+use std::path::Path;
+
+use cras::backbone::{Arch, BnStats};
+use cras::data::synth::{generate, SynthConfig};
+use cras::data::{MaskMode, Preprocess, ResizeMode};
+use cras::features::cache::CachePrecision;
+use cras::features::DescriptorConfig;
+use cras::infer::evaluate::{evaluate, EvalOptions};
+use cras::infer::predictor::ClassChoice;
+use cras::infer::Predictor;
+use cras::model::checkpoint;
+use cras::train::fit::FitConfig;
+use cras::train::pipeline::{train, NoiseScale, Setting, TrainConfig};
+
+fn config(data: &Path, seed: u64) -> TrainConfig {
+    TrainConfig {
+        data: data.to_path_buf(),
+        classes: None,
+        setting: Setting::Multi,
+        backbone: Arch::Resnet18,
+        weights: None,
+        bn_stats: BnStats::Reference,
+        recalibrate_bn: 8,
+        preprocess: Preprocess {
+            resize: 32,
+            crop: 32,
+            mode: ResizeMode::Square,
+            mask_mode: MaskMode::Binarize,
+        },
+        descriptor: DescriptorConfig {
+            dims: 32,
+            ..DescriptorConfig::default()
+        },
+        fit: FitConfig {
+            epochs: 2,
+            batch_size: 4,
+            seed,
+            ..FitConfig::default()
+        },
+        noise: NoiseScale::Auto(0.5),
+        holdout: 0.2,
+        threshold_quantile: 0.99,
+        cache_budget_mb: 64,
+        cache_precision: CachePrecision::F32,
+        device: "cpu".into(),
+        progress: false,
+    }
+}
+
+fn dataset(dir: &Path) {
+    let cfg = SynthConfig {
+        classes: 2,
+        train_per_class: 6,
+        test_good_per_class: 2,
+        test_defect_per_class: 2,
+        size: 48,
+        seed: 3,
+    };
+    generate(&cfg, dir).unwrap();
+}
+
+fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let mut v: Vec<(String, Vec<f32>)> = checkpoint::read(path)
+        .unwrap()
+        .tensors
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn train_predict_eval_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    let model = tmp.path().join("m.safetensors");
+    let summary = train(&config(&data, 1), &model, false, None).unwrap();
+    let meta = &summary.meta;
+    assert_eq!(meta.classes.len(), 2);
+    assert!(meta.random_backbone());
+    assert_eq!(meta.training.epochs_done, 2);
+    let th = meta
+        .thresholds
+        .as_ref()
+        .expect("thresholds calibrated on the hold-out");
+    assert_eq!(th.per_class.len(), 2);
+    assert!(th.holdout_images.iter().all(|&n| n >= 1));
+    assert!(
+        !cras::train::pipeline::partial_path(&model).exists(),
+        "partial checkpoint left behind"
+    );
+
+    // Same seed, same model (every tensor bit-identical); another seed differs.
+    let again = tmp.path().join("m2.safetensors");
+    train(&config(&data, 1), &again, false, None).unwrap();
+    assert_eq!(tensors(&model), tensors(&again));
+    let other = tmp.path().join("m3.safetensors");
+    train(&config(&data, 2), &other, false, None).unwrap();
+    assert_ne!(tensors(&model), tensors(&other));
+
+    // The reloaded model scores the held-out images exactly as calibration did.
+    let p = Predictor::load(&model, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(p.meta.classes, meta.classes);
+    let img = cras::data::decode::decode_rgb(
+        &data
+            .join(&meta.classes[0])
+            .join("test/good")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    let a = p
+        .predict_images(std::slice::from_ref(&img), &ClassChoice::Match)
+        .unwrap();
+    let b = p
+        .predict_images(
+            &[img.clone(), img.clone(), img],
+            &ClassChoice::Stated(vec![a[0].class; 3]),
+        )
+        .unwrap();
+    assert!(
+        b.iter().all(|x| x.score.to_bits() == a[0].score.to_bits()),
+        "score depends on the batch"
+    );
+    assert_eq!(a[0].patch_scores.len(), 16);
+    let map = p.anomaly_map(&a[0]);
+    assert_eq!(map.len(), 32 * 32);
+    assert!(map.iter().all(|v| v.is_finite()));
+
+    // eval writes the documented files with fractions or nulls.
+    let out = tmp.path().join("eval");
+    let opts = EvalOptions {
+        progress: false,
+        gallery_per_class: 2,
+        ..EvalOptions::default()
+    };
+    let report = evaluate(&p, &model, &data, &out, &opts).unwrap();
+    assert_eq!(report.images, 8);
+    for f in [
+        "metrics.json",
+        "metrics.csv",
+        "report.md",
+        "roc_image.svg",
+        "pr_image.svg",
+        "gallery/index.html",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(json["classes"][0]["name"], meta.classes[0]);
+    for scope in [&json["classes"][1], &json["mean"], &json["pooled"]] {
+        for key in [
+            "image_auroc",
+            "image_ap",
+            "image_f1max",
+            "pixel_auroc",
+            "pixel_ap",
+            "pixel_f1max",
+            "aupro",
+        ] {
+            let v = scope[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key} missing: {scope}"));
+            assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+        }
+    }
+    assert_eq!(json["random_backbone"], true);
+    assert!(std::fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .to_lowercase()
+        .contains("random"));
+}
+
+#[test]
+fn bad_inputs_get_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    let err = train(
+        &config(&missing, 0),
+        &tmp.path().join("m.safetensors"),
+        false,
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("nope"), "{err}");
+    let not_model = tmp.path().join("x.safetensors");
+    std::fs::write(&not_model, b"garbage").unwrap();
+    let err = Predictor::load(&not_model, &candle_core::Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("x.safetensors") && err.contains("not a cras model"),
+        "{err}"
+    );
+    let data = tmp.path().join("data");
+    dataset(&data);
+    let mut single = config(&data, 0);
+    single.setting = Setting::Single;
+    let err = train(&single, &tmp.path().join("s.safetensors"), false, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exactly one class"), "{err}");
+    let err = train(
+        &config(&data, 0),
+        &tmp.path().join("r.safetensors"),
+        true,
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("cannot resume"), "{err}");
+}

@@ -37,6 +37,8 @@ enum Command {
     Predict(cli::predict::PredictArgs),
     /// The whole product on generated data: synth, train, eval (a few minutes on a CPU).
     Demo(cli::demo::DemoArgs),
+    /// Measure inference and training speed on the chosen device.
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() {
@@ -56,6 +58,7 @@ fn main() {
         Command::Eval(a) => cli::eval::run(a),
         Command::Predict(a) => cli::predict::run(a),
         Command::Demo(a) => cli::demo::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,5 +1,6 @@
 //! Subcommand drivers: argument structs (clap) and a `run` per subcommand.
 
+pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod embed;

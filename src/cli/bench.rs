@@ -1,0 +1,190 @@
+//! `cras bench`: throughput and latency of the pipeline on the chosen device, at a given
+//! configuration (default the paper's: WRN50-2, 288 px, 1536 dims), from in-memory tensors so
+//! that decoding is not measured. Random weights: speed does not depend on their values.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use cras::backbone::{Arch, BackboneBuilder, Layer, WeightSource};
+use cras::features::cache::{CachePrecision, FeatureCache};
+use cras::features::{DescriptorConfig, FeatureExtractor};
+use cras::infer::predictor::{ClassChoice, Predictor};
+use cras::model::{Adaptor, CenterBank, Discriminator};
+use cras::train::fit::{fit, FitConfig, FitObserver, HeadState};
+use rand::{rngs::StdRng, SeedableRng};
+
+/// Measure inference and training speed.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long, default_value = "wide_resnet50_2")]
+    pub backbone: Arch,
+    /// Input side.
+    #[arg(long, default_value_t = 288)]
+    pub image_size: usize,
+    #[arg(long, default_value_t = 1536)]
+    pub dims: usize,
+    /// Batch size of the throughput measurements.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Timed repetitions per measurement (after one warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Number of classes in the center bank.
+    #[arg(long, default_value_t = 15)]
+    pub classes: usize,
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+fn time_it(repeats: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    f()?;
+    let t = Instant::now();
+    for _ in 0..repeats.max(1) {
+        f()?;
+    }
+    Ok(t.elapsed().as_secs_f64() / repeats.max(1) as f64)
+}
+
+/// Runs `cras bench`.
+pub fn run(a: BenchArgs) -> anyhow::Result<()> {
+    let device = cras::device::select(&a.device)?;
+    let s = a.image_size;
+    let desc = DescriptorConfig {
+        dims: a.dims,
+        ..DescriptorConfig::default()
+    };
+    let backbone = BackboneBuilder::new(a.backbone, &WeightSource::Random { seed: 0 })?
+        .build(Layer::L3, &device)?;
+    let extractor = FeatureExtractor::new(backbone, desc.clone())?;
+    let grid = extractor.grid_side(s);
+    let p = grid * grid;
+    let mut rng = StdRng::seed_from_u64(0);
+    let adaptor = Adaptor::new(&mut rng, a.dims, &device)?;
+    let disc = Discriminator::new(&mut rng, a.dims, &device)?;
+    let bank = CenterBank::new(Tensor::randn(0f32, 1.0, (a.classes, p, a.dims), &device)?)?;
+    let batch = Tensor::randn(0f32, 1.0, (a.batch_size, 3, s, s), &device)?;
+    let one = batch.narrow(0, 0, 1)?;
+
+    // Feature cache build: descriptors per image.
+    let t_desc = time_it(a.repeats, || {
+        extractor
+            .descriptors(&batch)?
+            .to_dtype(DType::F32)?
+            .sum_all()?
+            .to_scalar::<f32>()?;
+        Ok(())
+    })?;
+    let meta = bench_meta(&extractor, &desc, grid, s, a.classes)?;
+    let predictor = Predictor::from_parts(meta, extractor, adaptor, disc, bank.clone(), &device);
+    let t_infer = time_it(a.repeats, || {
+        let preds = predictor.predict_tensor(&batch, &ClassChoice::Match)?;
+        for p in &preds {
+            std::hint::black_box(predictor.anomaly_map(p));
+        }
+        Ok(())
+    })?;
+    let t_lat = time_it(a.repeats.max(5), || {
+        let preds = predictor.predict_tensor(&one, &ClassChoice::Match)?;
+        std::hint::black_box(predictor.anomaly_map(&preds[0]));
+        Ok(())
+    })?;
+    // Training with cached features: one epoch over 2 batches of random descriptors.
+    let n = a.batch_size * 2;
+    let mut cache = FeatureCache::new(n, p, a.dims, CachePrecision::F32, u64::MAX, None)?;
+    for i in 0..n {
+        cache.put(
+            i,
+            &Tensor::randn(0f32, 1.0, (p, a.dims), &candle_core::Device::Cpu)?,
+        )?;
+    }
+    let labels: Vec<usize> = (0..n).map(|i| i % a.classes).collect();
+    let cfg = FitConfig {
+        epochs: 1,
+        batch_size: a.batch_size,
+        ..FitConfig::default()
+    };
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut state = HeadState::new(
+        Adaptor::new(&mut rng, a.dims, &device)?,
+        Discriminator::new(&mut rng, a.dims, &device)?,
+        &cfg,
+    )?;
+    let t_train = time_it(a.repeats, || {
+        state.epochs_done = 0;
+        let mut cb = |_: &HeadState, _: &cras::train::EpochStats| Ok(());
+        let mut obs = FitObserver {
+            log: None,
+            progress: false,
+            on_epoch: &mut cb,
+        };
+        fit(&mut state, &cache, &labels, &bank, &cfg, &device, &mut obs)?;
+        Ok(())
+    })?;
+    let b = a.batch_size as f64;
+    let figures = serde_json::json!({
+        "device": format!("{device:?}"),
+        "backbone": a.backbone.to_string(), "image_size": s, "dims": a.dims, "batch_size": a.batch_size,
+        "descriptors_images_per_s": b / t_desc,
+        "inference_images_per_s": b / t_infer,
+        "latency_batch1_ms": t_lat * 1000.0,
+        "training_images_per_s_cached": n as f64 / t_train,
+    });
+    println!(
+        "cras bench ({} {}px, {} dims, batch {}, {:?})",
+        a.backbone, s, a.dims, a.batch_size, device
+    );
+    println!(
+        "  feature cache build (backbone + descriptor): {:>9.1} img/s",
+        b / t_desc
+    );
+    println!(
+        "  inference from tensors (to blurred maps):    {:>9.1} img/s",
+        b / t_infer
+    );
+    println!(
+        "  latency, batch 1:                            {:>9.1} ms",
+        t_lat * 1000.0
+    );
+    println!(
+        "  training with cached features:               {:>9.1} img/s",
+        n as f64 / t_train
+    );
+    if let Some(path) = &a.json {
+        cras::error::write_atomic(path, serde_json::to_string_pretty(&figures)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn bench_meta(
+    extractor: &FeatureExtractor,
+    desc: &DescriptorConfig,
+    grid: usize,
+    s: usize,
+    classes: usize,
+) -> anyhow::Result<cras::infer::ModelMeta> {
+    Ok(cras::infer::ModelMeta {
+        format_version: cras::infer::FORMAT_VERSION,
+        tool: "cras bench".into(),
+        created_unix: 0,
+        classes: (0..classes).map(|k| format!("class{k}")).collect(),
+        backbone: extractor.backbone.info().clone(),
+        last_layer: extractor.backbone.last_layer(),
+        preprocess: cras::data::Preprocess {
+            resize: s as u32,
+            crop: s as u32,
+            mode: cras::data::ResizeMode::Square,
+            mask_mode: cras::data::MaskMode::Binarize,
+        },
+        descriptor: desc.clone(),
+        grid,
+        config: serde_json::json!({}),
+        thresholds: None,
+        training: Default::default(),
+        test_selected: false,
+        partial: false,
+    })
+}

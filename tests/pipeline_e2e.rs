@@ -47,6 +47,8 @@ fn config(data: &Path, seed: u64) -> TrainConfig {
         cache_precision: CachePrecision::F32,
         device: "cpu".into(),
         progress: false,
+        eval_every: 0,
+        select_on_test: false,
     }
 }
 
@@ -221,4 +223,43 @@ fn bad_inputs_get_clear_errors() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("cannot resume"), "{err}");
+}
+
+#[test]
+fn test_selection_is_opt_in_and_labelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    let mut cfg = config(&data, 1);
+    cfg.select_on_test = true;
+    let err = train(&cfg, &tmp.path().join("x.safetensors"), false, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--eval-every"), "{err}");
+    cfg.eval_every = 1;
+    let model = tmp.path().join("sel.safetensors");
+    let mut log = Vec::new();
+    let s = train(&cfg, &model, false, Some(&mut log)).unwrap();
+    assert!(s.meta.test_selected);
+    let epoch = s
+        .meta
+        .training
+        .selected_epoch
+        .expect("an epoch was selected");
+    assert!(epoch < 2);
+    let log = String::from_utf8(log).unwrap();
+    assert_eq!(log.matches("\"test_eval\"").count(), 2, "{log}");
+    let p = Predictor::load(&model, &candle_core::Device::Cpu).unwrap();
+    let out = tmp.path().join("eval");
+    let opts = EvalOptions {
+        progress: false,
+        gallery_per_class: 0,
+        ..EvalOptions::default()
+    };
+    let report = evaluate(&p, &model, &data, &out, &opts).unwrap();
+    assert!(report.test_selected);
+    let md = std::fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .to_lowercase();
+    assert!(md.contains("test-selected"), "{md}");
 }

@@ -105,6 +105,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         cache_precision: CachePrecision::F32,
         device: a.device.clone(),
         progress: true,
+        eval_every: 0,
+        select_on_test: false,
     };
     println!(
         "[2/3] training one model for all classes ({} random backbone, {} px, {} dims, {} epochs)",

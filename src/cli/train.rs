@@ -100,6 +100,14 @@ pub struct TrainArgs {
     /// Ablation: use the center at the patch's own position instead of searching all positions.
     #[arg(long)]
     pub no_center_search: bool,
+    /// Evaluate on the TEST split every N epochs and log image/pixel AUROC (the reference
+    /// protocol; 0 = never, our default: no test data during training).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: usize,
+    /// Keep the epoch with the best test I-AUROC + P-AUROC (needs --eval-every). The model and
+    /// every report made from it are marked "test-selected (optimistic)".
+    #[arg(long)]
+    pub select_on_test: bool,
     /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -201,6 +209,8 @@ impl TrainArgs {
             },
             device: self.device.clone(),
             progress: !self.quiet,
+            eval_every: self.eval_every,
+            select_on_test: self.select_on_test,
         })
     }
 }

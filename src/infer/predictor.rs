@@ -119,60 +119,24 @@ impl Predictor {
 
     /// Scores descriptors g [B, P, D].
     pub fn score_descriptors(&self, g: &Tensor, choice: &ClassChoice) -> Result<Vec<Prediction>> {
-        let (b, p, d) = g.dims3()?;
-        let f = self
-            .adaptor
-            .forward(&g.reshape((b * p, d))?)?
-            .reshape((b, p, d))?;
-        let (matched, sims) = self.bank.global_match(&f)?;
-        let classes = match choice {
-            ClassChoice::Match => matched,
-            ClassChoice::Stated(c) => {
-                if c.len() != b {
-                    return Err(Error::Other(format!(
-                        "{} stated classes for {b} images",
-                        c.len()
-                    )));
-                }
-                if let Some(&bad) = c.iter().find(|&&k| k >= self.bank.classes()) {
-                    return Err(Error::config("class index", bad, "out of range"));
-                }
-                c.clone()
-            }
-            ClassChoice::BatchVote => {
-                let mut counts = vec![0usize; self.bank.classes()];
-                for &k in &matched {
-                    counts[k] += 1;
-                }
-                // torch.mode picks the smallest value among ties
-                let best = (0..counts.len())
-                    .max_by_key(|&k| (counts[k], std::cmp::Reverse(k)))
-                    .unwrap_or(0);
-                vec![best; b]
-            }
-        };
-        let r = step::aligned_centers(&self.bank, &f, &classes, step::Ablation::default())?;
-        let x = step::discriminator_input(
-            &f.reshape((b * p, d))?,
-            &r.reshape((b * p, d))?,
-            step::Ablation::default(),
-        )?;
-        let scores = self.discriminator.forward_eval(&x)?.reshape((b, p))?;
-        let scores: Vec<Vec<f32>> = scores.to_device(&Device::Cpu)?.to_vec2()?;
-        Ok(scores
-            .into_iter()
-            .zip(classes)
-            .zip(sims)
-            .map(|((patch_scores, class), class_similarity)| Prediction {
-                class,
-                class_similarity,
-                score: patch_scores
-                    .iter()
-                    .copied()
-                    .fold(f32::NEG_INFINITY, f32::max),
-                patch_scores,
-            })
-            .collect())
+        score_with_head(
+            &self.adaptor,
+            &self.discriminator,
+            &self.bank,
+            g,
+            choice,
+            self.ablation(),
+        )
+    }
+
+    /// The parts of the method the model was trained with (ablation runs turn some off).
+    pub fn ablation(&self) -> step::Ablation {
+        self.meta
+            .config
+            .get("fit")
+            .and_then(|f| f.get("ablation"))
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default()
     }
 
     /// Scores preprocessed images [B, 3, S, S].
@@ -236,4 +200,65 @@ pub fn stated_class(meta: &ModelMeta, name: Option<&str>, n: usize) -> Result<Cl
         None => ClassChoice::Match,
         Some(c) => ClassChoice::Stated(vec![meta.class_index(c)?; n]),
     })
+}
+
+/// Scores descriptors g [B, P, D] with a head (adaptor, discriminator in evaluation mode,
+/// center bank): the one scoring path of inference, evaluation and test-set selection.
+pub fn score_with_head(
+    adaptor: &Adaptor,
+    discriminator: &Discriminator,
+    bank: &CenterBank,
+    g: &Tensor,
+    choice: &ClassChoice,
+    ablation: step::Ablation,
+) -> Result<Vec<Prediction>> {
+    let (b, p, d) = g.dims3()?;
+    let f = adaptor
+        .forward(&g.reshape((b * p, d))?)?
+        .reshape((b, p, d))?;
+    let (matched, sims) = bank.global_match(&f)?;
+    let classes = match choice {
+        ClassChoice::Match => matched,
+        ClassChoice::Stated(c) => {
+            if c.len() != b {
+                return Err(Error::Other(format!(
+                    "{} stated classes for {b} images",
+                    c.len()
+                )));
+            }
+            if let Some(&bad) = c.iter().find(|&&k| k >= bank.classes()) {
+                return Err(Error::config("class index", bad, "out of range"));
+            }
+            c.clone()
+        }
+        ClassChoice::BatchVote => {
+            let mut counts = vec![0usize; bank.classes()];
+            for &k in &matched {
+                counts[k] += 1;
+            }
+            // torch.mode picks the smallest value among ties
+            let best = (0..counts.len())
+                .max_by_key(|&k| (counts[k], std::cmp::Reverse(k)))
+                .unwrap_or(0);
+            vec![best; b]
+        }
+    };
+    let r = step::aligned_centers(bank, &f, &classes, ablation)?;
+    let x = step::discriminator_input(&f.reshape((b * p, d))?, &r.reshape((b * p, d))?, ablation)?;
+    let scores = discriminator.forward_eval(&x)?.reshape((b, p))?;
+    let scores: Vec<Vec<f32>> = scores.to_device(&Device::Cpu)?.to_vec2()?;
+    Ok(scores
+        .into_iter()
+        .zip(classes)
+        .zip(sims)
+        .map(|((patch_scores, class), class_similarity)| Prediction {
+            class,
+            class_similarity,
+            score: patch_scores
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max),
+            patch_scores,
+        })
+        .collect())
 }

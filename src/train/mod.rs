@@ -3,5 +3,6 @@
 
 pub mod fit;
 pub mod pipeline;
+pub mod selection;
 
 pub use fit::{fit, EpochStats, FitConfig, FitObserver, HeadState};

@@ -23,6 +23,8 @@ use crate::infer::predictor::{ClassChoice, Predictor};
 use crate::model::{checkpoint, Adaptor, CenterAccumulator, CenterBank, Discriminator};
 use crate::{Error, Result};
 
+use super::selection::{BestHead, TestProbe};
+
 /// Multi-class (one model for all classes) or single-class (one class per model).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
@@ -65,6 +67,12 @@ pub struct TrainConfig {
     pub cache_precision: CachePrecision,
     pub device: String,
     pub progress: bool,
+    /// Evaluate on the TEST split every N epochs (0 = never; the reference protocol).
+    #[serde(default)]
+    pub eval_every: usize,
+    /// Keep the epoch with the best test I-AUROC + P-AUROC (optimistic; marks the model).
+    #[serde(default)]
+    pub select_on_test: bool,
 }
 
 /// What a finished run reports.
@@ -357,7 +365,45 @@ pub fn train(
     stats.images = train_paths.len();
 
     let base_meta = meta_for(cfg, &classes, &extractor, grid, stats.clone(), true)?;
+    if cfg.select_on_test && cfg.eval_every == 0 {
+        return Err(Error::config(
+            "select-on-test",
+            true,
+            "needs --eval-every N",
+        ));
+    }
+    let probe = if cfg.eval_every > 0 {
+        tracing::warn!(
+            "--eval-every: the TEST split is evaluated during training (the reference protocol)"
+        );
+        Some(TestProbe::build(
+            &ds,
+            &cfg.preprocess,
+            &extractor,
+            dims,
+            &device,
+        )?)
+    } else {
+        None
+    };
+    let mut best = BestHead::default();
+    let mut test_log: Vec<serde_json::Value> = Vec::new();
     let mut on_epoch = |s: &HeadState, e: &EpochStats| -> Result<()> {
+        if let Some(probe) = &probe {
+            if s.epochs_done % cfg.eval_every == 0 {
+                let (i, p) = probe.evaluate(s, &bank, cfg.fit.ablation, &device)?;
+                tracing::info!(
+                    epoch = s.epochs_done,
+                    image_auroc = format!("{i:.4}"),
+                    pixel_auroc = format!("{p:.4}"),
+                    "test-set evaluation"
+                );
+                test_log.push(serde_json::json!({"kind": "test_eval", "epoch": e.epoch, "image_auroc": i, "pixel_auroc": p}));
+                if cfg.select_on_test {
+                    best.offer(s, e.epoch, i + p)?;
+                }
+            }
+        }
         let mut meta = base_meta.clone();
         meta.training.epochs_done = s.epochs_done;
         meta.training.final_loss = Some(e.loss);
@@ -376,6 +422,22 @@ pub fn train(
         &mut state, &cache, &labels, &bank, &fit_cfg, &device, &mut obs,
     )?;
     drop(cache);
+    if let Some(log) = obs.log.as_deref_mut() {
+        for line in &test_log {
+            writeln!(log, "{line}").map_err(|e| Error::Other(format!("training log: {e}")))?;
+        }
+    }
+    let mut selected = None;
+    if let Some(epoch) = best.epoch {
+        let t = checkpoint::to_device(&best.tensors, &device)?;
+        state.adaptor = Adaptor::from_named(&t)?;
+        state.discriminator = Discriminator::from_named(&t)?;
+        tracing::warn!(
+            epoch = epoch + 1,
+            "model chosen on the TEST set (test-selected: optimistic figures)"
+        );
+        selected = Some(epoch);
+    }
 
     if let Some(last) = history.last() {
         stats.final_loss = Some(last.loss);
@@ -385,7 +447,9 @@ pub fn train(
     stats.epochs_done = state.epochs_done;
     stats.optimiser_steps = (state.opt_adaptor.step, state.opt_discriminator.step);
     stats.seconds = started.elapsed().as_secs_f64();
-    let meta = meta_for(cfg, &classes, &extractor, grid, stats, false)?;
+    stats.selected_epoch = selected;
+    let mut meta = meta_for(cfg, &classes, &extractor, grid, stats, false)?;
+    meta.test_selected = selected.is_some();
     let mut predictor = Predictor::from_parts(
         meta,
         extractor,

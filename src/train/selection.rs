@@ -1,0 +1,150 @@
+//! The reference protocol's test-set model selection, opt-in (`--eval-every N
+//! --select-on-test`): the test split's descriptors are computed once; every N epochs the
+//! current head scores them (global match, as at inference) and the mean over classes of
+//! image AUROC and pixel AUROC is recorded; with selection on, the head of the best epoch
+//! (by their sum, as the reference) becomes the model, which is then marked "test-selected".
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+
+use super::fit::HeadState;
+use crate::data::{decode, loader, Dataset, Preprocess};
+use crate::features::cache::{CachePrecision, FeatureCache};
+use crate::features::FeatureExtractor;
+use crate::infer::predictor::{score_with_head, ClassChoice};
+use crate::metrics::{EvalAccumulator, MetricSet};
+use crate::model::{checkpoint, step::Ablation, CenterBank};
+use crate::Result;
+
+/// The test split, ready to be scored by any head.
+pub struct TestProbe {
+    cache: FeatureCache,
+    /// True class of each test image.
+    classes: Vec<usize>,
+    labels: Vec<bool>,
+    masks: Vec<Option<Vec<u8>>>,
+    n_classes: usize,
+    grid: usize,
+    size: usize,
+}
+
+impl TestProbe {
+    /// Computes the descriptors and masks of every test image of `ds` (classes in model order).
+    pub fn build(
+        ds: &Dataset,
+        pre: &Preprocess,
+        extractor: &FeatureExtractor,
+        dims: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let size = pre.crop as usize;
+        let grid = extractor.grid_side(size);
+        let items: Vec<(usize, &crate::data::TestItem)> = ds
+            .classes
+            .iter()
+            .enumerate()
+            .flat_map(|(k, c)| c.test.iter().map(move |t| (k, t)))
+            .collect();
+        let mut cache = FeatureCache::new(
+            items.len(),
+            grid * grid,
+            dims,
+            CachePrecision::F32,
+            u64::MAX,
+            None,
+        )?;
+        let paths = items.iter().map(|(_, t)| t.path.clone()).collect();
+        let mut i = 0;
+        for batch in loader::batches(paths, pre.clone(), 16, false) {
+            let batch = batch?;
+            let g = extractor.descriptors(&batch.to_tensor(device)?)?;
+            for j in 0..batch.len() {
+                cache.put(i, &g.get(j)?)?;
+                i += 1;
+            }
+        }
+        let masks = items
+            .iter()
+            .map(|(_, t)| {
+                t.mask
+                    .as_ref()
+                    .map(|m| Ok(pre.mask(&decode::decode_mask(m)?)))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            cache,
+            classes: items.iter().map(|(k, _)| *k).collect(),
+            labels: items.iter().map(|(_, t)| t.is_anomalous()).collect(),
+            masks,
+            n_classes: ds.classes.len(),
+            grid,
+            size,
+        })
+    }
+
+    /// Mean over classes of (image AUROC, pixel AUROC) for the current head.
+    pub fn evaluate(
+        &self,
+        state: &HeadState,
+        bank: &CenterBank,
+        ablation: Ablation,
+        device: &Device,
+    ) -> Result<(f64, f64)> {
+        let mut accs: Vec<EvalAccumulator> = (0..self.n_classes)
+            .map(|_| EvalAccumulator::new(self.size))
+            .collect();
+        let idx: Vec<usize> = (0..self.cache.len()).collect();
+        for chunk in idx.chunks(16) {
+            let g = self.cache.batch(chunk, device)?;
+            let preds = score_with_head(
+                &state.adaptor,
+                &state.discriminator,
+                bank,
+                &g,
+                &ClassChoice::Match,
+                ablation,
+            )?;
+            for (&i, p) in chunk.iter().zip(&preds) {
+                let map =
+                    crate::anomaly_map::anomaly_map(&p.patch_scores, self.grid, self.size, 4.0);
+                accs[self.classes[i]].push(
+                    p.score,
+                    self.labels[i],
+                    &map,
+                    self.masks[i].as_deref(),
+                )?;
+            }
+        }
+        let sets: Vec<MetricSet> = accs.iter().map(|a| a.compute(0.3)).collect();
+        let mean = MetricSet::mean_of(&sets);
+        Ok((
+            mean.image_auroc.unwrap_or(0.0),
+            mean.pixel_auroc.unwrap_or(0.0),
+        ))
+    }
+}
+
+/// The best head seen so far (tensors on the CPU) and its epoch.
+#[derive(Default)]
+pub struct BestHead {
+    pub epoch: Option<usize>,
+    pub score: f64,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+impl BestHead {
+    /// Keeps `state` if `score` beats the best so far.
+    pub fn offer(&mut self, state: &HeadState, epoch: usize, score: f64) -> Result<()> {
+        if self.epoch.is_none() || score > self.score {
+            self.tensors = checkpoint::head_tensors(state, false)
+                .into_iter()
+                .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?.copy()?)))
+                .collect::<Result<_>>()?;
+            self.epoch = Some(epoch);
+            self.score = score;
+        }
+        Ok(())
+    }
+}

@@ -37,6 +37,8 @@ enum Command {
     Predict(cli::predict::PredictArgs),
     /// The whole product on generated data: synth, train, eval (a few minutes on a CPU).
     Demo(cli::demo::DemoArgs),
+    /// Serve a model over HTTP: POST /v1/predict with dynamic batching.
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() {
@@ -56,6 +58,7 @@ fn main() {
         Command::Eval(a) => cli::eval::run(a),
         Command::Predict(a) => cli::predict::run(a),
         Command::Demo(a) => cli::demo::run(a),
+        Command::Serve(a) => cli::serve::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -110,6 +110,8 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Per-request time limit.
     pub timeout: Duration,
+    /// Largest request body, in bytes.
+    pub max_body: usize,
 }
 
 /// State shared by the handlers.
@@ -165,7 +167,6 @@ pub fn read_token(path: &Path) -> Result<String> {
 pub struct Server {
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
-    max_body: usize,
 }
 
 /// A handle to a running server: reloads, pause, counters.
@@ -197,17 +198,21 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(&addrs[..])
             .await
             .map_err(|e| Error::config("addr", &config.addr, format!("cannot bind: {e}")))?;
+        let max_body = usize::try_from(config.max_body_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let state = Arc::new(AppState {
             slot,
             batcher,
             metrics,
-            limits: Limits { max_pixels: config.max_pixels, timeout: Duration::from_millis(config.timeout_ms) },
+            limits: Limits {
+                max_pixels: config.max_pixels,
+                timeout: Duration::from_millis(config.timeout_ms),
+                max_body,
+            },
             token,
             started: Instant::now(),
             model_path: config.model.clone(),
         });
-        let max_body = usize::try_from(config.max_body_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-        Ok(Self { listener, state, max_body })
+        Ok(Self { listener, state })
     }
 
     /// The bound address.
@@ -222,7 +227,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and stops the worker.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let app = router(self.state.clone(), self.max_body);
+        let app = router(self.state.clone());
         let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
         let state = self.state;
         tokio::task::spawn_blocking(move || state.batcher.shutdown())
@@ -266,8 +271,10 @@ impl ServerHandle {
     }
 }
 
-/// The routes with their middleware (metrics outermost, then the token check, then the body limit).
-pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
+/// The routes with their middleware: metrics outermost, then body buffering (so that every
+/// answer, errors included, reaches a client still sending its body), then the token check.
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.limits.max_body;
     Router::new()
         .route("/v1/predict", post(predict::predict))
         .route("/v1/health", get(health))
@@ -277,6 +284,7 @@ pub fn router(state: Arc<AppState>, max_body: usize) -> Router {
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; see /v1/openapi.json") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .with_state(state)
 }
@@ -337,6 +345,28 @@ async fn require_token(State(state): State<Arc<AppState>>, request: Request, nex
         }
     }
     next.run(request).await
+}
+
+/// Reads the whole body (up to the body limit, else 413) before any handler runs. A server
+/// that answers early and closes makes clients still writing fail with a broken pipe instead
+/// of reading the answer; buffering first lets every error message reach the client.
+async fn buffer_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, state.limits.max_body).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(e) => {
+            let text = e.to_string();
+            let error = if text.contains("length limit") {
+                ApiError::too_large(format!(
+                    "the request body is above the server's limit of {} bytes",
+                    state.limits.max_body
+                ))
+            } else {
+                ApiError::bad_request(format!("reading the request body: {text}"))
+            };
+            error.into_response()
+        }
+    }
 }
 
 /// Compares without an early exit on the first differing byte.

@@ -21,7 +21,9 @@ fn direct_scores() -> HashMap<String, u32> {
         .iter()
         .map(|p| {
             let im = decode_rgb(p).expect("decodes");
-            let pred = predictor.predict_images(&[im], &ClassChoice::Match).expect("predicts");
+            let pred = predictor
+                .predict_images(&[im], &ClassChoice::Match)
+                .expect("predicts");
             (p.display().to_string(), pred[0].score.to_bits())
         })
         .collect()
@@ -56,7 +58,10 @@ fn concurrent_batched_scores_equal_single_image_scores_and_cras_predict() {
         .collect();
     for c in clients {
         for (path, bits) in c.join().expect("client thread") {
-            assert_eq!(bits, direct[&path], "served score of {path} differs from the direct single-image score");
+            assert_eq!(
+                bits, direct[&path],
+                "served score of {path} differs from the direct single-image score"
+            );
         }
     }
     // Batching happened: some batch held more than one image.
@@ -70,8 +75,14 @@ fn concurrent_batched_scores_equal_single_image_scores_and_cras_predict() {
     };
     let batches = line("cras_batch_size_count");
     let single = line("cras_batch_size_bucket{le=\"1\"}");
-    assert!(single < batches, "no batch held two images ({single} of {batches} were single)");
-    assert_eq!(line("cras_requests_total{path=\"/v1/predict\",status=\"200\"}"), 24.0);
+    assert!(
+        single < batches,
+        "no batch held two images ({single} of {batches} were single)"
+    );
+    assert_eq!(
+        line("cras_requests_total{path=\"/v1/predict\",status=\"200\"}"),
+        24.0
+    );
     assert_eq!(line("cras_batch_size_sum"), 24.0);
 
     // `cras predict` prints the same numbers.
@@ -81,12 +92,20 @@ fn concurrent_batched_scores_equal_single_image_scores_and_cras_predict() {
         .args(&m.images)
         .output()
         .expect("cras predict runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut lines = 0;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
         let path = v["path"].as_str().expect("path").to_string();
-        assert_eq!((v["score"].as_f64().expect("score") as f32).to_bits(), direct[&path], "{path}");
+        assert_eq!(
+            (v["score"].as_f64().expect("score") as f32).to_bits(),
+            direct[&path],
+            "{path}"
+        );
         lines += 1;
     }
     assert_eq!(lines, m.images.len());
@@ -100,7 +119,12 @@ fn multipart_answers_in_order_with_maps_and_stated_class() {
     let parts: Vec<(String, Vec<u8>)> = m
         .images
         .iter()
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(p).unwrap(),
+            )
+        })
         .collect();
     let a = post_multipart(&server.url("/v1/predict?map=png&threshold=0.25"), &parts);
     assert_eq!(a.status, 200, "{}", a.body);
@@ -112,19 +136,32 @@ fn multipart_answers_in_order_with_maps_and_stated_class() {
         assert_eq!(score_bits(&v, i), direct[&path.display().to_string()]);
         let score = preds[i]["score"].as_f64().unwrap() as f32;
         assert_eq!(preds[i]["threshold"].as_f64().unwrap() as f32, 0.25);
-        assert_eq!(preds[i]["is_anomalous"], serde_json::Value::Bool(score >= 0.25));
+        assert_eq!(
+            preds[i]["is_anomalous"],
+            serde_json::Value::Bool(score >= 0.25)
+        );
         let png = base64::engine::general_purpose::STANDARD
             .decode(preds[i]["map"].as_str().expect("map"))
             .expect("base64");
-        let map = image::load(Cursor::new(png), image::ImageFormat::Png).expect("PNG").to_luma8();
+        let map = image::load(Cursor::new(png), image::ImageFormat::Png)
+            .expect("PNG")
+            .to_luma8();
         assert_eq!(map.dimensions(), (32, 32));
     }
     // Stating the class skips the match: the answer carries the stated class.
     let class = &m.classes[1];
     let bytes = std::fs::read(&m.images[0]).unwrap();
-    let a = post(&server.url(&format!("/v1/predict?class={class}")), "image/png", &bytes, None);
+    let a = post(
+        &server.url(&format!("/v1/predict?class={class}")),
+        "image/png",
+        &bytes,
+        None,
+    );
     assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.json()["predictions"][0]["class"], serde_json::json!(class));
+    assert_eq!(
+        a.json()["predictions"][0]["class"],
+        serde_json::json!(class)
+    );
 }
 
 #[test]
@@ -136,19 +173,33 @@ fn info_routes_describe_the_model_and_service() {
     assert_eq!(health.json()["status"], "ok");
     let model = get(&server.url("/v1/model"), None).json();
     assert_eq!(model["classes"], serde_json::json!(m.classes));
-    assert_eq!(model["format_version"], serde_json::json!(cras::infer::FORMAT_VERSION));
+    assert_eq!(
+        model["format_version"],
+        serde_json::json!(cras::infer::FORMAT_VERSION)
+    );
     assert_eq!(model["input_size"], 32);
     assert_eq!(model["preprocessing"]["crop"], 32);
     assert!(model["training_config"].is_object());
     assert!(model["test_selected"].is_boolean());
     let api = get(&server.url("/v1/openapi.json"), None).json();
     assert!(api["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/v1/predict", "/v1/health", "/v1/model", "/metrics", "/v1/openapi.json"] {
-        assert!(api["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    for path in [
+        "/v1/predict",
+        "/v1/health",
+        "/v1/model",
+        "/metrics",
+        "/v1/openapi.json",
+    ] {
+        assert!(
+            api["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
     }
     let metrics = get(&server.url("/metrics"), None);
     assert!(metrics.content_type.starts_with("text/plain"));
-    assert!(metrics.body.contains("cras_requests_total{path=\"/v1/health\",status=\"200\"} 1"));
+    assert!(metrics
+        .body
+        .contains("cras_requests_total{path=\"/v1/health\",status=\"200\"} 1"));
     assert!(metrics.body.contains("cras_queue_depth 0"));
 }
 
@@ -164,12 +215,17 @@ fn reload_swaps_the_model_and_a_failed_reload_keeps_the_old_one() {
     let bytes = std::fs::read(&m.images[0]).unwrap();
     let before = post(&server.url("/v1/predict"), "image/png", &bytes, None);
     assert_eq!(before.status, 200, "{}", before.body);
-    assert!(get(&server.url("/metrics"), None).body.contains("cras_model_reload_failures_total 1"));
+    assert!(get(&server.url("/metrics"), None)
+        .body
+        .contains("cras_model_reload_failures_total 1"));
 
     // A second model: the same network with other stored thresholds.
     let predictor = Predictor::load(&m.model, &candle_core::Device::Cpu).unwrap();
     let mut meta = predictor.meta.clone();
-    let t = meta.thresholds.as_mut().expect("the tiny model is calibrated");
+    let t = meta
+        .thresholds
+        .as_mut()
+        .expect("the tiny model is calibrated");
     t.global = 0.123;
     t.per_class.iter_mut().for_each(|x| *x = 0.123);
     let other = dir.path().join("other.safetensors");
@@ -177,9 +233,17 @@ fn reload_swaps_the_model_and_a_failed_reload_keeps_the_old_one() {
     assert_eq!(server.handle.reload_from(&other).unwrap(), 2);
     let after = post(&server.url("/v1/predict"), "image/png", &bytes, None).json();
     assert_eq!(after["model_generation"], 2);
-    assert_eq!(after["predictions"][0]["threshold"].as_f64().unwrap() as f32, 0.123);
+    assert_eq!(
+        after["predictions"][0]["threshold"].as_f64().unwrap() as f32,
+        0.123
+    );
     assert_eq!(score_bits(&after, 0), score_bits(&before.json(), 0));
-    assert_eq!(get(&server.url("/v1/model"), None).json()["thresholds"]["global"].as_f64().unwrap() as f32, 0.123);
+    assert_eq!(
+        get(&server.url("/v1/model"), None).json()["thresholds"]["global"]
+            .as_f64()
+            .unwrap() as f32,
+        0.123
+    );
 }
 
 #[test]

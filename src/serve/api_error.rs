@@ -18,7 +18,11 @@ pub struct ApiError {
 impl ApiError {
     /// An error with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), retry_after_s: None }
+        Self {
+            status,
+            message: message.into(),
+            retry_after_s: None,
+        }
     }
     /// 400: the request is malformed.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -36,7 +40,9 @@ impl ApiError {
     pub fn busy(queue: usize) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            message: format!("the inference queue is full ({queue} requests waiting); retry shortly"),
+            message: format!(
+                "the inference queue is full ({queue} requests waiting); retry shortly"
+            ),
             retry_after_s: Some(1),
         }
     }
@@ -60,7 +66,9 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({"error": self.message, "status": self.status.as_u16()});
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         response
     }

@@ -66,11 +66,21 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the worker thread scoring with the model in `slot`.
-    pub fn start(slot: Arc<ModelSlot>, config: BatchConfig, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+    pub fn start(
+        slot: Arc<ModelSlot>,
+        config: BatchConfig,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<Self> {
         let (sender, receiver) = sync_channel::<Job>(config.queue.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let pause = Arc::new(Mutex::new(()));
-        let worker = Worker { slot, config, metrics, depth: depth.clone(), pause: pause.clone() };
+        let worker = Worker {
+            slot,
+            config,
+            metrics,
+            depth: depth.clone(),
+            pause: pause.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name("cras-serve-batcher".into())
             .spawn(move || worker.run(receiver))?;
@@ -84,21 +94,34 @@ impl Batcher {
     }
 
     /// Queues `images` (one request) for scoring; 503 when the queue is full, 503 after shutdown.
-    pub fn submit(&self, images: Vec<RgbImage>, class: Option<String>) -> Result<oneshot::Receiver<JobResult>, ApiError> {
+    pub fn submit(
+        &self,
+        images: Vec<RgbImage>,
+        class: Option<String>,
+    ) -> Result<oneshot::Receiver<JobResult>, ApiError> {
         let (reply, answer) = oneshot::channel();
         let guard = self.sender.lock().unwrap_or_else(|e| e.into_inner());
-        let sender = guard
-            .as_ref()
-            .ok_or_else(|| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"))?;
+        let sender = guard.as_ref().ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down",
+            )
+        })?;
         // Count before sending so that the worker's decrement never underflows.
         self.depth.fetch_add(1, Ordering::SeqCst);
-        match sender.try_send(Job { images, class, reply }) {
+        match sender.try_send(Job {
+            images,
+            class,
+            reply,
+        }) {
             Ok(()) => Ok(answer),
             Err(e) => {
                 self.depth.fetch_sub(1, Ordering::SeqCst);
                 Err(match e {
                     TrySendError::Full(_) => ApiError::busy(self.queue),
-                    TrySendError::Disconnected(_) => ApiError::internal("the inference worker has stopped"),
+                    TrySendError::Disconnected(_) => {
+                        ApiError::internal("the inference worker has stopped")
+                    }
                 })
             }
         }
@@ -192,7 +215,10 @@ impl Worker {
             + stated.iter().map(|(j, _)| j.images.len()).sum::<usize>();
         self.metrics.observe_batch(total);
         self.score_group(&model, matched.into_iter().map(|j| (j, None)).collect());
-        self.score_group(&model, stated.into_iter().map(|(j, k)| (j, Some(k))).collect());
+        self.score_group(
+            &model,
+            stated.into_iter().map(|(j, k)| (j, Some(k))).collect(),
+        );
     }
 
     /// Scores jobs that share one kind of class choice (all matched, or all stated).
@@ -213,7 +239,10 @@ impl Worker {
                 for ((job, _), n) in jobs.into_iter().zip(counts) {
                     let rest = predictions.split_off(n.min(predictions.len()));
                     let mine = std::mem::replace(&mut predictions, rest);
-                    let _ = job.reply.send(Ok(Scored { model: model.clone(), predictions: mine }));
+                    let _ = job.reply.send(Ok(Scored {
+                        model: model.clone(),
+                        predictions: mine,
+                    }));
                 }
             }
             Err(e) => {
@@ -236,13 +265,23 @@ impl Worker {
         let mut out = Vec::with_capacity(images.len());
         let step = self.config.max_batch.max(1);
         for (chunk, chunk_classes) in images.chunks(step).zip(classes.chunks(step)) {
-            let choice = match chunk_classes.iter().copied().collect::<Option<Vec<usize>>>() {
+            let choice = match chunk_classes
+                .iter()
+                .copied()
+                .collect::<Option<Vec<usize>>>()
+            {
                 Some(stated) => ClassChoice::Stated(stated),
                 None => ClassChoice::Match,
             };
-            let predicted = catch_unwind(AssertUnwindSafe(|| model.predictor.predict_images(chunk, &choice)))
-                .map_err(|_| ApiError::internal("scoring failed unexpectedly (internal panic); the server keeps running"))?
-                .map_err(|e| ApiError::internal(format!("scoring failed: {e}")))?;
+            let predicted = catch_unwind(AssertUnwindSafe(|| {
+                model.predictor.predict_images(chunk, &choice)
+            }))
+            .map_err(|_| {
+                ApiError::internal(
+                    "scoring failed unexpectedly (internal panic); the server keeps running",
+                )
+            })?
+            .map_err(|e| ApiError::internal(format!("scoring failed: {e}")))?;
             out.extend(predicted);
         }
         Ok(out)

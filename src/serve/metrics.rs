@@ -11,7 +11,9 @@ use std::fmt::Write;
 use std::sync::Mutex;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
-const LATENCY_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 /// Upper bounds (images) of the batch size histogram buckets.
 const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
@@ -26,7 +28,12 @@ struct Histogram {
 
 impl Histogram {
     fn new(bounds: &'static [f64]) -> Self {
-        Self { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
+        Self {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
     }
 
     fn observe(&mut self, v: f64) {
@@ -99,7 +106,11 @@ impl Metrics {
 
     /// Requests answered so far on `path` with `status`.
     pub fn requests(&self, path: &str, status: u16) -> u64 {
-        self.lock().requests.get(&(path.to_string(), status)).copied().unwrap_or(0)
+        self.lock()
+            .requests
+            .get(&(path.to_string(), status))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The Prometheus text, with the live `queue_depth` and `generation` gauges.
@@ -109,10 +120,22 @@ impl Metrics {
         out.push_str("# HELP cras_requests_total HTTP requests answered, by route and status.\n");
         out.push_str("# TYPE cras_requests_total counter\n");
         for ((path, status), n) in &m.requests {
-            let _ = writeln!(out, "cras_requests_total{{path=\"{}\",status=\"{status}\"}} {n}", escape_label(path));
+            let _ = writeln!(
+                out,
+                "cras_requests_total{{path=\"{}\",status=\"{status}\"}} {n}",
+                escape_label(path)
+            );
         }
-        m.latency.render(&mut out, "cras_request_duration_seconds", "Time from request to answer.");
-        m.batch.render(&mut out, "cras_batch_size", "Images scored per worker batch.");
+        m.latency.render(
+            &mut out,
+            "cras_request_duration_seconds",
+            "Time from request to answer.",
+        );
+        m.batch.render(
+            &mut out,
+            "cras_batch_size",
+            "Images scored per worker batch.",
+        );
         let _ = writeln!(
             out,
             "# HELP cras_queue_depth Requests waiting for the worker.\n# TYPE cras_queue_depth gauge\ncras_queue_depth {queue_depth}"
@@ -132,7 +155,9 @@ impl Metrics {
 
 /// Escapes a Prometheus label value.
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -158,7 +158,11 @@ pub fn read_token(path: &Path) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let token = text.trim().to_string();
     if token.is_empty() || token.chars().any(char::is_whitespace) {
-        return Err(Error::config("token-file", path.display(), "must hold one token without spaces"));
+        return Err(Error::config(
+            "token-file",
+            path.display(),
+            "must hold one token without spaces",
+        ));
     }
     Ok(token)
 }
@@ -198,7 +202,8 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(&addrs[..])
             .await
             .map_err(|e| Error::config("addr", &config.addr, format!("cannot bind: {e}")))?;
-        let max_body = usize::try_from(config.max_body_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let max_body =
+            usize::try_from(config.max_body_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let state = Arc::new(AppState {
             slot,
             batcher,
@@ -217,18 +222,24 @@ impl Server {
 
     /// The bound address.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.listener.local_addr().map_err(|e| Error::Other(format!("bound address: {e}")))
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::Other(format!("bound address: {e}")))
     }
 
     /// A handle for reloads and counters.
     pub fn handle(&self) -> ServerHandle {
-        ServerHandle { state: self.state.clone() }
+        ServerHandle {
+            state: self.state.clone(),
+        }
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and stops the worker.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let app = router(self.state.clone());
-        let served = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
         let state = self.state;
         tokio::task::spawn_blocking(move || state.batcher.shutdown())
             .await
@@ -249,7 +260,10 @@ impl ServerHandle {
     pub fn reload_from(&self, path: &Path) -> Result<u64> {
         match self.state.slot.reload(path) {
             Ok(generation) => {
-                tracing::info!("reloaded {} (model generation {generation})", path.display());
+                tracing::info!(
+                    "reloaded {} (model generation {generation})",
+                    path.display()
+                );
                 Ok(generation)
             }
             Err(e) => {
@@ -280,8 +294,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/health", get(health))
         .route("/v1/model", get(model_info))
         .route("/metrics", get(metrics_text))
-        .route("/v1/openapi.json", get(|| async { Json(openapi::document()) }))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route; see /v1/openapi.json") })
+        .route(
+            "/v1/openapi.json",
+            get(|| async { Json(openapi::document()) }),
+        )
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "no such route; see /v1/openapi.json")
+        })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
@@ -323,12 +342,18 @@ async fn model_info(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(state.batcher.queue_depth(), state.slot.current().generation);
+    let text = state
+        .metrics
+        .render(state.batcher.queue_depth(), state.slot.current().generation);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// 401 without the bearer token (health stays open for probes).
-async fn require_token(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(token) = &state.token {
         let sent = request
             .headers()
@@ -337,10 +362,14 @@ async fn require_token(State(state): State<Arc<AppState>>, request: Request, nex
             .and_then(|v| v.strip_prefix("Bearer "));
         let open = request.uri().path() == "/v1/health";
         if !open && !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), token.as_bytes())) {
-            let mut response =
-                ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong 'Authorization: Bearer <token>' header")
-                    .into_response();
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong 'Authorization: Bearer <token>' header",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             return response;
         }
     }
@@ -353,7 +382,10 @@ async fn require_token(State(state): State<Arc<AppState>>, request: Request, nex
 async fn buffer_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     match axum::body::to_bytes(body, state.limits.max_body).await {
-        Ok(bytes) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
         Err(e) => {
             let text = e.to_string();
             let error = if text.contains("length limit") {
@@ -375,7 +407,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Counts every answer by route pattern and status, with its latency.
-async fn count_request(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+async fn count_request(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let path = request
         .extensions()
@@ -383,7 +419,11 @@ async fn count_request(State(state): State<Arc<AppState>>, request: Request, nex
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let response = next.run(request).await;
-    state.metrics.observe_request(&path, response.status().as_u16(), started.elapsed().as_secs_f64());
+    state.metrics.observe_request(
+        &path,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     response
 }
 

@@ -41,13 +41,19 @@ impl ModelSlot {
             generation: 1,
             loaded_unix: crate::infer::model_file::now_unix(),
         };
-        Ok(Self { current: RwLock::new(Arc::new(model)), device: device.clone() })
+        Ok(Self {
+            current: RwLock::new(Arc::new(model)),
+            device: device.clone(),
+        })
     }
 
     /// The model serving now.
     pub fn current(&self) -> Arc<LoadedModel> {
         // A poisoned lock only means a panic elsewhere while holding it; the pointer is intact.
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Loads the model at `path` beside the current one and swaps it in; returns the new

@@ -54,13 +54,21 @@ fn parse_options(q: PredictQuery, state: &AppState) -> Result<Options, ApiError>
         None => None,
         Some(t) => match t.trim().parse::<f32>() {
             Ok(v) if v.is_finite() => Some(v),
-            _ => return Err(ApiError::bad_request(format!("threshold '{t}' is not a finite number"))),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "threshold '{t}' is not a finite number"
+                )))
+            }
         },
     };
     let map = match q.map.as_deref() {
         None => false,
         Some("png") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("map '{other}' is not supported; use map=png"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "map '{other}' is not supported; use map=png"
+            )))
+        }
     };
     if let Some(name) = &q.class {
         let model = state.slot.current();
@@ -71,7 +79,11 @@ fn parse_options(q: PredictQuery, state: &AppState) -> Result<Options, ApiError>
             ))
         })?;
     }
-    Ok(Options { class: q.class, threshold, map })
+    Ok(Options {
+        class: q.class,
+        threshold,
+        map,
+    })
 }
 
 /// The handler.
@@ -97,15 +109,20 @@ pub async fn predict(
     let answer = state.batcher.submit(images, options.class.clone())?;
     let scored = match tokio::time::timeout(state.limits.timeout, answer).await {
         Err(_) => return Err(ApiError::timeout(state.limits.timeout.as_millis() as u64)),
-        Ok(Err(_)) => return Err(ApiError::internal("the inference worker dropped the request")),
+        Ok(Err(_)) => {
+            return Err(ApiError::internal(
+                "the inference worker dropped the request",
+            ))
+        }
         Ok(Ok(result)) => result?,
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let map = options.map;
     let threshold = options.threshold;
-    let body = tokio::task::spawn_blocking(move || answer_json(&scored, &names, threshold, map, ms))
-        .await
-        .map_err(|e| ApiError::internal(format!("answer failed unexpectedly: {e}")))??;
+    let body =
+        tokio::task::spawn_blocking(move || answer_json(&scored, &names, threshold, map, ms))
+            .await
+            .map_err(|e| ApiError::internal(format!("answer failed unexpectedly: {e}")))??;
     Ok(Json(body))
 }
 
@@ -122,20 +139,23 @@ async fn read_parts(request: Request) -> Result<Vec<(String, axum::body::Bytes)>
             .await
             .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
         let mut parts = Vec::new();
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|e| ApiError::new(e.status(), format!("reading the multipart body: {}", e.body_text())))?
-        {
+        while let Some(field) = multipart.next_field().await.map_err(|e| {
+            ApiError::new(
+                e.status(),
+                format!("reading the multipart body: {}", e.body_text()),
+            )
+        })? {
             let name = field
                 .file_name()
                 .or(field.name())
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("part{}", parts.len()));
-            let bytes = field
-                .bytes()
-                .await
-                .map_err(|e| ApiError::new(e.status(), format!("reading part '{name}': {}", e.body_text())))?;
+            let bytes = field.bytes().await.map_err(|e| {
+                ApiError::new(
+                    e.status(),
+                    format!("reading part '{name}': {}", e.body_text()),
+                )
+            })?;
             parts.push((name, bytes));
             if parts.len() > MAX_IMAGES_PER_REQUEST {
                 return Err(ApiError::bad_request(format!(
@@ -144,10 +164,14 @@ async fn read_parts(request: Request) -> Result<Vec<(String, axum::body::Bytes)>
             }
         }
         if parts.is_empty() {
-            return Err(ApiError::bad_request("the multipart body holds no image part"));
+            return Err(ApiError::bad_request(
+                "the multipart body holds no image part",
+            ));
         }
         Ok(parts)
-    } else if content_type.starts_with("image/") || content_type.starts_with("application/octet-stream") {
+    } else if content_type.starts_with("image/")
+        || content_type.starts_with("application/octet-stream")
+    {
         let bytes = axum::body::Bytes::from_request(request, &())
             .await
             .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
@@ -186,7 +210,13 @@ pub fn decode_image(bytes: &[u8], name: &str, max_pixels: u64) -> Result<RgbImag
 }
 
 /// The JSON answer for the scored images.
-fn answer_json(scored: &Scored, names: &[String], threshold: Option<f32>, map: bool, ms: f64) -> Result<Value, ApiError> {
+fn answer_json(
+    scored: &Scored,
+    names: &[String],
+    threshold: Option<f32>,
+    map: bool,
+    ms: f64,
+) -> Result<Value, ApiError> {
     let predictor = &scored.model.predictor;
     let side = predictor.input_size() as u32;
     let mut predictions = Vec::with_capacity(names.len());

@@ -47,9 +47,22 @@ pub fn tiny_model() -> &'static TinyModel {
             weights: None,
             bn_stats: BnStats::Reference,
             recalibrate_bn: 0,
-            preprocess: Preprocess { resize: 32, crop: 32, mode: ResizeMode::Square, mask_mode: MaskMode::Binarize },
-            descriptor: DescriptorConfig { dims: 32, ..DescriptorConfig::default() },
-            fit: FitConfig { epochs: 1, batch_size: 4, seed: 0, ..FitConfig::default() },
+            preprocess: Preprocess {
+                resize: 32,
+                crop: 32,
+                mode: ResizeMode::Square,
+                mask_mode: MaskMode::Binarize,
+            },
+            descriptor: DescriptorConfig {
+                dims: 32,
+                ..DescriptorConfig::default()
+            },
+            fit: FitConfig {
+                epochs: 1,
+                batch_size: 4,
+                seed: 0,
+                ..FitConfig::default()
+            },
             noise: NoiseScale::Auto(0.5),
             holdout: 0.2,
             threshold_quantile: 0.99,
@@ -65,7 +78,12 @@ pub fn tiny_model() -> &'static TinyModel {
         images.retain(|p| p.components().any(|c| c.as_os_str() == "test"));
         images.sort();
         assert!(images.len() >= 4, "expected test images, found {images:?}");
-        TinyModel { _dir: dir, model, images, classes: summary.meta.classes }
+        TinyModel {
+            _dir: dir,
+            model,
+            images,
+            classes: summary.meta.classes,
+        }
     })
 }
 
@@ -74,7 +92,9 @@ fn collect_pngs(dir: &Path, out: &mut Vec<PathBuf>) {
         let p = e.path();
         if p.is_dir() {
             collect_pngs(&p, out);
-        } else if p.extension().is_some_and(|x| x == "png") && !p.to_string_lossy().contains("ground_truth") {
+        } else if p.extension().is_some_and(|x| x == "png")
+            && !p.to_string_lossy().contains("ground_truth")
+        {
             out.push(p);
         }
     }
@@ -101,7 +121,9 @@ impl TestServer {
             .enable_all()
             .build()
             .expect("runtime");
-        let server = runtime.block_on(Server::bind(&config)).expect("server binds");
+        let server = runtime
+            .block_on(Server::bind(&config))
+            .expect("server binds");
         let base = format!("http://{}", server.local_addr().expect("address"));
         let handle = server.handle();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -114,7 +136,13 @@ impl TestServer {
                 .await;
             let _ = done.send(result);
         });
-        TestServer { base, handle, shutdown: Some(shutdown), finished: Some(finished), _runtime: runtime }
+        TestServer {
+            base,
+            handle,
+            shutdown: Some(shutdown),
+            finished: Some(finished),
+            _runtime: runtime,
+        }
     }
 
     /// Asks for a graceful shutdown and waits for the server to return.
@@ -123,7 +151,9 @@ impl TestServer {
             let _ = s.send(());
         }
         match self.finished.take() {
-            Some(rx) => rx.recv_timeout(std::time::Duration::from_secs(30)).expect("server stops in time"),
+            Some(rx) => rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("server stops in time"),
             None => Ok(()),
         }
     }
@@ -153,7 +183,10 @@ impl Answer {
     }
     /// The `error` message of a JSON error answer.
     pub fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_string()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -166,7 +199,10 @@ fn answer(r: Result<ureq::Response, ureq::Error>) -> Answer {
     Answer {
         status: response.status(),
         retry_after: response.header("Retry-After").map(str::to_string),
-        content_type: response.header("Content-Type").unwrap_or_default().to_string(),
+        content_type: response
+            .header("Content-Type")
+            .unwrap_or_default()
+            .to_string(),
         body: response.into_string().expect("body"),
     }
 }
@@ -204,7 +240,12 @@ pub fn post_multipart(url: &str, parts: &[(String, Vec<u8>)]) -> Answer {
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    post(url, &format!("multipart/form-data; boundary={boundary}"), &body, None)
+    post(
+        url,
+        &format!("multipart/form-data; boundary={boundary}"),
+        &body,
+        None,
+    )
 }
 
 /// The score of the first prediction of an answer, as f32 bits.

@@ -62,6 +62,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        // Listen before the (slow) model load so that an early SIGTERM still stops cleanly.
+        let shutdown = shutdown_signal()?;
         let server = Server::bind(&config).await?;
         eprintln!(
             "serving {} on http://{} (POST /v1/predict, GET /v1/health /v1/model /metrics /v1/openapi.json)",
@@ -69,36 +71,34 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             server.local_addr()?
         );
         tokio::spawn(reload_on_sighup(server.handle()));
-        server.run(shutdown_signal()).await?;
+        server.run(shutdown).await?;
         eprintln!("stopped");
         Ok(())
     })
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// A future completing on SIGTERM or SIGINT; the handlers are installed when this returns.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = term.recv() => {}
-                }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM ({e}); stop with Ctrl-C");
-                let _ = interrupt.await;
-            }
-        }
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 /// Reloads the model on every SIGHUP (errors are logged by the handle; the old model stays).

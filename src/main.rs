@@ -39,6 +39,8 @@ enum Command {
     Demo(cli::demo::DemoArgs),
     /// Measure inference and training speed on the chosen device.
     Bench(cli::bench::BenchArgs),
+    /// Serve a model over HTTP: POST /v1/predict with dynamic batching.
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() {
@@ -59,6 +61,7 @@ fn main() {
         Command::Predict(a) => cli::predict::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Serve(a) => cli::serve::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,125 @@
+//! `cras serve`: runs the HTTP inference service ([`cras::serve`]) until SIGTERM or SIGINT
+//! (graceful: in-flight requests finish, exit code 0); SIGHUP reloads the model file, keeping
+//! the old model when the new one fails to load.
+
+use std::path::PathBuf;
+
+use cras::serve::{ServeConfig, Server, ServerHandle};
+
+/// Serve a trained model over HTTP (loopback only unless --allow-remote).
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Model file written by `cras train` (re-read on SIGHUP).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Address to listen on; non-loopback addresses need --allow-remote.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Device: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Most images per inference batch.
+    #[arg(long, default_value_t = 8)]
+    pub max_batch: usize,
+    /// Longest wait for a batch to fill, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub max_wait_ms: u64,
+    /// Most requests waiting for inference (then 503 with Retry-After).
+    #[arg(long, default_value_t = 64)]
+    pub queue: usize,
+    /// Per-request time limit in milliseconds (then 504).
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+    /// Largest request body in MiB (then 413).
+    #[arg(long, default_value_t = 32)]
+    pub max_body_mb: u64,
+    /// Largest decoded image in pixels (then 413).
+    #[arg(long, default_value_t = 40_000_000)]
+    pub max_pixels: u64,
+    /// File holding a bearer token; requests other than /v1/health must send
+    /// `Authorization: Bearer <token>`.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address.
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+/// Runs `cras serve`.
+pub fn run(a: ServeArgs) -> anyhow::Result<()> {
+    let config = ServeConfig {
+        model: a.model,
+        addr: a.addr,
+        device: a.device,
+        max_batch: a.max_batch,
+        max_wait_ms: a.max_wait_ms,
+        queue: a.queue,
+        timeout_ms: a.timeout_ms,
+        max_body_mb: a.max_body_mb,
+        max_pixels: a.max_pixels,
+        token_file: a.token_file,
+        allow_remote: a.allow_remote,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        // Listen before the (slow) model load so that an early SIGTERM still stops cleanly.
+        let shutdown = shutdown_signal()?;
+        let server = Server::bind(&config).await?;
+        eprintln!(
+            "serving {} on http://{} (POST /v1/predict, GET /v1/health /v1/model /metrics /v1/openapi.json)",
+            config.model.display(),
+            server.local_addr()?
+        );
+        tokio::spawn(reload_on_sighup(server.handle()));
+        server.run(shutdown).await?;
+        eprintln!("stopped");
+        Ok(())
+    })
+}
+
+/// A future completing on SIGTERM or SIGINT; the handlers are installed when this returns.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+    }
+}
+
+/// Reloads the model on every SIGHUP (errors are logged by the handle; the old model stays).
+async fn reload_on_sighup(handle: ServerHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGHUP ({e}); model reload disabled");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            let h = handle.clone();
+            let _ = tokio::task::spawn_blocking(move || h.reload()).await;
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = handle;
+    }
+}

@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use cras::backbone::{Arch, BnStats};
+use cras::backbone::Arch;
 use cras::data::synth::{generate, SynthConfig};
 use cras::data::{MaskMode, Preprocess, ResizeMode};
-use cras::features::cache::CachePrecision;
 use cras::features::DescriptorConfig;
 use cras::infer::evaluate::{evaluate, EvalOptions};
 use cras::infer::predictor::ClassChoice;
@@ -17,12 +16,7 @@ use cras::train::pipeline::{train, NoiseScale, Setting, TrainConfig};
 
 fn config(data: &Path, seed: u64) -> TrainConfig {
     TrainConfig {
-        data: data.to_path_buf(),
-        classes: None,
-        setting: Setting::Multi,
         backbone: Arch::Resnet18,
-        weights: None,
-        bn_stats: BnStats::Reference,
         recalibrate_bn: 8,
         preprocess: Preprocess {
             resize: 32,
@@ -42,13 +36,10 @@ fn config(data: &Path, seed: u64) -> TrainConfig {
         },
         noise: NoiseScale::Auto(0.5),
         holdout: 0.2,
-        threshold_quantile: 0.99,
         cache_budget_mb: 64,
-        cache_precision: CachePrecision::F32,
         device: "cpu".into(),
         progress: false,
-        eval_every: 0,
-        select_on_test: false,
+        ..TrainConfig::paper(data)
     }
 }
 

@@ -4,15 +4,14 @@
 
 use std::path::PathBuf;
 
-use cras::backbone::{Arch, BnStats};
+use cras::backbone::Arch;
 use cras::data::synth::{generate, SynthConfig};
 use cras::data::{MaskMode, Preprocess, ResizeMode};
-use cras::features::cache::CachePrecision;
 use cras::features::DescriptorConfig;
 use cras::infer::evaluate::{evaluate, EvalOptions};
 use cras::infer::Predictor;
 use cras::train::fit::FitConfig;
-use cras::train::pipeline::{train, NoiseScale, Setting, TrainConfig};
+use cras::train::pipeline::{train, NoiseScale, TrainConfig};
 
 /// Generate data, train, evaluate: the whole product in a few minutes on a CPU.
 #[derive(clap::Args, Debug)]
@@ -72,12 +71,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     );
     let model = a.out.join("model.safetensors");
     let cfg = TrainConfig {
-        data: data.clone(),
-        classes: None,
-        setting: Setting::Multi,
         backbone: a.backbone,
-        weights: None,
-        bn_stats: BnStats::Reference,
         recalibrate_bn: 32,
         preprocess: Preprocess {
             resize: a.image_size,
@@ -100,13 +94,10 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         },
         noise: NoiseScale::Auto(a.noise_factor),
         holdout: 0.15,
-        threshold_quantile: 0.99,
         cache_budget_mb: 2048,
-        cache_precision: CachePrecision::F32,
         device: a.device.clone(),
         progress: true,
-        eval_every: 0,
-        select_on_test: false,
+        ..TrainConfig::paper(data.clone())
     };
     println!(
         "[2/3] training one model for all classes ({} random backbone, {} px, {} dims, {} epochs)",

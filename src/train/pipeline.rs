@@ -75,6 +75,35 @@ pub struct TrainConfig {
     pub select_on_test: bool,
 }
 
+impl TrainConfig {
+    /// The paper's multi-class configuration (WRN50-2, 329/288, 1536 dims, 100 epochs, batch
+    /// 32, noise 0.015, k 0.3) for the dataset at `data`; a seeded random backbone until
+    /// `weights` is set.
+    pub fn paper(data: impl Into<PathBuf>) -> Self {
+        Self {
+            data: data.into(),
+            classes: None,
+            setting: Setting::Multi,
+            backbone: Arch::WideResnet50_2,
+            weights: None,
+            bn_stats: BnStats::Reference,
+            recalibrate_bn: 0,
+            preprocess: Preprocess::reference(),
+            descriptor: DescriptorConfig::default(),
+            fit: FitConfig::default(),
+            noise: NoiseScale::Fixed(0.015),
+            holdout: 0.1,
+            threshold_quantile: 0.99,
+            cache_budget_mb: 8192,
+            cache_precision: CachePrecision::F32,
+            device: "auto".into(),
+            progress: true,
+            eval_every: 0,
+            select_on_test: false,
+        }
+    }
+}
+
 /// What a finished run reports.
 #[derive(Debug)]
 pub struct TrainSummary {
@@ -390,7 +419,7 @@ pub fn train(
     let mut test_log: Vec<serde_json::Value> = Vec::new();
     let mut on_epoch = |s: &HeadState, e: &EpochStats| -> Result<()> {
         if let Some(probe) = &probe {
-            if s.epochs_done % cfg.eval_every == 0 {
+            if s.epochs_done.is_multiple_of(cfg.eval_every) {
                 let (i, p) = probe.evaluate(s, &bank, cfg.fit.ablation, &device)?;
                 tracing::info!(
                     epoch = s.epochs_done,

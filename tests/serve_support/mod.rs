@@ -6,14 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cras::backbone::{Arch, BnStats};
+use cras::backbone::Arch;
 use cras::data::synth::{generate, SynthConfig};
 use cras::data::{MaskMode, Preprocess, ResizeMode};
-use cras::features::cache::CachePrecision;
 use cras::features::DescriptorConfig;
 use cras::serve::{ServeConfig, Server, ServerHandle};
 use cras::train::fit::FitConfig;
-use cras::train::pipeline::{train, NoiseScale, Setting, TrainConfig};
+use cras::train::pipeline::{train, NoiseScale, TrainConfig};
 
 /// The tiny trained model and its synthetic data.
 pub struct TinyModel {
@@ -40,12 +39,7 @@ pub fn tiny_model() -> &'static TinyModel {
         };
         generate(&synth, &data).expect("synthetic data");
         let cfg = TrainConfig {
-            data: data.clone(),
-            classes: None,
-            setting: Setting::Multi,
             backbone: Arch::Resnet18,
-            weights: None,
-            bn_stats: BnStats::Reference,
             recalibrate_bn: 0,
             preprocess: Preprocess {
                 resize: 32,
@@ -65,11 +59,10 @@ pub fn tiny_model() -> &'static TinyModel {
             },
             noise: NoiseScale::Auto(0.5),
             holdout: 0.2,
-            threshold_quantile: 0.99,
             cache_budget_mb: 64,
-            cache_precision: CachePrecision::F32,
             device: "cpu".into(),
             progress: false,
+            ..TrainConfig::paper(data.clone())
         };
         let model = dir.path().join("model.safetensors");
         let summary = train(&cfg, &model, false, None).expect("training the tiny model");

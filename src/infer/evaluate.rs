@@ -135,7 +135,7 @@ pub fn evaluate(
                 scores.push(p.score);
                 labels.push(anomalous);
                 all_scores.push((p.score, anomalous, threshold));
-                if p.class == k {
+                if p.matched == k {
                     class_routed += 1;
                 }
                 let show = if anomalous {
@@ -165,7 +165,7 @@ pub fn evaluate(
                             source: item.path.display().to_string(),
                             score: p.score,
                             threshold,
-                            matched_class: meta.classes.get(p.class).cloned().unwrap_or_default(),
+                            matched_class: meta.classes.get(p.matched).cloned().unwrap_or_default(),
                         },
                         image,
                         mask,

@@ -33,6 +33,8 @@ pub enum ClassChoice {
 pub struct Prediction {
     /// Class index used for alignment.
     pub class: usize,
+    /// Class index of the global match (equal to `class` unless the class was stated or voted).
+    pub matched: usize,
     /// Cosine similarity of the image's feature map with the matched class's center map.
     pub class_similarity: f32,
     /// Image anomaly score: the maximum patch score.
@@ -218,7 +220,7 @@ pub fn score_with_head(
         .reshape((b, p, d))?;
     let (matched, sims) = bank.global_match(&f)?;
     let classes = match choice {
-        ClassChoice::Match => matched,
+        ClassChoice::Match => matched.clone(),
         ClassChoice::Stated(c) => {
             if c.len() != b {
                 return Err(Error::Other(format!(
@@ -250,15 +252,18 @@ pub fn score_with_head(
     Ok(scores
         .into_iter()
         .zip(classes)
-        .zip(sims)
-        .map(|((patch_scores, class), class_similarity)| Prediction {
-            class,
-            class_similarity,
-            score: patch_scores
-                .iter()
-                .copied()
-                .fold(f32::NEG_INFINITY, f32::max),
-            patch_scores,
-        })
+        .zip(matched.into_iter().zip(sims))
+        .map(
+            |((patch_scores, class), (matched, class_similarity))| Prediction {
+                class,
+                matched,
+                class_similarity,
+                score: patch_scores
+                    .iter()
+                    .copied()
+                    .fold(f32::NEG_INFINITY, f32::max),
+                patch_scores,
+            },
+        )
         .collect())
 }

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or folder could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Not a `#[source]`: the message already includes it (no doubled text in error chains).
+        error: std::io::Error,
     },
     /// A dataset folder does not have the expected layout or content.
     #[error("{path}: {msg}")]
@@ -48,7 +48,7 @@ impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            error: source,
         }
     }
     /// A dataset layout error on `path`.

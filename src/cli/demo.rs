@@ -23,7 +23,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Training epochs.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     /// Normal training images per class.
     #[arg(long, default_value_t = 24)]
@@ -39,7 +39,7 @@ pub struct DemoArgs {
     pub dims: usize,
     /// Synthesis noise as a multiple of the median patch-to-center distance (random features
     /// need noise beyond their normal spread).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 1.0)]
     pub noise_factor: f64,
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
@@ -83,13 +83,10 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             dims: a.dims,
             ..DescriptorConfig::default()
         },
-        // CPU-friendly preset: few epochs on little data, so 10x the paper's learning rates.
         fit: FitConfig {
             epochs: a.epochs,
             batch_size: 8,
             seed: a.seed,
-            lr_adaptor: 1e-3,
-            lr_discriminator: 2e-3,
             ..FitConfig::default()
         },
         noise: NoiseScale::Auto(a.noise_factor),

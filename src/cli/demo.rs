@@ -35,11 +35,11 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 128)]
     pub image_size: u32,
     /// Descriptor width.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 384)]
     pub dims: usize,
     /// Synthesis noise as a multiple of the median patch-to-center distance (random features
     /// need noise beyond their normal spread).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.75)]
     pub noise_factor: f64,
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]

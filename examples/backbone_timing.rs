@@ -1,5 +1,5 @@
-//! Full-size timing (ignored by default: run with
-//! `cargo test --test backbone_timing -- --ignored --nocapture`): wide_resnet50_2 with random
+//! Full-size timing, a dev measurement (run with `cargo run --release --example
+//! backbone_timing`; `cras bench` measures the whole pipeline): wide_resnet50_2 with random
 //! init at 288x288, forward to layer3, descriptor; plus a comparison of the descriptor's
 //! pad+narrow implementation against an equivalent grouped conv2d with a fixed kernel.
 
@@ -36,9 +36,7 @@ fn gcd(a: usize, b: usize) -> usize {
     }
 }
 
-#[test]
-#[ignore]
-fn full_size_wide_resnet50_2_forward_and_descriptor() {
+fn main() {
     let t = Instant::now();
     let mut b =
         BackboneBuilder::new(Arch::WideResnet50_2, &WeightSource::Random { seed: 0 }).unwrap();

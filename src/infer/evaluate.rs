@@ -222,25 +222,17 @@ pub fn evaluate(
             .map(|&(sc, _, t)| sc - t.unwrap_or(f32::INFINITY))
             .collect();
         let labels: Vec<bool> = all_scores.iter().map(|x| x.1).collect();
-        let c = ranking::confusion_at(&margins, &labels, 0.0);
-        Some(ThresholdReport {
-            threshold: opts
-                .threshold
-                .or(meta.thresholds.as_ref().map(|t| t.global))
-                .unwrap_or(f32::NAN),
-            source: if opts.threshold.is_some() {
-                "override".into()
-            } else {
-                "stored-class (each image at its class's threshold)".into()
-            },
-            precision: c.precision,
-            recall: c.recall,
-            f1: c.f1,
-            tp: c.tp,
-            fp: c.fp,
-            tn: c.tn,
-            fn_: c.fn_,
-        })
+        let source = if opts.threshold.is_some() {
+            "override"
+        } else {
+            "stored-class (each image at its class's threshold)"
+        };
+        let mut r = threshold_report(&margins, &labels, 0.0, source);
+        r.threshold = opts
+            .threshold
+            .or(meta.thresholds.as_ref().map(|t| t.global))
+            .unwrap_or(f32::NAN);
+        Some(r)
     } else {
         None
     };
@@ -277,7 +269,7 @@ pub fn evaluate(
         timing: serde_json::json!({"seconds": seconds, "images": total, "images_per_second": total as f64 / seconds.max(1e-9)}),
         images: total,
     };
-    write_visuals(out, &report, image_curves, &pooled, gallery)?;
+    write_visuals(out, image_curves, &pooled, gallery)?;
     report.write_files(out)?;
     Ok(report)
 }
@@ -311,7 +303,6 @@ fn sanitize(s: &str) -> String {
 
 fn write_visuals(
     out: &Path,
-    _report: &EvalReport,
     image_curves: (Vec<Curve>, Vec<Curve>),
     pooled: &EvalAccumulator,
     gallery: Vec<GalleryItem>,

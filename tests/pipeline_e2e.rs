@@ -254,3 +254,45 @@ fn test_selection_is_opt_in_and_labelled() {
         .to_lowercase();
     assert!(md.contains("test-selected"), "{md}");
 }
+
+#[test]
+fn interrupted_run_resumes_to_the_same_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    let whole = tmp.path().join("whole.safetensors");
+    train(&config(&data, 4), &whole, false, None).unwrap();
+
+    let model = tmp.path().join("resumed.safetensors");
+    let mut first = config(&data, 4);
+    first.stop_after = Some(1);
+    let s = train(&first, &model, false, None).unwrap();
+    assert!(s.meta.partial && s.meta.training.epochs_done == 1);
+    assert!(
+        !model.exists(),
+        "no model file before the schedule is complete"
+    );
+    assert!(
+        Predictor::load(&s.model, &candle_core::Device::Cpu).is_err(),
+        "a partial checkpoint is not servable"
+    );
+    let done = train(&config(&data, 4), &model, true, None).unwrap();
+    assert_eq!(done.meta.training.epochs_done, 2);
+    assert_eq!(done.history.len(), 1, "only the remaining epoch ran");
+    // Same center bank and backbone; the head equals the uninterrupted one up to the rounding
+    // noise discussed in tests/train_fit.rs.
+    let (a, b) = (tensors(&whole), tensors(&model));
+    assert_eq!(a.len(), b.len());
+    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        if na == "centers" || na.starts_with("backbone.") {
+            assert_eq!(va, vb, "{na} differs");
+        } else {
+            let worst = va
+                .iter()
+                .zip(vb)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(worst < 1e-3, "{na} differs by {worst}");
+        }
+    }
+}

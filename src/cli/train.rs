@@ -108,6 +108,9 @@ pub struct TrainArgs {
     /// every report made from it are marked "test-selected (optimistic)".
     #[arg(long)]
     pub select_on_test: bool,
+    /// Stop after this epoch, keeping <out>.partial; continue later with --resume.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
     /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -211,6 +214,7 @@ impl TrainArgs {
             progress: !self.quiet,
             eval_every: self.eval_every,
             select_on_test: self.select_on_test,
+            stop_after: self.stop_after,
         })
     }
 }
@@ -232,6 +236,15 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", log_path.display()))?;
     let summary = train(&cfg, &a.out, a.resume, Some(&mut log))?;
     let m = &summary.meta;
+    if m.partial {
+        println!(
+            "stopped after epoch {} of {}: partial checkpoint {} (continue with --resume)",
+            m.training.epochs_done,
+            cfg.fit.epochs,
+            summary.model.display()
+        );
+        return Ok(());
+    }
     println!("model written to {}", summary.model.display());
     println!(
         "  classes: {}  images: {}  epochs: {}  final loss: {}  time: {:.1}s",

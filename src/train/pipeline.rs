@@ -73,6 +73,9 @@ pub struct TrainConfig {
     /// Keep the epoch with the best test I-AUROC + P-AUROC (optimistic; marks the model).
     #[serde(default)]
     pub select_on_test: bool,
+    /// Stop after this epoch of the schedule, keeping `<out>.partial` (continue with resume).
+    #[serde(default)]
+    pub stop_after: Option<usize>,
 }
 
 impl TrainConfig {
@@ -100,6 +103,7 @@ impl TrainConfig {
             progress: true,
             eval_every: 0,
             select_on_test: false,
+            stop_after: None,
         }
     }
 }
@@ -377,6 +381,10 @@ pub fn train(
     };
     let median = median_center_distance(&state.adaptor, &bank, &cache, &labels, &device)?;
     let mut fit_cfg = cfg.fit.clone();
+    let stop_early = cfg.stop_after.filter(|&n| n < cfg.fit.epochs);
+    if let Some(n) = stop_early {
+        fit_cfg.epochs = n;
+    }
     fit_cfg.noise = match cfg.noise {
         NoiseScale::Fixed(s) => s,
         NoiseScale::Auto(frac) => {
@@ -451,6 +459,16 @@ pub fn train(
         &mut state, &cache, &labels, &bank, &fit_cfg, &device, &mut obs,
     )?;
     drop(cache);
+    if let Some(n) = stop_early {
+        tracing::info!(epochs = n, partial = %partial.display(), "stopped as asked; continue with --resume");
+        let mut meta = base_meta.clone();
+        meta.training.epochs_done = state.epochs_done;
+        return Ok(TrainSummary {
+            model: partial,
+            meta,
+            history,
+        });
+    }
     if let Some(log) = obs.log.as_deref_mut() {
         for line in &test_log {
             writeln!(log, "{line}").map_err(|e| Error::Other(format!("training log: {e}")))?;

@@ -110,8 +110,8 @@ impl BatchNorm1d {
         let mean_d = mean.squeeze(0)?.detach();
         let unbiased = (var.squeeze(0)?.detach() * (n as f64 / (n.max(2) - 1) as f64))?;
         let m = self.momentum;
-        self.running_mean = ((&self.running_mean * (1.0 - m))? + (mean_d * m)?)?;
-        self.running_var = ((&self.running_var * (1.0 - m))? + (unbiased * m)?)?;
+        self.running_mean = ((&self.running_mean * (1.0 - m))? + (mean_d * m)?)?.detach();
+        self.running_var = ((&self.running_var * (1.0 - m))? + (unbiased * m)?)?.detach();
         Ok(out.to_dtype(x.dtype())?)
     }
 

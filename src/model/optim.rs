@@ -123,8 +123,10 @@ impl AdamFamily {
             let denom = ((v.sqrt()? / bc2.sqrt())? + self.eps)?;
             let update = ((&m / &denom)? * (self.lr / bc1))?;
             var.set(&(p_new - update)?)?;
-            self.m[i] = m;
-            self.v[i] = v;
+            // Detached: the moments are built from gradients, whose op graph would otherwise be
+            // kept alive step after step (memory growing with every step).
+            self.m[i] = m.detach();
+            self.v[i] = v.detach();
         }
         Ok(())
     }

@@ -179,30 +179,14 @@ pub fn line_plot_svg(
     s
 }
 
-/// Counts of positives and negatives at and above each distinct score, highest score first:
-/// `(tp, fp)` after each group of tied scores. Non-finite scores are skipped.
-fn cumulative_counts(scores: &[f32], labels: &[bool]) -> (Vec<(usize, usize)>, usize, usize) {
-    let mut pairs: Vec<(f32, bool)> = scores
+/// The (score, label) pairs with a finite score: plots skip the others.
+fn finite_pairs(scores: &[f32], labels: &[bool]) -> (Vec<f32>, Vec<bool>) {
+    scores
         .iter()
         .zip(labels)
         .filter(|(s, _)| s.is_finite())
         .map(|(&s, &l)| (s, l))
-        .collect();
-    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let mut steps = Vec::new();
-    let (mut tp, mut fp) = (0usize, 0usize);
-    for (i, &(score, label)) in pairs.iter().enumerate() {
-        if label {
-            tp += 1;
-        } else {
-            fp += 1;
-        }
-        let group_ends = pairs.get(i + 1).is_none_or(|next| next.0 != score);
-        if group_ends {
-            steps.push((tp, fp));
-        }
-    }
-    (steps, tp, fp)
+        .unzip()
 }
 
 /// Keeps at most `max_points` of `points` (evenly spaced, first and last always kept), so that
@@ -222,32 +206,14 @@ pub fn thin(points: Vec<(f64, f64)>, max_points: usize) -> Vec<(f64, f64)> {
 /// point per distinct score (higher score = more anomalous; `labels[i]` true = defect), thinned
 /// to at most `max_points`. Empty when either class is absent (the curve is undefined).
 pub fn roc_points(scores: &[f32], labels: &[bool], max_points: usize) -> Vec<(f64, f64)> {
-    let (steps, pos, neg) = cumulative_counts(scores, labels);
-    if pos == 0 || neg == 0 {
-        return Vec::new();
-    }
-    let mut pts = vec![(0.0, 0.0)];
-    pts.extend(
-        steps
-            .iter()
-            .map(|&(tp, fp)| (fp as f64 / neg as f64, tp as f64 / pos as f64)),
-    );
-    thin(pts, max_points)
+    let (s, l) = finite_pairs(scores, labels);
+    crate::metrics::ranking::roc_curve(&s, &l).map_or_else(Vec::new, |p| thin(p, max_points))
 }
 
 /// The exact precision-recall curve `(recall, precision)`, one point per distinct score, from
 /// (0, 1) (scikit-learn's convention) to recall 1, thinned to at most `max_points`. Empty when
 /// there is no positive.
 pub fn pr_points(scores: &[f32], labels: &[bool], max_points: usize) -> Vec<(f64, f64)> {
-    let (steps, pos, _) = cumulative_counts(scores, labels);
-    if pos == 0 {
-        return Vec::new();
-    }
-    let mut pts = vec![(0.0, 1.0)];
-    pts.extend(
-        steps
-            .iter()
-            .map(|&(tp, fp)| (tp as f64 / pos as f64, tp as f64 / (tp + fp) as f64)),
-    );
-    thin(pts, max_points)
+    let (s, l) = finite_pairs(scores, labels);
+    crate::metrics::ranking::pr_curve(&s, &l).map_or_else(Vec::new, |p| thin(p, max_points))
 }

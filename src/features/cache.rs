@@ -169,6 +169,28 @@ impl FeatureCache {
         Ok(())
     }
 
+    /// Decodes, preprocesses and describes the images at `paths` (streamed in batches of 16)
+    /// and stores their descriptors as images 0.. in order.
+    pub fn fill_from_images(
+        &mut self,
+        extractor: &crate::features::FeatureExtractor,
+        paths: &[std::path::PathBuf],
+        pre: &crate::data::Preprocess,
+        progress: bool,
+        device: &Device,
+    ) -> Result<()> {
+        let mut i = 0;
+        for batch in crate::data::loader::batches(paths.to_vec(), pre.clone(), 16, progress) {
+            let batch = batch?;
+            let g = extractor.descriptors(&batch.to_tensor(device)?)?;
+            for j in 0..batch.len() {
+                self.put(i, &g.get(j)?)?;
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
     /// Descriptors of the given images as f32 [b, rows, dims] on `device`.
     pub fn batch(&self, indices: &[usize], device: &Device) -> Result<Tensor> {
         let n = self.item_bytes();

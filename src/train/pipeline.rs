@@ -207,15 +207,7 @@ fn fill_cache(
         cfg.cache_budget_mb * 1024 * 1024,
         None,
     )?;
-    let mut i = 0;
-    for batch in loader::batches(paths.to_vec(), cfg.preprocess.clone(), 16, cfg.progress) {
-        let batch = batch?;
-        let g = extractor.descriptors(&batch.to_tensor(device)?)?;
-        for j in 0..batch.len() {
-            cache.put(i, &g.get(j)?)?;
-            i += 1;
-        }
-    }
+    cache.fill_from_images(extractor, paths, &cfg.preprocess, cfg.progress, device)?;
     Ok(cache)
 }
 

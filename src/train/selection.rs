@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 
 use super::fit::HeadState;
-use crate::data::{decode, loader, Dataset, Preprocess};
+use crate::data::{decode, Dataset, Preprocess};
 use crate::features::cache::{CachePrecision, FeatureCache};
 use crate::features::FeatureExtractor;
 use crate::infer::predictor::{score_with_head, ClassChoice};
@@ -54,16 +54,8 @@ impl TestProbe {
             u64::MAX,
             None,
         )?;
-        let paths = items.iter().map(|(_, t)| t.path.clone()).collect();
-        let mut i = 0;
-        for batch in loader::batches(paths, pre.clone(), 16, false) {
-            let batch = batch?;
-            let g = extractor.descriptors(&batch.to_tensor(device)?)?;
-            for j in 0..batch.len() {
-                cache.put(i, &g.get(j)?)?;
-                i += 1;
-            }
-        }
+        let paths: Vec<_> = items.iter().map(|(_, t)| t.path.clone()).collect();
+        cache.fill_from_images(extractor, &paths, pre, false, device)?;
         let masks = items
             .iter()
             .map(|(_, t)| {

@@ -31,12 +31,17 @@ pub struct DemoArgs {
     /// Backbone (random weights).
     #[arg(long, default_value = "resnet18")]
     pub backbone: Arch,
-    /// Model input side.
-    #[arg(long, default_value_t = 128)]
+    /// Model input side (the synthetic images are 128 px).
+    #[arg(long, default_value_t = 96)]
     pub image_size: u32,
     /// Descriptor width.
-    #[arg(long, default_value_t = 384)]
+    #[arg(long, default_value_t = 256)]
     pub dims: usize,
+    /// Backbone stages the descriptor combines, comma-separated; the first sets the patch grid.
+    /// A random network's early stages describe colour and texture far better than its deeper
+    /// ones, so the demo uses layer1 + layer2 (the paper, with ImageNet weights, layer2 + layer3).
+    #[arg(long, value_delimiter = ',', default_value = "layer1,layer2")]
+    pub layers: Vec<cras::backbone::Layer>,
     /// Synthesis noise as a multiple of the median patch-to-center distance (random features
     /// need noise beyond their normal spread).
     #[arg(long, default_value_t = 0.75)]
@@ -99,6 +104,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         },
         descriptor: DescriptorConfig {
             dims: a.dims,
+            layers: a.layers.clone(),
             ..DescriptorConfig::default()
         },
         fit: FitConfig {
@@ -115,8 +121,16 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         ..TrainConfig::paper(data.clone())
     };
     println!(
-        "[2/3] training one model for all classes ({} random backbone, {} px, {} dims, {} epochs)",
-        a.backbone, a.image_size, a.dims, a.epochs
+        "[2/3] training one model for all classes ({} random backbone, {}, {} px, {} dims, {} epochs)",
+        a.backbone,
+        a.layers
+            .iter()
+            .map(|l| l.name())
+            .collect::<Vec<_>>()
+            .join(" + "),
+        a.image_size,
+        a.dims,
+        a.epochs
     );
     let log_path = a.out.join("train.log.jsonl");
     let mut log = std::fs::File::create(&log_path)

@@ -46,6 +46,9 @@ pub struct TrainArgs {
     /// Descriptor and adaptor width.
     #[arg(long, default_value_t = 1536)]
     pub dims: usize,
+    /// Backbone stages the descriptor combines, comma-separated; the first sets the patch grid.
+    #[arg(long, value_delimiter = ',', default_value = "layer2,layer3")]
+    pub layers: Vec<cras::backbone::Layer>,
     /// Synthesis noise sigma, or "auto[:F]" (sigma = F * median center distance / sqrt(dims), F default 0.5; for random backbones).
     #[arg(long, default_value = "0.015")]
     pub noise: String,
@@ -198,6 +201,7 @@ impl TrainArgs {
             },
             descriptor: DescriptorConfig {
                 dims: self.dims,
+                layers: self.layers.clone(),
                 ..DescriptorConfig::default()
             },
             fit,

@@ -87,6 +87,7 @@ pub fn evaluate(
     let mut all_scores: Vec<(f32, bool, Option<f32>)> = Vec::new();
     let mut image_curves = (Vec::new(), Vec::new());
     let mut gallery: Vec<GalleryItem> = Vec::new();
+    let mut score_rows: Vec<Vec<String>> = Vec::new();
     let total_images: usize = ds.classes.iter().map(|c| c.test.len()).sum();
     let bar = if opts.progress {
         indicatif::ProgressBar::new(total_images as u64)
@@ -138,6 +139,19 @@ pub fn evaluate(
                 if p.matched == k {
                     class_routed += 1;
                 }
+                score_rows.push(vec![
+                    item.path.display().to_string(),
+                    class.name.clone(),
+                    item.defect.clone(),
+                    u8::from(anomalous).to_string(),
+                    meta.classes.get(p.matched).cloned().unwrap_or_default(),
+                    format!("{}", p.score),
+                    threshold.map(|t| format!("{t}")).unwrap_or_default(),
+                    threshold
+                        .map(|t| if p.score >= t { "defect" } else { "ok" })
+                        .unwrap_or_default()
+                        .to_string(),
+                ]);
                 let show = if anomalous {
                     &mut shown_defect
                 } else {
@@ -270,6 +284,22 @@ pub fn evaluate(
         images: total,
     };
     write_visuals(out, image_curves, &pooled, gallery)?;
+    let header: Vec<String> = [
+        "path",
+        "class",
+        "defect",
+        "anomalous",
+        "matched_class",
+        "score",
+        "threshold",
+        "decision",
+    ]
+    .map(String::from)
+    .to_vec();
+    crate::error::write_atomic(
+        &out.join(eval_report::SCORES_CSV),
+        crate::report::table::csv_table(&header, &score_rows).as_bytes(),
+    )?;
     report.write_files(out)?;
     Ok(report)
 }

@@ -215,10 +215,22 @@ pub fn score_with_head(
     ablation: step::Ablation,
 ) -> Result<Vec<Prediction>> {
     let (b, p, d) = g.dims3()?;
-    let f = adaptor
-        .forward(&g.reshape((b * p, d))?)?
-        .reshape((b, p, d))?;
-    let (matched, sims) = bank.global_match(&f)?;
+    // Every matrix product runs on one image at a time: gemm's blocking (and so its rounding)
+    // depends on the number of rows, and an image's score must not depend on its batch
+    // (served, batched and single predictions agree bit for bit).
+    let f: Vec<Tensor> = (0..b)
+        .map(|i| -> Result<Tensor> {
+            Ok(adaptor
+                .forward(&g.get(i)?.reshape((p, d))?)?
+                .reshape((1, p, d))?)
+        })
+        .collect::<Result<_>>()?;
+    let (mut matched, mut sims) = (Vec::with_capacity(b), Vec::with_capacity(b));
+    for fi in &f {
+        let (m, s) = bank.global_match(fi)?;
+        matched.extend(m);
+        sims.extend(s);
+    }
     let classes = match choice {
         ClassChoice::Match => matched.clone(),
         ClassChoice::Stated(c) => {
@@ -245,10 +257,13 @@ pub fn score_with_head(
             vec![best; b]
         }
     };
-    let r = step::aligned_centers(bank, &f, &classes, ablation)?;
-    let x = step::discriminator_input(&f.reshape((b * p, d))?, &r.reshape((b * p, d))?, ablation)?;
-    let scores = discriminator.forward_eval(&x)?.reshape((b, p))?;
-    let scores: Vec<Vec<f32>> = scores.to_device(&Device::Cpu)?.to_vec2()?;
+    let mut scores: Vec<Vec<f32>> = Vec::with_capacity(b);
+    for (fi, &k) in f.iter().zip(&classes) {
+        let r = step::aligned_centers(bank, fi, &[k], ablation)?;
+        let x = step::discriminator_input(&fi.reshape((p, d))?, &r.reshape((p, d))?, ablation)?;
+        let s = discriminator.forward_eval(&x)?.flatten_all()?;
+        scores.push(s.to_device(&Device::Cpu)?.to_vec1()?);
+    }
     Ok(scores
         .into_iter()
         .zip(classes)

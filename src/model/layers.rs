@@ -57,7 +57,10 @@ impl Linear {
         let w = self.weight.as_tensor();
         let y = x.matmul(&w.to_dtype(x.dtype())?.t()?)?;
         Ok(match &self.bias {
-            Some(b) => y.broadcast_add(&b.as_tensor().to_dtype(y.dtype())?)?,
+            Some(b) => {
+                let b = b.as_tensor().to_dtype(y.dtype())?.unsqueeze(0)?;
+                (&y + repeat_rows(&b, y.dim(0)?)?)?
+            }
             None => y,
         })
     }
@@ -100,13 +103,12 @@ impl BatchNorm1d {
     pub fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
         let n = x.dim(0)?;
         let xf = x.to_dtype(DType::F32)?;
-        let mean = xf.mean_keepdim(0)?; // [1, C]
-        let centered = xf.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim(0)?; // biased
-        let y = centered.broadcast_div(&(var.clone() + self.eps)?.sqrt()?)?;
-        let out = y
-            .broadcast_mul(&self.weight.as_tensor().unsqueeze(0)?)?
-            .broadcast_add(&self.bias.as_tensor().unsqueeze(0)?)?;
+        let mean = (column_sum(&xf)? / n as f64)?; // [1, C]
+        let centered = (&xf - repeat_rows(&mean, n)?)?;
+        let var = (column_sum(&centered.sqr()?)? / n as f64)?; // biased
+        let y = (centered / repeat_rows(&(var.clone() + self.eps)?.sqrt()?, n)?)?;
+        let out = ((y * repeat_rows(&self.weight.as_tensor().unsqueeze(0)?, n)?)?
+            + repeat_rows(&self.bias.as_tensor().unsqueeze(0)?, n)?)?;
         let mean_d = mean.squeeze(0)?.detach();
         let unbiased = (var.squeeze(0)?.detach() * (n as f64 / (n.max(2) - 1) as f64))?;
         let m = self.momentum;
@@ -135,6 +137,22 @@ impl BatchNorm1d {
     }
 }
 
+/// Column sums of x [N, C] as [1, C], computed as the product ones[1, N] x. Candle's CPU
+/// reduction over the leading axis runs on one thread with strided reads; a matrix product runs
+/// on the parallel gemm kernels, and so does its gradient (an outer product).
+pub fn column_sum(x: &Tensor) -> Result<Tensor> {
+    let ones = Tensor::ones((1, x.dim(0)?), x.dtype(), x.device())?;
+    Ok(ones.matmul(x)?)
+}
+
+/// v [1, C] repeated over `n` rows, [n, C], as the outer product ones[n, 1] v: the values are
+/// copied exactly, and the gradient with respect to v is a matrix product rather than the
+/// leading-axis reduction that the backward pass of a broadcast needs.
+pub fn repeat_rows(v: &Tensor, n: usize) -> Result<Tensor> {
+    let ones = Tensor::ones((n, 1), v.dtype(), v.device())?;
+    Ok(ones.matmul(v)?)
+}
+
 /// LeakyReLU with the given negative slope: max(x, 0) + slope * min(x, 0).
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     Ok((x.relu()? + (x.minimum(0f64)? * slope)?)?)
@@ -144,4 +162,80 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.maximum(1e-12)?;
     Ok(x.broadcast_div(&norm)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(rows: usize, cols: usize) -> Tensor {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+            .collect();
+        Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn column_sum_and_repeat_rows_match_the_broadcast_forms_and_their_gradients() {
+        let x = Var::from_tensor(&sample(37, 5)).unwrap();
+        let v = Var::from_tensor(&sample(1, 5)).unwrap();
+        let w = sample(37, 5); // a weighting so that gradients differ per row
+
+        let ours = column_sum(x.as_tensor()).unwrap();
+        let theirs = x.as_tensor().sum_keepdim(0).unwrap();
+        assert!(max_abs_diff(&ours, &theirs) < 1e-5);
+        let rep = repeat_rows(v.as_tensor(), 37).unwrap();
+        let bro = v.as_tensor().broadcast_as((37, 5)).unwrap();
+        assert_eq!(max_abs_diff(&rep, &bro), 0.0, "repeat_rows copies exactly");
+
+        // Gradients of sum(w * (x + repeat(v))) w.r.t. v are column sums of w, as with a broadcast.
+        let loss = ((x.as_tensor() + &rep).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let g = loss.backward().unwrap();
+        let gv = g.get(v.as_tensor()).unwrap();
+        assert!(max_abs_diff(gv, &w.sum_keepdim(0).unwrap()) < 1e-5);
+        let loss2 = (column_sum(&(x.as_tensor() * &w).unwrap()).unwrap())
+            .sum_all()
+            .unwrap();
+        let g2 = loss2.backward().unwrap();
+        assert!(max_abs_diff(g2.get(x.as_tensor()).unwrap(), &w) < 1e-6);
+    }
+
+    #[test]
+    fn batch_norm_training_normalises_each_column() {
+        let mut bn = BatchNorm1d::new(5, &Device::Cpu).unwrap();
+        let x = (sample(64, 5) * 3.0).unwrap();
+        let y = bn.forward_train(&x).unwrap();
+        let mean = y.mean_keepdim(0).unwrap().abs().unwrap().max(1).unwrap();
+        assert!(
+            mean.flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                < 1e-5
+        );
+        let var = y.sqr().unwrap().mean_keepdim(0).unwrap();
+        let ones = Tensor::ones((1, 5), DType::F32, &Device::Cpu).unwrap();
+        assert!(max_abs_diff(&var, &ones) < 1e-3);
+        // Running mean moved 10% toward the batch mean.
+        let want = (x.mean_keepdim(0).unwrap().squeeze(0).unwrap() * 0.1).unwrap();
+        assert!(max_abs_diff(&bn.running_mean, &want) < 1e-6);
+    }
 }

@@ -26,6 +26,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const METRICS_JSON: &str = "metrics.json";
 pub const METRICS_CSV: &str = "metrics.csv";
 pub const REPORT_MD: &str = "report.md";
+/// One row per test image: path, class, defect, label, matched class, score, threshold, decision.
+pub const SCORES_CSV: &str = "scores.csv";
 pub const ROC_IMAGE_SVG: &str = "roc_image.svg";
 pub const PR_IMAGE_SVG: &str = "pr_image.svg";
 pub const ROC_PIXEL_SVG: &str = "roc_pixel.svg";

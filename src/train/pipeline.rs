@@ -172,7 +172,7 @@ fn build_extractor(
     let mut builder = BackboneBuilder::new(cfg.backbone, &source)?;
     let size = cfg.preprocess.crop as usize;
     if cfg.recalibrate_bn > 0 && !calib.is_empty() {
-        let paths: Vec<PathBuf> = calib.iter().take(cfg.recalibrate_bn).cloned().collect();
+        let paths = spread_sample(calib, cfg.recalibrate_bn);
         tracing::info!(
             images = paths.len(),
             "recalibrating BatchNorm statistics (offline-demo aid for random backbones)"
@@ -189,6 +189,16 @@ fn build_extractor(
     let last = *cfg.descriptor.layers.iter().max().unwrap_or(&Layer::L3);
     let backbone = builder.build(last, device)?;
     FeatureExtractor::new(backbone, cfg.descriptor.clone())
+}
+
+/// `n` items spread evenly over `items` (all of them when there are at most `n`). Training
+/// paths come grouped by class, so this samples every class in proportion instead of the first
+/// class only.
+fn spread_sample<T: Clone>(items: &[T], n: usize) -> Vec<T> {
+    if items.len() <= n {
+        return items.to_vec();
+    }
+    (0..n).map(|i| items[i * items.len() / n].clone()).collect()
 }
 
 /// Computes descriptors of `paths` into a cache.
@@ -221,16 +231,28 @@ fn median_center_distance(
 ) -> Result<f64> {
     let step = (cache.len() / 16).max(1);
     let mut d = Vec::new();
+    let mut per_class: Vec<Vec<f32>> = vec![Vec::new(); bank.classes()];
     for i in (0..cache.len()).step_by(step) {
         let g = cache.batch(&[i], device)?;
         let (_, p, dims) = g.dims3()?;
         let f = adaptor.forward(&g.reshape((p, dims))?)?;
         let r = bank.local_align(&f, labels[i])?;
         let dist: Vec<f32> = (f - r)?.sqr()?.sum(1)?.sqrt()?.to_vec1()?;
+        if let Some(c) = per_class.get_mut(labels[i]) {
+            c.extend(&dist);
+        }
         d.extend(dist);
     }
-    d.sort_by(|a, b| a.total_cmp(b));
-    Ok(d.get(d.len() / 2).copied().unwrap_or(0.0) as f64)
+    let median = |v: &mut Vec<f32>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(0.0) as f64
+    };
+    let by_class: Vec<String> = per_class
+        .iter_mut()
+        .map(|v| format!("{:.3}", median(v)))
+        .collect();
+    tracing::debug!(per_class = ?by_class, "median patch-to-center distance by class (sampled)");
+    Ok(median(&mut d))
 }
 
 fn meta_for(
@@ -549,4 +571,22 @@ pub fn calibrate(
         holdout_images: holdout.iter().map(Vec::len).collect(),
         holdout_scores: per_class_scores,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_sample;
+
+    #[test]
+    fn recalibration_sample_covers_every_class_in_proportion() {
+        // 3 classes of 10 images each, grouped as the dataset lists them.
+        let items: Vec<(usize, usize)> = (0..30).map(|i| (i / 10, i % 10)).collect();
+        let pick = spread_sample(&items, 6);
+        let per_class: Vec<usize> = (0..3)
+            .map(|k| pick.iter().filter(|(c, _)| *c == k).count())
+            .collect();
+        assert_eq!(per_class, vec![2, 2, 2]);
+        assert_eq!(spread_sample(&items, 40).len(), 30);
+        assert_eq!(spread_sample(&items, 0).len(), 0);
+    }
 }

@@ -148,6 +148,27 @@ fn train_predict_eval_end_to_end() {
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
+    // scores.csv: one row per test image whose score is the single-image prediction's, bit
+    // for bit, although evaluation scores images in batches.
+    let csv = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "path,class,defect,anomalous,matched_class,score,threshold,decision"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 8);
+    for r in &rows {
+        let img = cras::data::decode::decode_rgb(std::path::Path::new(r[0])).unwrap();
+        let single = p
+            .predict_images(std::slice::from_ref(&img), &ClassChoice::Match)
+            .unwrap();
+        assert_eq!(r[5].parse::<f32>().unwrap(), single[0].score, "{r:?}");
+        assert_eq!(r[3] == "1", r[2] != "good", "{r:?}");
+        let t: f32 = r[6].parse().unwrap();
+        let want = if single[0].score >= t { "defect" } else { "ok" };
+        assert_eq!(r[7], want, "{r:?}");
+    }
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(json["classes"][0]["name"], meta.classes[0]);

@@ -14,7 +14,7 @@ pub struct EvalArgs {
     /// Dataset root in MVTec AD layout.
     #[arg(long)]
     pub data: PathBuf,
-    /// Output folder (metrics.json, metrics.csv, report.md, curves, gallery/).
+    /// Output folder (metrics.json, metrics.csv, scores.csv, report.md, curves, gallery/).
     #[arg(long)]
     pub out: PathBuf,
     /// Only these classes, comma-separated.

@@ -24,6 +24,9 @@ pub struct BenchArgs {
     pub image_size: usize,
     #[arg(long, default_value_t = 1536)]
     pub dims: usize,
+    /// Backbone stages the descriptor combines, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "layer2,layer3")]
+    pub layers: Vec<cras::backbone::Layer>,
     /// Batch size of the throughput measurements.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -55,6 +58,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let s = a.image_size;
     let desc = DescriptorConfig {
         dims: a.dims,
+        layers: a.layers.clone(),
         ..DescriptorConfig::default()
     };
     let backbone = BackboneBuilder::new(a.backbone, &WeightSource::Random { seed: 0 })?

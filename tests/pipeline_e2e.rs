@@ -317,3 +317,28 @@ fn interrupted_run_resumes_to_the_same_model() {
         }
     }
 }
+
+#[test]
+fn early_layers_give_a_finer_patch_grid_end_to_end() {
+    use cras::backbone::Layer;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    dataset(&data);
+    let mut cfg = config(&data, 0);
+    cfg.descriptor.layers = vec![Layer::L1, Layer::L2];
+    let model = tmp.path().join("early.safetensors");
+    train(&cfg, &model, false, None).unwrap();
+    let p = Predictor::load(&model, &candle_core::Device::Cpu).unwrap();
+    // layer1 has stride 4: a 32 px input gives an 8 x 8 grid (layer2 + layer3 give 4 x 4).
+    assert_eq!(p.meta.grid, 8);
+    assert_eq!(p.meta.descriptor.layers, vec![Layer::L1, Layer::L2]);
+    let good = data.join(&p.meta.classes[1]).join("test/good");
+    let path = good.read_dir().unwrap().next().unwrap().unwrap().path();
+    let img = cras::data::decode::decode_rgb(&path).unwrap();
+    let pred = p
+        .predict_images(std::slice::from_ref(&img), &ClassChoice::Match)
+        .unwrap();
+    assert_eq!(pred[0].patch_scores.len(), 64);
+    assert_eq!(pred[0].matched, 1, "routed to its own class");
+    assert_eq!(p.anomaly_map(&pred[0]).len(), 32 * 32);
+}

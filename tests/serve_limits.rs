@@ -203,7 +203,8 @@ fn a_full_queue_answers_503_with_retry_after() {
     let good = std::fs::read(&m.images[0]).unwrap();
     let handle = server.handle.clone();
     let guard = handle.pause();
-    // With the worker paused it holds one request and the queue one more: of three, one is refused.
+    // With the worker paused, the queue holds one request and the worker at most one more: of
+    // three, one is refused, or two when both others arrive before the worker takes the first.
     let clients: Vec<_> = (0..3)
         .map(|_| {
             let url = server.url("/v1/predict");
@@ -214,7 +215,7 @@ fn a_full_queue_answers_503_with_retry_after() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !get(&server.url("/metrics"), None)
         .body
-        .contains("status=\"503\"} 1")
+        .contains("/v1/predict\",status=\"503\"}")
     {
         assert!(
             Instant::now() < deadline,
@@ -225,10 +226,20 @@ fn a_full_queue_answers_503_with_retry_after() {
     drop(guard);
     let answers: Vec<Answer> = clients.into_iter().map(|c| c.join().unwrap()).collect();
     let refused: Vec<&Answer> = answers.iter().filter(|a| a.status == 503).collect();
-    assert_eq!(refused.len(), 1);
-    assert_eq!(refused[0].retry_after.as_deref(), Some("1"));
-    assert!(refused[0].error().contains("queue is full"));
-    assert_eq!(answers.iter().filter(|a| a.status == 200).count(), 2);
+    assert!(
+        (1..=2).contains(&refused.len()),
+        "{} refused",
+        refused.len()
+    );
+    for r in &refused {
+        assert_eq!(r.retry_after.as_deref(), Some("1"));
+        assert!(r.error().contains("queue is full"), "{}", r.error());
+    }
+    // Everything not refused was answered once the worker resumed.
+    assert_eq!(
+        answers.iter().filter(|a| a.status == 200).count(),
+        3 - refused.len()
+    );
 }
 
 #[test]

@@ -55,6 +55,13 @@ fn dataset(dir: &Path) {
     generate(&cfg, dir).unwrap();
 }
 
+/// The first image `read_dir` lists in `<data>/<class>/test/good`, decoded.
+fn first_good_test_image(data: &Path, class: &str) -> image::RgbImage {
+    let good = data.join(class).join("test/good");
+    let path = good.read_dir().unwrap().next().unwrap().unwrap().path();
+    cras::data::decode::decode_rgb(&path).unwrap()
+}
+
 fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     let mut v: Vec<(String, Vec<f32>)> = checkpoint::read(path)
         .unwrap()
@@ -99,18 +106,7 @@ fn train_predict_eval_end_to_end() {
     // The reloaded model scores the held-out images exactly as calibration did.
     let p = Predictor::load(&model, &candle_core::Device::Cpu).unwrap();
     assert_eq!(p.meta.classes, meta.classes);
-    let img = cras::data::decode::decode_rgb(
-        &data
-            .join(&meta.classes[0])
-            .join("test/good")
-            .read_dir()
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path(),
-    )
-    .unwrap();
+    let img = first_good_test_image(&data, &meta.classes[0]);
     let a = p
         .predict_images(std::slice::from_ref(&img), &ClassChoice::Match)
         .unwrap();
@@ -332,9 +328,7 @@ fn early_layers_give_a_finer_patch_grid_end_to_end() {
     // layer1 has stride 4: a 32 px input gives an 8 x 8 grid (layer2 + layer3 give 4 x 4).
     assert_eq!(p.meta.grid, 8);
     assert_eq!(p.meta.descriptor.layers, vec![Layer::L1, Layer::L2]);
-    let good = data.join(&p.meta.classes[1]).join("test/good");
-    let path = good.read_dir().unwrap().next().unwrap().unwrap().path();
-    let img = cras::data::decode::decode_rgb(&path).unwrap();
+    let img = first_good_test_image(&data, &p.meta.classes[1]);
     let pred = p
         .predict_images(std::slice::from_ref(&img), &ClassChoice::Match)
         .unwrap();

@@ -147,10 +147,12 @@ pub fn evaluate(
                     meta.classes.get(p.matched).cloned().unwrap_or_default(),
                     format!("{}", p.score),
                     threshold.map(|t| format!("{t}")).unwrap_or_default(),
-                    threshold
-                        .map(|t| if p.score >= t { "defect" } else { "ok" })
-                        .unwrap_or_default()
-                        .to_string(),
+                    match crate::report::gallery::decision(p.score, threshold) {
+                        Some(true) => "defect",
+                        Some(false) => "ok",
+                        None => "",
+                    }
+                    .to_string(),
                 ]);
                 let show = if anomalous {
                     &mut shown_defect

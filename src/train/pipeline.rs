@@ -231,28 +231,16 @@ fn median_center_distance(
 ) -> Result<f64> {
     let step = (cache.len() / 16).max(1);
     let mut d = Vec::new();
-    let mut per_class: Vec<Vec<f32>> = vec![Vec::new(); bank.classes()];
     for i in (0..cache.len()).step_by(step) {
         let g = cache.batch(&[i], device)?;
         let (_, p, dims) = g.dims3()?;
         let f = adaptor.forward(&g.reshape((p, dims))?)?;
         let r = bank.local_align(&f, labels[i])?;
         let dist: Vec<f32> = (f - r)?.sqr()?.sum(1)?.sqrt()?.to_vec1()?;
-        if let Some(c) = per_class.get_mut(labels[i]) {
-            c.extend(&dist);
-        }
         d.extend(dist);
     }
-    let median = |v: &mut Vec<f32>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v.get(v.len() / 2).copied().unwrap_or(0.0) as f64
-    };
-    let by_class: Vec<String> = per_class
-        .iter_mut()
-        .map(|v| format!("{:.3}", median(v)))
-        .collect();
-    tracing::debug!(per_class = ?by_class, "median patch-to-center distance by class (sampled)");
-    Ok(median(&mut d))
+    d.sort_by(|a, b| a.total_cmp(b));
+    Ok(d.get(d.len() / 2).copied().unwrap_or(0.0) as f64)
 }
 
 fn meta_for(

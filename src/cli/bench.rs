@@ -9,6 +9,7 @@ use candle_core::{DType, Tensor};
 use cras::backbone::{Arch, BackboneBuilder, Layer, WeightSource};
 use cras::features::cache::{CachePrecision, FeatureCache};
 use cras::features::{DescriptorConfig, FeatureExtractor};
+use cras::infer::engine::{EngineChoice, EngineKind};
 use cras::infer::predictor::{ClassChoice, Predictor};
 use cras::model::{Adaptor, CenterBank, Discriminator};
 use cras::train::fit::{fit, FitConfig, FitObserver, HeadState};
@@ -41,6 +42,8 @@ pub struct BenchArgs {
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: super::engine_args::EngineArgs,
 }
 
 fn time_it(repeats: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
@@ -73,17 +76,25 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     let batch = Tensor::randn(0f32, 1.0, (a.batch_size, 3, s, s), &device)?;
     let one = batch.narrow(0, 0, 1)?;
 
-    // Feature cache build: descriptors per image.
-    let t_desc = time_it(a.repeats, || {
-        extractor
-            .descriptors(&batch)?
-            .to_dtype(DType::F32)?
-            .sum_all()?
-            .to_scalar::<f32>()?;
-        Ok(())
-    })?;
+    let candle = a.engine.options().choice == EngineChoice::Kind(EngineKind::Candle);
+    // Feature cache build (candle: the training path): descriptors per image.
+    let t_desc = if candle {
+        Some(time_it(a.repeats, || {
+            extractor
+                .descriptors(&batch)?
+                .to_dtype(DType::F32)?
+                .sum_all()?
+                .to_scalar::<f32>()?;
+            Ok(())
+        })?)
+    } else {
+        None
+    };
     let meta = bench_meta(&extractor, &desc, grid, s, a.classes)?;
-    let predictor = Predictor::from_parts(meta, extractor, adaptor, disc, bank.clone(), &device);
+    let loaded = Instant::now();
+    let predictor = Predictor::from_parts(meta, extractor, adaptor, disc, bank.clone(), &device)
+        .with_engine(&a.engine.options(), None)?;
+    let t_load = loaded.elapsed().as_secs_f64();
     let t_infer = time_it(a.repeats, || {
         let preds = predictor.predict_tensor(&batch, &ClassChoice::Match)?;
         for p in &preds {
@@ -96,8 +107,70 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         std::hint::black_box(predictor.anomaly_map(&preds[0]));
         Ok(())
     })?;
-    // Training with cached features: one epoch over 2 batches of random descriptors.
-    let n = a.batch_size * 2;
+    let b = a.batch_size as f64;
+    // Training with cached features (candle only): one epoch over 2 batches of random
+    // descriptors.
+    let train_rate = if candle {
+        let n = a.batch_size * 2;
+        Some(n as f64 / time_training(&a, n, p, &bank, &device)?)
+    } else {
+        None
+    };
+    let figures = serde_json::json!({
+        "device": format!("{device:?}"),
+        "engine": predictor.engine().name(),
+        "precision": predictor.precision().to_string(),
+        "engine_description": predictor.engine_description(),
+        "backbone": a.backbone.to_string(), "image_size": s, "dims": a.dims, "batch_size": a.batch_size,
+        "classes": a.classes,
+        "engine_setup_s": t_load,
+        "descriptors_images_per_s": t_desc.map(|t| b / t),
+        "inference_images_per_s": b / t_infer,
+        "inference_s_per_image": t_infer / b,
+        "latency_batch1_ms": t_lat * 1000.0,
+        "training_images_per_s_cached": train_rate,
+    });
+    println!(
+        "cras bench ({} {}px, {} dims, batch {}, {})",
+        a.backbone,
+        s,
+        a.dims,
+        a.batch_size,
+        predictor.engine_description()
+    );
+    println!("  engine setup (export + compile):             {t_load:>9.2} s");
+    if let Some(t) = t_desc {
+        println!(
+            "  feature cache build (backbone + descriptor): {:>9.1} img/s",
+            b / t
+        );
+    }
+    println!(
+        "  inference from tensors (to blurred maps):    {:>9.1} img/s ({:.4} s/img)",
+        b / t_infer,
+        t_infer / b
+    );
+    println!(
+        "  latency, batch 1:                            {:>9.1} ms",
+        t_lat * 1000.0
+    );
+    if let Some(r) = train_rate {
+        println!("  training with cached features:               {r:>9.1} img/s");
+    }
+    if let Some(path) = &a.json {
+        cras::error::write_atomic(path, serde_json::to_string_pretty(&figures)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Seconds for one training epoch over `n` random cached descriptors.
+fn time_training(
+    a: &BenchArgs,
+    n: usize,
+    p: usize,
+    bank: &CenterBank,
+    device: &candle_core::Device,
+) -> anyhow::Result<f64> {
     let mut cache = FeatureCache::new(n, p, a.dims, CachePrecision::F32, u64::MAX, None)?;
     for i in 0..n {
         cache.put(
@@ -113,11 +186,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     };
     let mut rng = StdRng::seed_from_u64(1);
     let mut state = HeadState::new(
-        Adaptor::new(&mut rng, a.dims, &device)?,
-        Discriminator::new(&mut rng, a.dims, &device)?,
+        Adaptor::new(&mut rng, a.dims, device)?,
+        Discriminator::new(&mut rng, a.dims, device)?,
         &cfg,
     )?;
-    let t_train = time_it(a.repeats, || {
+    time_it(a.repeats, || {
         state.epochs_done = 0;
         let mut cb = |_: &HeadState, _: &cras::train::EpochStats| Ok(());
         let mut obs = FitObserver {
@@ -125,42 +198,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             progress: false,
             on_epoch: &mut cb,
         };
-        fit(&mut state, &cache, &labels, &bank, &cfg, &device, &mut obs)?;
+        fit(&mut state, &cache, &labels, bank, &cfg, device, &mut obs)?;
         Ok(())
-    })?;
-    let b = a.batch_size as f64;
-    let figures = serde_json::json!({
-        "device": format!("{device:?}"),
-        "backbone": a.backbone.to_string(), "image_size": s, "dims": a.dims, "batch_size": a.batch_size,
-        "descriptors_images_per_s": b / t_desc,
-        "inference_images_per_s": b / t_infer,
-        "latency_batch1_ms": t_lat * 1000.0,
-        "training_images_per_s_cached": n as f64 / t_train,
-    });
-    println!(
-        "cras bench ({} {}px, {} dims, batch {}, {:?})",
-        a.backbone, s, a.dims, a.batch_size, device
-    );
-    println!(
-        "  feature cache build (backbone + descriptor): {:>9.1} img/s",
-        b / t_desc
-    );
-    println!(
-        "  inference from tensors (to blurred maps):    {:>9.1} img/s",
-        b / t_infer
-    );
-    println!(
-        "  latency, batch 1:                            {:>9.1} ms",
-        t_lat * 1000.0
-    );
-    println!(
-        "  training with cached features:               {:>9.1} img/s",
-        n as f64 / t_train
-    );
-    if let Some(path) = &a.json {
-        cras::error::write_atomic(path, serde_json::to_string_pretty(&figures)?.as_bytes())?;
-    }
-    Ok(())
+    })
 }
 
 fn bench_meta(

@@ -41,12 +41,14 @@ pub struct EvalArgs {
     /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub engine: super::engine_args::EngineArgs,
 }
 
 /// Runs `cras eval`.
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let device = cras::device::select(&a.device)?;
-    let predictor = Predictor::load(&a.model, &device)?;
+    let predictor = Predictor::load_with(&a.model, &device, &a.engine.options())?;
     let opts = EvalOptions {
         classes: a.classes.clone(),
         class_given: a.class_given,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod embed;
+pub mod engine_args;
 pub mod eval;
 pub mod predict;
 pub mod serve;

@@ -35,6 +35,8 @@ pub struct PredictArgs {
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    #[command(flatten)]
+    pub engine: super::engine_args::EngineArgs,
 }
 
 /// Expands folders into their image files (sorted), keeps files as given.
@@ -80,7 +82,7 @@ fn is_image(p: &Path) -> bool {
 /// Runs `cras predict`.
 pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     let device = cras::device::select(&a.device)?;
-    let predictor = Predictor::load(&a.model, &device)?;
+    let predictor = Predictor::load_with(&a.model, &device, &a.engine.options())?;
     let files = collect_images(&a.paths)?;
     if let Some(dir) = &a.heatmaps {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;

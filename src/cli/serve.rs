@@ -43,6 +43,8 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address.
     #[arg(long)]
     pub allow_remote: bool,
+    #[command(flatten)]
+    pub engine: super::engine_args::EngineArgs,
 }
 
 /// Runs `cras serve`.
@@ -51,6 +53,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         model: a.model,
         addr: a.addr,
         device: a.device,
+        engine: a.engine.options(),
         max_batch: a.max_batch,
         max_wait_ms: a.max_wait_ms,
         queue: a.queue,

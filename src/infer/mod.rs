@@ -7,6 +7,7 @@
 //! score; the anomaly map [S, S] is the bilinear upsampling of the patch scores blurred with a
 //! Gaussian of sigma 4 ([`crate::anomaly_map`]).
 
+pub mod engine;
 pub mod evaluate;
 pub mod model_file;
 pub mod predictor;

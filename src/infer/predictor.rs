@@ -11,6 +11,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use super::engine::graph_engine::GraphEngine;
+use super::engine::{EngineChoice, EngineKind, EngineOptions, Precision};
 use super::model_file::ModelMeta;
 use crate::backbone::ResNet;
 use crate::features::FeatureExtractor;
@@ -41,6 +43,9 @@ pub struct Prediction {
     pub score: f32,
     /// Patch scores [grid * grid], row-major.
     pub patch_scores: Vec<f32>,
+    /// The anomaly map [S * S] when the engine computed it (exported graphs do); otherwise
+    /// [`Predictor::anomaly_map`] computes it from the patch scores.
+    pub map: Option<Vec<f32>>,
 }
 
 /// A trained CRAS model ready for inference.
@@ -51,6 +56,8 @@ pub struct Predictor {
     pub discriminator: Discriminator,
     pub bank: CenterBank,
     pub device: Device,
+    /// The exported graph in ONNX Runtime or OpenVINO, when one of them scores (else candle).
+    graph: Option<GraphEngine>,
 }
 
 impl Predictor {
@@ -111,7 +118,83 @@ impl Predictor {
             discriminator,
             bank,
             device: device.clone(),
+            graph: None,
         })
+    }
+
+    /// Loads a model file and puts it on the engine `options` asks for (see
+    /// [`Self::with_engine`]).
+    pub fn load_with(path: &Path, device: &Device, options: &EngineOptions) -> Result<Self> {
+        let predictor = Self::load(path, device)?;
+        let sha = if options.choice == EngineChoice::Kind(EngineKind::Candle) {
+            None
+        } else {
+            Some(crate::backbone::sha256_file(path)?)
+        };
+        predictor.with_engine(options, sha)
+    }
+
+    /// Moves scoring onto the engine `options` asks for: candle (this predictor as it is), or
+    /// the exported graph in ONNX Runtime / OpenVINO, built once here. `auto` takes OpenVINO,
+    /// else ONNX Runtime, else candle, and logs its choice and why the others were passed over.
+    pub fn with_engine(mut self, options: &EngineOptions, model_sha256: Option<String>) -> Result<Self> {
+        let kinds: Vec<EngineKind> = match options.choice {
+            EngineChoice::Kind(EngineKind::Candle) => {
+                if options.precision != Precision::F32 {
+                    return Err(Error::config(
+                        "precision",
+                        options.precision,
+                        "the candle engine runs f32 only (bf16: --engine openvino)",
+                    ));
+                }
+                self.graph = None;
+                return Ok(self);
+            }
+            EngineChoice::Kind(k) => vec![k],
+            EngineChoice::Auto => vec![EngineKind::OpenVino, EngineKind::OnnxRuntime],
+        };
+        let onnx = crate::export::export_onnx(
+            &self,
+            &crate::export::ExportOptions {
+                class_input: true,
+                model_sha256,
+            },
+        )?;
+        let (side, patches) = (self.input_size(), self.meta.grid * self.meta.grid);
+        for kind in kinds {
+            match GraphEngine::new(kind, &onnx, options, side, patches, self.meta.classes.len()) {
+                Ok(engine) => {
+                    tracing::info!("engine: {}", engine.description());
+                    self.graph = Some(engine);
+                    return Ok(self);
+                }
+                Err(e) if options.choice == EngineChoice::Auto => {
+                    tracing::info!("engine {kind} not used: {e}");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!("engine: candle (exact reference path)");
+        self.graph = None;
+        Ok(self)
+    }
+
+    /// The engine that scores.
+    pub fn engine(&self) -> EngineKind {
+        self.graph.as_ref().map_or(EngineKind::Candle, |g| g.kind())
+    }
+
+    /// The engine's precision.
+    pub fn precision(&self) -> Precision {
+        self.graph.as_ref().map_or(Precision::F32, |g| g.precision())
+    }
+
+    /// The engine in one line (runtime, version, library, precision, threads).
+    pub fn engine_description(&self) -> String {
+        match &self.graph {
+            Some(g) => g.description().to_string(),
+            None => format!("candle, f32, {:?}", self.device),
+        }
     }
 
     /// The input side S the model expects.
@@ -143,6 +226,9 @@ impl Predictor {
 
     /// Scores preprocessed images [B, 3, S, S].
     pub fn predict_tensor(&self, images: &Tensor, choice: &ClassChoice) -> Result<Vec<Prediction>> {
+        if let Some(graph) = &self.graph {
+            return graph.score(images, choice);
+        }
         let g = self
             .extractor
             .descriptors(&images.to_device(&self.device)?)?;
@@ -168,6 +254,9 @@ impl Predictor {
 
     /// The anomaly map [S * S] of a prediction (bilinear upsampling + Gaussian blur sigma 4).
     pub fn anomaly_map(&self, p: &Prediction) -> Vec<f32> {
+        if let Some(map) = &p.map {
+            return map.clone();
+        }
         crate::anomaly_map::anomaly_map(&p.patch_scores, self.meta.grid, self.input_size(), 4.0)
     }
 
@@ -192,8 +281,37 @@ impl Predictor {
             discriminator,
             bank,
             device: device.clone(),
+            graph: None,
         }
     }
+}
+
+/// Checks stated class indices: one per image, each below `classes`.
+pub(crate) fn check_stated(stated: &[usize], images: usize, classes: usize) -> Result<()> {
+    if stated.len() != images {
+        return Err(Error::Other(format!(
+            "{} stated classes for {images} images",
+            stated.len()
+        )));
+    }
+    if let Some(&bad) = stated.iter().find(|&&k| k >= classes) {
+        return Err(Error::config("class index", bad, "out of range"));
+    }
+    Ok(())
+}
+
+/// The reference's batch vote: the most frequent matched class (the smallest index among
+/// ties, as `torch.mode`).
+pub(crate) fn batch_vote(matched: &[usize], classes: usize) -> usize {
+    let mut counts = vec![0usize; classes];
+    for &k in matched {
+        if k < classes {
+            counts[k] += 1;
+        }
+    }
+    (0..counts.len())
+        .max_by_key(|&k| (counts[k], std::cmp::Reverse(k)))
+        .unwrap_or(0)
 }
 
 /// Reads every image's class in `choice` when a name is given.
@@ -234,28 +352,10 @@ pub fn score_with_head(
     let classes = match choice {
         ClassChoice::Match => matched.clone(),
         ClassChoice::Stated(c) => {
-            if c.len() != b {
-                return Err(Error::Other(format!(
-                    "{} stated classes for {b} images",
-                    c.len()
-                )));
-            }
-            if let Some(&bad) = c.iter().find(|&&k| k >= bank.classes()) {
-                return Err(Error::config("class index", bad, "out of range"));
-            }
+            check_stated(c, b, bank.classes())?;
             c.clone()
         }
-        ClassChoice::BatchVote => {
-            let mut counts = vec![0usize; bank.classes()];
-            for &k in &matched {
-                counts[k] += 1;
-            }
-            // torch.mode picks the smallest value among ties
-            let best = (0..counts.len())
-                .max_by_key(|&k| (counts[k], std::cmp::Reverse(k)))
-                .unwrap_or(0);
-            vec![best; b]
-        }
+        ClassChoice::BatchVote => vec![batch_vote(&matched, bank.classes()); b],
     };
     let mut scores: Vec<Vec<f32>> = Vec::with_capacity(b);
     for (fi, &k) in f.iter().zip(&classes) {
@@ -278,6 +378,7 @@ pub fn score_with_head(
                     .copied()
                     .fold(f32::NEG_INFINITY, f32::max),
                 patch_scores,
+                map: None,
             },
         )
         .collect())

@@ -49,6 +49,8 @@ pub struct ServeConfig {
     pub addr: String,
     /// Device: auto, cpu, cuda or cuda:N.
     pub device: String,
+    /// Scoring engine and precision (built once per model generation).
+    pub engine: crate::infer::engine::EngineOptions,
     /// Most images per worker batch.
     pub max_batch: usize,
     /// Longest wait for a batch to fill, in milliseconds.
@@ -74,6 +76,7 @@ impl ServeConfig {
             model: model.into(),
             addr: "127.0.0.1:8080".into(),
             device: "auto".into(),
+            engine: crate::infer::engine::EngineOptions::default(),
             max_batch: 8,
             max_wait_ms: 5,
             queue: 64,
@@ -187,7 +190,8 @@ impl Server {
         let token = config.token_file.as_deref().map(read_token).transpose()?;
         let device = crate::device::select(&config.device)?;
         let path = config.model.clone();
-        let slot = tokio::task::spawn_blocking(move || ModelSlot::load(&path, &device))
+        let engine = config.engine;
+        let slot = tokio::task::spawn_blocking(move || ModelSlot::load(&path, &device, &engine))
             .await
             .map_err(|e| Error::Other(format!("loading the model failed unexpectedly: {e}")))??;
         let slot = Arc::new(slot);
@@ -328,6 +332,9 @@ async fn model_info(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
         "preprocessing": meta.preprocess,
         "descriptor": meta.descriptor,
         "input_size": model.predictor.input_size(),
+        "engine": model.predictor.engine().name(),
+        "precision": model.predictor.precision().to_string(),
+        "engine_description": model.predictor.engine_description(),
         "grid": meta.grid,
         "thresholds": meta.thresholds.as_ref().map(|t| json!({"per_class": t.per_class, "global": t.global, "method": t.method})),
         "format_version": meta.format_version,

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use candle_core::Device;
 
+use crate::infer::engine::EngineOptions;
 use crate::infer::Predictor;
 use crate::Result;
 
@@ -29,12 +30,13 @@ pub struct LoadedModel {
 pub struct ModelSlot {
     current: RwLock<Arc<LoadedModel>>,
     device: Device,
+    engine: EngineOptions,
 }
 
 impl ModelSlot {
-    /// Loads the model at `path` onto `device`.
-    pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let predictor = Predictor::load(path, device)?;
+    /// Loads the model at `path` onto `device`, scored by the engine `engine` asks for.
+    pub fn load(path: &Path, device: &Device, engine: &EngineOptions) -> Result<Self> {
+        let predictor = Predictor::load_with(path, device, engine)?;
         let model = LoadedModel {
             predictor,
             path: path.to_path_buf(),
@@ -44,6 +46,7 @@ impl ModelSlot {
         Ok(Self {
             current: RwLock::new(Arc::new(model)),
             device: device.clone(),
+            engine: *engine,
         })
     }
 
@@ -59,7 +62,7 @@ impl ModelSlot {
     /// Loads the model at `path` beside the current one and swaps it in; returns the new
     /// generation. On error the current model stays.
     pub fn reload(&self, path: &Path) -> Result<u64> {
-        let predictor = Predictor::load(path, &self.device)?;
+        let predictor = Predictor::load_with(path, &self.device, &self.engine)?;
         let mut slot = self.current.write().unwrap_or_else(|e| e.into_inner());
         let generation = slot.generation + 1;
         *slot = Arc::new(LoadedModel {

@@ -1,0 +1,262 @@
+//! The engine boundary: WHAT runs the scoring path of a model.
+//!
+//! - [`EngineKind::Candle`]: the exact reference path (candle, CPU or CUDA), the one training
+//!   uses.
+//! - [`EngineKind::OnnxRuntime`] / [`EngineKind::OpenVino`]: the model's exported ONNX graph
+//!   ([`crate::export`]) run by ONNX Runtime or OpenVINO, whose shared libraries are loaded at run
+//!   time ([`library`]).
+//!
+//! A [`GraphRuntime`] runs the exported graph on preprocessed images `[B,3,S,S]` (row-major f32)
+//! and one class index per image (`-1`: the global match) and returns [`GraphOutputs`]: image
+//! score [B], patch scores [B,h,w], anomaly map [B,S,S], class used [B], matched class [B],
+//! class similarity [B]. The runtime is built once per process (per model generation in `serve`)
+//! and reused; [`crate::infer::Predictor`] hides which engine it holds.
+
+pub mod graph_engine;
+pub mod library;
+pub mod onnxruntime;
+pub mod openvino;
+
+use crate::{Error, Result};
+
+/// Which engine scores images.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    Candle,
+    OnnxRuntime,
+    OpenVino,
+}
+
+impl EngineKind {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Candle => "candle",
+            EngineKind::OnnxRuntime => "onnxruntime",
+            EngineKind::OpenVino => "openvino",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The engine asked for: one kind, or the fastest one present (`auto`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineChoice {
+    Auto,
+    Kind(EngineKind),
+}
+
+impl std::str::FromStr for EngineChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => EngineChoice::Auto,
+            "candle" => EngineChoice::Kind(EngineKind::Candle),
+            "onnxruntime" | "ort" => EngineChoice::Kind(EngineKind::OnnxRuntime),
+            "openvino" | "ov" => EngineChoice::Kind(EngineKind::OpenVino),
+            other => {
+                return Err(Error::config(
+                    "engine",
+                    other,
+                    "expected candle, onnxruntime, openvino or auto",
+                ))
+            }
+        })
+    }
+}
+
+impl std::fmt::Display for EngineChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineChoice::Auto => f.write_str("auto"),
+            EngineChoice::Kind(k) => k.fmt(f),
+        }
+    }
+}
+
+/// Arithmetic precision of an engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 everywhere: scores within 1e-5 of candle's.
+    #[default]
+    F32,
+    /// bf16 matrix products where the runtime and the CPU support them (OpenVINO on AMX /
+    /// AVX-512 BF16 CPUs); decisions, not scores, are what it preserves.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            other => Err(Error::config("precision", other, "expected f32 or bf16")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+/// How an engine is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineOptions {
+    pub choice: EngineChoice,
+    pub precision: Precision,
+    /// Compute threads (None: every core).
+    pub threads: Option<usize>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            choice: EngineChoice::Kind(EngineKind::Candle),
+            precision: Precision::F32,
+            threads: None,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// The number of compute threads to ask a runtime for.
+    pub fn thread_count(&self) -> usize {
+        self.threads
+            .filter(|&t| t > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+/// What the exported graph returns for a batch of B images (row-major).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GraphOutputs {
+    /// [B]
+    pub image_score: Vec<f32>,
+    /// [B, h, w]
+    pub patch_scores: Vec<f32>,
+    /// [B, S, S]
+    pub anomaly_map: Vec<f32>,
+    /// [B] class used for alignment.
+    pub class_index: Vec<i64>,
+    /// [B] class of the global match.
+    pub matched_class: Vec<i64>,
+    /// [B]
+    pub class_similarity: Vec<f32>,
+}
+
+/// Names of the exported graph's inputs and outputs (the graph contract, see
+/// [`crate::export`]).
+pub mod names {
+    pub const IMAGE: &str = "image";
+    pub const CLASS_INDEX_IN: &str = "stated_class";
+    pub const IMAGE_SCORE: &str = "image_score";
+    pub const PATCH_SCORES: &str = "patch_scores";
+    pub const ANOMALY_MAP: &str = "anomaly_map";
+    pub const CLASS_INDEX: &str = "class_index";
+    pub const MATCHED_CLASS: &str = "matched_class";
+    pub const CLASS_SIMILARITY: &str = "class_similarity";
+}
+
+/// A runtime executing the exported graph (built with the `class_index` input).
+pub trait GraphRuntime: Send {
+    /// `images`: `[batch, 3, side, side]` row-major; `classes`: one per image, `-1` = match.
+    fn run(
+        &mut self,
+        images: &[f32],
+        batch: usize,
+        side: usize,
+        classes: &[i64],
+    ) -> Result<GraphOutputs>;
+
+    /// One line for logs and reports: runtime, version, library, precision, threads.
+    fn describe(&self) -> String;
+
+    /// The engine this runtime implements.
+    fn kind(&self) -> EngineKind;
+
+    /// The precision it runs at.
+    fn precision(&self) -> Precision;
+}
+
+/// Opens `kind`'s runtime on an exported graph (`onnx`: ModelProto bytes).
+pub fn open_runtime(
+    kind: EngineKind,
+    onnx: &[u8],
+    options: &EngineOptions,
+) -> Result<Box<dyn GraphRuntime>> {
+    match kind {
+        EngineKind::OnnxRuntime => Ok(Box::new(onnxruntime::OrtRuntime::new(onnx, options)?)),
+        EngineKind::OpenVino => Ok(Box::new(openvino::OvRuntime::new(onnx, options)?)),
+        EngineKind::Candle => Err(Error::Other(
+            "the candle engine does not run exported graphs".into(),
+        )),
+    }
+}
+
+/// Checks that every output has the length the contract promises for `batch` images.
+pub(crate) fn check_outputs(
+    out: &GraphOutputs,
+    batch: usize,
+    patches: usize,
+    side: usize,
+) -> Result<()> {
+    let want = [
+        ("image_score", out.image_score.len(), batch),
+        ("patch_scores", out.patch_scores.len(), batch * patches),
+        ("anomaly_map", out.anomaly_map.len(), batch * side * side),
+        ("class_index", out.class_index.len(), batch),
+        ("matched_class", out.matched_class.len(), batch),
+        ("class_similarity", out.class_similarity.len(), batch),
+    ];
+    for (name, got, expected) in want {
+        if got != expected {
+            return Err(Error::Other(format!(
+                "the exported graph returned {got} values for {name}, expected {expected} \
+                 ({batch} images): the graph does not follow cras's export contract"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_and_precision_names_parse_and_print() {
+        for s in ["auto", "candle", "onnxruntime", "openvino"] {
+            let c: EngineChoice = s.parse().unwrap();
+            assert_eq!(c.to_string(), s);
+        }
+        assert!("tensorrt".parse::<EngineChoice>().is_err());
+        assert_eq!("BF16".parse::<Precision>().unwrap(), Precision::Bf16);
+        assert!("fp8".parse::<Precision>().is_err());
+    }
+
+    #[test]
+    fn outputs_of_the_wrong_length_are_refused() {
+        let out = GraphOutputs {
+            image_score: vec![0.0; 2],
+            patch_scores: vec![0.0; 2 * 4],
+            anomaly_map: vec![0.0; 2 * 16],
+            class_index: vec![0; 2],
+            matched_class: vec![0; 2],
+            class_similarity: vec![0.0; 2],
+        };
+        assert!(check_outputs(&out, 2, 4, 4).is_ok());
+        let err = check_outputs(&out, 2, 4, 5).unwrap_err().to_string();
+        assert!(err.contains("anomaly_map"), "{err}");
+    }
+}

@@ -1,0 +1,164 @@
+//! OpenVINO (CPU plugin) running the exported graph, through the `openvino` crate with the
+//! library loaded at run time ([`super::library::openvino`]).
+//!
+//! Input: images `[B,3,S,S]` f32 and class indices `[B]` i64; output: [`GraphOutputs`].
+//! Precision: `f32`, or `bf16` (OpenVINO's inference precision hint: matrix products and
+//! convolutions in bf16 on CPUs with AMX / AVX-512 BF16, f32 accumulation).
+
+use std::sync::OnceLock;
+
+use openvino::{
+    CompiledModel, Core, DeviceType, ElementType, InferRequest, PropertyKey, RwPropertyKey, Shape,
+    Tensor,
+};
+
+use super::{library, names, EngineKind, EngineOptions, GraphOutputs, GraphRuntime, Precision};
+use crate::{Error, Result};
+
+fn ov_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Other(format!("openvino: {what}: {e}"))
+}
+
+/// Loads the OpenVINO C library once per process; returns where it was found.
+fn load_library() -> Result<&'static str> {
+    static LOADED: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+    let loaded = LOADED.get_or_init(|| {
+        let lib = library::openvino().map_err(|e| e.to_string())?;
+        openvino_sys::library::load_from(lib.path.clone())
+            .map_err(|e| format!("{}: OpenVINO could not be loaded: {e}", lib.path.display()))?;
+        Ok(format!("{} (found via {})", lib.path.display(), lib.how))
+    });
+    match loaded {
+        Ok(desc) => Ok(desc.as_str()),
+        Err(e) => Err(Error::Other(e.clone())),
+    }
+}
+
+/// A compiled OpenVINO model on the CPU with one inference request.
+pub struct OvRuntime {
+    // Field order matters for drop order: the request before the model before the core.
+    request: InferRequest,
+    _model: CompiledModel,
+    _core: Core,
+    precision: Precision,
+    description: String,
+}
+
+impl OvRuntime {
+    /// Reads the graph's bytes and compiles it for the CPU.
+    pub fn new(onnx: &[u8], options: &EngineOptions) -> Result<Self> {
+        let lib = load_library()?;
+        let mut core = Core::new().map_err(|e| ov_error("starting the runtime", e))?;
+        let threads = options.thread_count();
+        let hint = match options.precision {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        };
+        let props = [
+            (RwPropertyKey::HintInferencePrecision, hint.to_string()),
+            (RwPropertyKey::InferenceNumThreads, threads.to_string()),
+            (RwPropertyKey::HintPerformanceMode, "LATENCY".to_string()),
+        ];
+        for (key, value) in &props {
+            core.set_property(&DeviceType::CPU, key, value)
+                .map_err(|e| ov_error(&format!("setting {} = {value}", key.as_ref()), e))?;
+        }
+        let model = core
+            .read_model_from_buffer(onnx, None)
+            .map_err(|e| ov_error("reading the exported graph", e))?;
+        let mut compiled = core
+            .compile_model(&model, DeviceType::CPU)
+            .map_err(|e| ov_error("compiling the graph for the CPU", e))?;
+        let actual = compiled
+            .get_property(&PropertyKey::Rw(RwPropertyKey::HintInferencePrecision))
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| hint.to_string());
+        if options.precision == Precision::Bf16 && !actual.eq_ignore_ascii_case("bf16") {
+            return Err(Error::config(
+                "precision",
+                "bf16",
+                format!("this CPU does not run bf16 in OpenVINO (it chose {actual}); use --precision f32"),
+            ));
+        }
+        let request = compiled
+            .create_infer_request()
+            .map_err(|e| ov_error("creating an inference request", e))?;
+        let version = openvino::version();
+        Ok(Self {
+            request,
+            _model: compiled,
+            _core: core,
+            precision: options.precision,
+            description: format!(
+                "openvino {}, CPU plugin, {actual}, {threads} threads, {lib}",
+                version.build_number
+            ),
+        })
+    }
+}
+
+fn tensor_from<T: Copy>(element: ElementType, shape: &[i64], data: &[T]) -> Result<Tensor> {
+    let shape = Shape::new(shape).map_err(|e| ov_error("shape", e))?;
+    let mut t = Tensor::new(element, &shape).map_err(|e| ov_error("tensor", e))?;
+    let dst = t.get_data_mut::<T>().map_err(|e| ov_error("tensor data", e))?;
+    if dst.len() != data.len() {
+        return Err(ov_error(
+            "tensor data",
+            format!("{} values for a tensor of {}", data.len(), dst.len()),
+        ));
+    }
+    dst.copy_from_slice(data);
+    Ok(t)
+}
+
+impl GraphRuntime for OvRuntime {
+    fn run(
+        &mut self,
+        images: &[f32],
+        batch: usize,
+        side: usize,
+        classes: &[i64],
+    ) -> Result<GraphOutputs> {
+        let (b, s) = (batch as i64, side as i64);
+        let image = tensor_from(ElementType::F32, &[b, 3, s, s], images)?;
+        let class = tensor_from(ElementType::I64, &[b], classes)?;
+        self.request
+            .set_tensor(names::IMAGE, &image)
+            .map_err(|e| ov_error("image input", e))?;
+        self.request
+            .set_tensor(names::CLASS_INDEX_IN, &class)
+            .map_err(|e| ov_error("class input (export the graph with --class-input)", e))?;
+        self.request
+            .infer()
+            .map_err(|e| ov_error("running the graph", e))?;
+        let request = &self.request;
+        let f32s = |name: &str| -> Result<Vec<f32>> {
+            let t = request.get_tensor(name).map_err(|e| ov_error(name, e))?;
+            Ok(t.get_data::<f32>().map_err(|e| ov_error(name, e))?.to_vec())
+        };
+        let i64s = |name: &str| -> Result<Vec<i64>> {
+            let t = request.get_tensor(name).map_err(|e| ov_error(name, e))?;
+            Ok(t.get_data::<i64>().map_err(|e| ov_error(name, e))?.to_vec())
+        };
+        Ok(GraphOutputs {
+            image_score: f32s(names::IMAGE_SCORE)?,
+            patch_scores: f32s(names::PATCH_SCORES)?,
+            anomaly_map: f32s(names::ANOMALY_MAP)?,
+            class_index: i64s(names::CLASS_INDEX)?,
+            matched_class: i64s(names::MATCHED_CLASS)?,
+            class_similarity: f32s(names::CLASS_SIMILARITY)?,
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    fn kind(&self) -> EngineKind {
+        EngineKind::OpenVino
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+}

@@ -8,7 +8,7 @@ Check mode: runs onnx.checker (full_check), then the candle reference
 (`examples/export_reference`, the same Predictor path as `cras predict`, writing the
 preprocessed inputs and float outputs as .npy), then the graph with ONNX Runtime (CPU) and
 OpenVINO (CPU, f32 inference precision). Compares image scores (tolerance 1e-5), patch scores
-and anomaly maps (1e-4), class indices and similarities; with a `class_index` input also the
+and anomaly maps (1e-4), class indices and similarities; with a `stated_class` input also the
 stated-class run (-1 on even images). Exit status 1 when a tolerance is exceeded.
 
 Bench mode: seconds per image for random inputs at each batch size with ONNX Runtime and
@@ -84,17 +84,17 @@ def check(a):
         souts = {k: [] for k in outs}
         for i in range(0, image.shape[0], a.batch):
             feed = {"image": image[i:i + a.batch]}
-            if "class_index" in inputs:
-                feed["class_index"] = np.full(feed["image"].shape[0], -1, dtype=np.int64)
+            if "stated_class" in inputs:
+                feed["stated_class"] = np.full(feed["image"].shape[0], -1, dtype=np.int64)
             for k, v in runner(feed).items():
                 outs[k].append(v)
-            if "class_index" in inputs:
-                feed["class_index"] = ref["stated"][i:i + a.batch]
+            if "stated_class" in inputs:
+                feed["stated_class"] = ref["stated"][i:i + a.batch]
                 for k, v in runner(feed).items():
                     souts[k].append(v)
         ok &= compare(f"{name} (global match)", {k: np.concatenate(v) for k, v in outs.items()}, ref)
-        if "class_index" in inputs:
-            ok &= compare(f"{name} (class_index)", {k: np.concatenate(v) for k, v in souts.items()},
+        if "stated_class" in inputs:
+            ok &= compare(f"{name} (stated_class)", {k: np.concatenate(v) for k, v in souts.items()},
                           ref, "stated_")
     return ok
 

@@ -12,7 +12,8 @@ pub struct ExportArgs {
     /// The ONNX file to write.
     #[arg(long)]
     pub out: PathBuf,
-    /// Add the optional `class_index` int64 [B] input (< 0: use the global match).
+    /// Add the optional `stated_class` int64 [B] input (the class of each image; < 0: use the
+    /// global match).
     #[arg(long)]
     pub class_input: bool,
 }
@@ -30,7 +31,7 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
     );
     print!("  inputs: image f32 [batch,3,{s},{s}]");
     if a.class_input {
-        print!(", class_index i64 [batch] (< 0: global match)");
+        print!(", stated_class i64 [batch] (< 0: global match)");
     }
     println!();
     println!(

@@ -51,6 +51,8 @@ pub struct Graph {
     outputs: Vec<pb::ValueInfoProto>,
     counter: usize,
     int_consts: HashMap<Vec<i64>, String>,
+    /// Values declared as outputs: old name -> output name.
+    renamed: HashMap<String, String>,
     /// Bytes of float initializers so far (for the 2 GiB protobuf limit check).
     pub initializer_bytes: usize,
 }
@@ -93,8 +95,13 @@ impl Graph {
         name.to_string()
     }
 
-    /// Renames the value `value` to `name` everywhere and declares it a graph output.
+    /// Declares `value` a graph output named `name`: the value is renamed everywhere, or, when
+    /// it is already an output under another name, copied by an Identity node.
     pub fn output(&mut self, value: &str, name: &str, elem: Elem, dims: &[Dim]) {
+        if let Some(first) = self.renamed.get(value).cloned() {
+            let copy = self.node("Identity", &[&first], vec![]);
+            return self.output(&copy, name, elem, dims);
+        }
         for n in &mut self.nodes {
             for s in n.input.iter_mut().chain(n.output.iter_mut()) {
                 if s == value {
@@ -102,6 +109,7 @@ impl Graph {
                 }
             }
         }
+        self.renamed.insert(value.to_string(), name.to_string());
         self.outputs.push(value_info(name, elem, dims));
     }
 

@@ -1,7 +1,7 @@
 //! The CRAS head as ONNX nodes, the same computation as `infer::predictor::score_with_head`:
 //! adaptor (MatMul Wᵀ + bias) -> global match (cosine of the l2-normalised flattened map with
 //! each class's unit center map: Gemm, ArgMax, ReduceMax) -> class (matched, or the stated
-//! `class_index` when >= 0) -> local alignment (cosine sims `[B,P,P]` against the class's unit
+//! `stated_class` input when >= 0) -> local alignment (cosine sims `[B,P,P]` against the class's unit
 //! centers, ArgMax, Gather of the chosen centers) -> discriminator on `[f ; f - R]` (fc1, BN
 //! affine, LeakyRelu 0.2, fc2, BN affine, LeakyRelu 0.2, tail, Sigmoid) -> patch scores
 //! `[B,g,g]`, image score (ReduceMax), anomaly map `A·P·Aᵀ` (`A` = blur ∘ upsample, f64).

@@ -6,11 +6,13 @@
 //! - ONNX IR version 8, opset 17 of the default domain, standard ops only (Conv, Relu,
 //!   MaxPool, AveragePool, Add, Sub, Mul, Div, Max, Less, Where, MatMul, Gemm, Pad, Slice,
 //!   Concat, Reshape, Transpose, Unsqueeze, ReduceMean, ReduceMax, ReduceSumSquare, Sqrt,
-//!   ArgMax, Gather, LeakyRelu, Sigmoid).
+//!   ArgMax, Gather, LeakyRelu, Sigmoid; Identity copies `matched_class` to `class_index` when
+//!   there is no `stated_class` input).
 //! - Inputs: `image` float32 `[batch,3,S,S]`, preprocessed exactly as cras does (see the
-//!   `cras.preprocess` metadata); with [`ExportOptions::class_input`] also `class_index` int64
-//!   `[batch]`: a value < 0 means "use the global match", otherwise the stated class (a value
-//!   >= the number of classes is a runtime error of the Gather).
+//!   `cras.preprocess` metadata); with [`ExportOptions::class_input`] also `stated_class` int64
+//!   `[batch]`: a value < 0 means "use the global match", otherwise the stated class index (a
+//!   value >= the number of classes is a runtime error of the Gather). It cannot be named
+//!   `class_index`: that is the name of an output, and ONNX values are named once (SSA).
 //! - Outputs, in this order: `image_score` float32 `[batch]` (max patch score),
 //!   `patch_scores` float32 `[batch,g,g]`, `anomaly_map` float32 `[batch,S,S]` (bilinear
 //!   upsampling + Gaussian blur sigma 4, as [`crate::anomaly_map`]), `class_index` int64
@@ -59,7 +61,7 @@ const PROTOBUF_LIMIT: usize = (2 << 30) - (16 << 20);
 /// What to export.
 #[derive(Clone, Debug, Default)]
 pub struct ExportOptions {
-    /// Add the optional `class_index` int64 `[batch]` input (< 0: global match).
+    /// Add the optional `stated_class` int64 `[batch]` input (< 0: global match).
     pub class_input: bool,
     /// SHA-256 of the model file, stored as `cras.model_sha256` (`unknown` when `None`).
     pub model_sha256: Option<String>,
@@ -89,7 +91,7 @@ pub fn export_onnx(predictor: &Predictor, options: &ExportOptions) -> Result<Vec
     );
     let class_input = options
         .class_input
-        .then(|| g.input("class_index", Elem::I64, &[b]));
+        .then(|| g.input("stated_class", Elem::I64, &[b]));
     let feats = backbone::backbone(&mut g, &src, &image)?;
     let desc = descriptor::descriptor(&mut g, &src, &feats)?;
     let outs = head::head(&mut g, &src, &desc, class_input.as_deref())?;

@@ -27,7 +27,7 @@ pub struct HostTensor {
 }
 
 impl HostTensor {
-    fn from(t: &Tensor) -> Result<Self> {
+    fn read(t: &Tensor) -> Result<Self> {
         let t = t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
         Ok(HostTensor {
             dims: t.dims().to_vec(),
@@ -111,11 +111,11 @@ pub struct ModelSource {
 
 fn linear(l: &crate::model::layers::Linear) -> Result<LinearSrc> {
     Ok(LinearSrc {
-        weight: HostTensor::from(l.weight.as_tensor())?,
+        weight: HostTensor::read(l.weight.as_tensor())?,
         bias: l
             .bias
             .as_ref()
-            .map(|b| HostTensor::from(b.as_tensor()))
+            .map(|b| HostTensor::read(b.as_tensor()))
             .transpose()?,
     })
 }
@@ -123,8 +123,8 @@ fn linear(l: &crate::model::layers::Linear) -> Result<LinearSrc> {
 fn affine(bn: &crate::model::layers::BatchNorm1d) -> Result<AffineSrc> {
     let (scale, shift) = bn.eval_affine()?;
     Ok(AffineSrc {
-        scale: HostTensor::from(&scale.flatten_all()?)?,
-        shift: HostTensor::from(&shift.flatten_all()?)?,
+        scale: HostTensor::read(&scale.flatten_all()?)?,
+        shift: HostTensor::read(&shift.flatten_all()?)?,
     })
 }
 
@@ -148,7 +148,7 @@ impl ModelSource {
                 folded
                     .get(&name)
                     .ok_or_else(|| Error::Other(format!("the folded backbone lacks {name}")))
-                    .and_then(HostTensor::from)
+                    .and_then(HostTensor::read)
             };
             Ok(ConvSrc {
                 name: cb.conv.clone(),
@@ -203,7 +203,7 @@ impl ModelSource {
             fc2: linear(&d.fc2)?,
             bn2: affine(&d.bn2)?,
             tail: linear(&d.tail)?,
-            centers: HostTensor::from(&p.bank.centers)?,
+            centers: HostTensor::read(&p.bank.centers)?,
             ablation: p.ablation(),
             classes: meta.classes.clone(),
             thresholds_json: serde_json::to_string(&meta.thresholds)

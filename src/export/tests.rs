@@ -152,7 +152,7 @@ fn graph_is_topologically_ordered_and_uses_contract_ops_only() {
         "Conv", "Relu", "MaxPool", "AveragePool", "Add", "Sub", "Mul", "Div", "Max", "Less",
         "Where", "MatMul", "Gemm", "Pad", "Slice", "Concat", "Reshape", "Transpose", "Unsqueeze",
         "ReduceMean", "ReduceMax", "ReduceSumSquare", "Sqrt", "ArgMax", "Gather", "LeakyRelu",
-        "Sigmoid",
+        "Sigmoid", "Identity",
     ]
     .into();
     for (layers, d, class_input) in [
@@ -178,9 +178,9 @@ fn graph_is_topologically_ordered_and_uses_contract_ops_only() {
         }
         let inputs: Vec<&str> = g.input.iter().map(|i| i.name()).collect();
         if class_input {
-            assert_eq!(inputs, ["image", "class_index"]);
+            assert_eq!(inputs, ["image", "stated_class"]);
             assert_eq!(dims(&g.input[1]).1, vec!["batch".to_string()]);
-            assert!(g.node.iter().any(|n| n.input.iter().any(|i| i == "class_index")));
+            assert!(g.node.iter().any(|n| n.input.iter().any(|i| i == "stated_class")));
         } else {
             assert_eq!(inputs, ["image"]);
         }

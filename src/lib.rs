@@ -17,6 +17,7 @@ pub mod backbone;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod export;
 pub mod features;
 pub mod infer;
 pub mod metrics;

@@ -41,6 +41,8 @@ enum Command {
     Bench(cli::bench::BenchArgs),
     /// Serve a model over HTTP: POST /v1/predict with dynamic batching.
     Serve(cli::serve::ServeArgs),
+    /// Export a trained model's whole scoring path as one ONNX graph.
+    Export(cli::export::ExportArgs),
 }
 
 /// Keeps freed tensor buffers in the process heap between training steps instead of handing
@@ -80,6 +82,7 @@ fn main() {
         Command::Demo(a) => cli::demo::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Serve(a) => cli::serve::run(a),
+        Command::Export(a) => cli::export::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -15,7 +15,7 @@
 mod builder;
 pub mod fetch;
 mod resnet;
-mod topology;
+pub(crate) mod topology;
 pub mod weights;
 
 pub use builder::{BackboneBuilder, BuildOptions};

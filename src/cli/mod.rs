@@ -6,6 +6,7 @@ pub mod demo;
 pub mod embed;
 pub mod engine_args;
 pub mod eval;
+pub mod export;
 pub mod predict;
 pub mod serve;
 pub mod synth;

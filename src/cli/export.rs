@@ -1,0 +1,43 @@
+//! `cras export`: writes the whole scoring path of a trained model as ONE ONNX graph (see
+//! `cras::export` for the contract) and prints the output path, size, opset, inputs and outputs.
+
+use std::path::PathBuf;
+
+/// Export a trained model to ONNX.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Model file written by `cras train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Add the optional `stated_class` int64 [B] input (the class of each image; < 0: use the
+    /// global match).
+    #[arg(long)]
+    pub class_input: bool,
+}
+
+/// Runs `cras export`.
+pub fn run(a: ExportArgs) -> anyhow::Result<()> {
+    let r = cras::export::export_file(&a.model, &a.out, a.class_input)?;
+    let (s, g, bytes) = (r.input_size, r.grid, r.bytes);
+    println!("wrote {}", a.out.display());
+    println!(
+        "  size: {:.1} MiB, ONNX IR {}, opset {}",
+        bytes as f64 / (1u64 << 20) as f64,
+        cras::export::IR_VERSION,
+        cras::export::OPSET
+    );
+    print!("  inputs: image f32 [batch,3,{s},{s}]");
+    if a.class_input {
+        print!(", stated_class i64 [batch] (< 0: global match)");
+    }
+    println!();
+    println!(
+        "  outputs: image_score f32 [batch], patch_scores f32 [batch,{g},{g}], anomaly_map f32 [batch,{s},{s}], \
+         class_index i64 [batch], matched_class i64 [batch], class_similarity f32 [batch]"
+    );
+    println!("  classes: {}", r.classes.join(", "));
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! The CRAS head as ONNX nodes, the same computation as `infer::predictor::score_with_head`:
+//! adaptor (MatMul Wᵀ + bias) -> global match (cosine of the l2-normalised flattened map with
+//! each class's unit center map: Gemm, ArgMax, ReduceMax) -> class (matched, or the stated
+//! `stated_class` input when >= 0) -> local alignment (cosine sims `[B,P,P]` against the class's unit
+//! centers, ArgMax, Gather of the chosen centers) -> discriminator on `[f ; f - R]` (fc1, BN
+//! affine, LeakyRelu 0.2, fc2, BN affine, LeakyRelu 0.2, tail, Sigmoid) -> patch scores
+//! `[B,g,g]`, image score (ReduceMax), anomaly map `A·P·Aᵀ` (`A` = blur ∘ upsample, f64).
+//!
+//! The center bank is stored once (`[K,P,D]`); its unit-norm versions are computed in the graph
+//! from it (constant subgraphs: runtimes fold them when the session is created).
+
+use super::graph::{Dim, Elem, Graph};
+use super::source::{AffineSrc, LinearSrc, ModelSource};
+use crate::Result;
+
+/// `x / max(||x||, 1e-12)` along the last axis, as `model::layers::l2_normalize`.
+fn l2_normalize(g: &mut Graph, x: &str, eps: &str) -> String {
+    let ss = g.reduce_sum_square(x, &[-1], true);
+    let norm = g.sqrt(&ss);
+    let norm = g.max(&norm, eps);
+    g.div(x, &norm)
+}
+
+/// `x Wᵀ (+ b)` with W `[out, in]` (optionally only the input columns `[from, from + width)`).
+fn linear(g: &mut Graph, x: &str, l: &LinearSrc, name: &str, cols: Option<(usize, usize)>) -> String {
+    let wt = l.weight.transposed(); // [in, out]
+    let (rows, out) = (wt.dims[0], wt.dims[1]);
+    let (from, width) = cols.unwrap_or((0, rows));
+    let w = g.init_f32(
+        &format!("{name}.weight_t"),
+        &[width, out],
+        &wt.data[from * out..(from + width) * out],
+    );
+    let y = g.matmul(x, &w);
+    match &l.bias {
+        Some(b) => {
+            let b = g.init_f32(&format!("{name}.bias"), &b.dims, &b.data);
+            g.add(&y, &b)
+        }
+        None => y,
+    }
+}
+
+fn affine(g: &mut Graph, x: &str, a: &AffineSrc, name: &str) -> String {
+    let scale = g.init_f32(&format!("{name}.scale"), &a.scale.dims, &a.scale.data);
+    let shift = g.init_f32(&format!("{name}.shift"), &a.shift.dims, &a.shift.data);
+    let y = g.mul(x, &scale);
+    g.add(&y, &shift)
+}
+
+/// The anomaly-map matrix `A` `[out, grid]` (row-major): bilinear upsampling (align_corners
+/// False) followed by scipy's Gaussian blur (reflect, truncate 4), both linear per axis, so the
+/// map of patch scores P `[grid, grid]` is `A P Aᵀ`. Computed in f64.
+pub fn map_matrix(grid: usize, out: usize, sigma: f64) -> Vec<f64> {
+    let up = super::descriptor::interp_matrix(out, grid); // [out, grid]
+    if sigma.is_nan() || sigma <= 0.0 {
+        return up;
+    }
+    let kernel = crate::anomaly_map::gaussian_kernel(sigma);
+    let radius = (kernel.len() / 2) as i64;
+    let period = 2 * out as i64;
+    let reflect = |i: i64| {
+        let m = i.rem_euclid(period);
+        (if m >= out as i64 { period - 1 - m } else { m }) as usize
+    };
+    let mut a = vec![0f64; out * grid];
+    for i in 0..out {
+        for (t, w) in kernel.iter().enumerate() {
+            let src = reflect(i as i64 + t as i64 - radius);
+            for j in 0..grid {
+                a[i * grid + j] += w * up[src * grid + j];
+            }
+        }
+    }
+    a
+}
+
+/// The head's graph outputs.
+pub struct HeadOutputs {
+    pub image_score: String,
+    pub patch_scores: String,
+    pub anomaly_map: String,
+    pub class_index: String,
+    pub matched_class: String,
+    pub class_similarity: String,
+}
+
+/// Adds the head over descriptors `desc` `[B,P,D]`; `class_input` is the optional int64 `[B]`.
+pub fn head(
+    g: &mut Graph,
+    src: &ModelSource,
+    desc: &str,
+    class_input: Option<&str>,
+) -> Result<HeadOutputs> {
+    let (k, p, d) = (src.centers.dims[0], src.centers.dims[1], src.centers.dims[2]);
+    let eps = g.scalar_f32("l2_eps", 1e-12);
+    let f = linear(g, desc, &src.adaptor, "adaptor", None); // [B,P,D]
+
+    // Global match.
+    let centers = g.init_f32("centers", &src.centers.dims, &src.centers.data);
+    let flat = g.reshape(&f, &[-1, (p * d) as i64]);
+    let flat = l2_normalize(g, &flat, &eps);
+    let bank_flat = g.reshape(&centers, &[k as i64, (p * d) as i64]);
+    let unit_flat = l2_normalize(g, &bank_flat, &eps); // [K,P*D]
+    let sim = g.gemm_bt(&flat, &unit_flat); // [B,K]
+    let matched = g.argmax(&sim, 1);
+    let similarity = g.reduce_max(&sim, &[1], false);
+    let class = match class_input {
+        Some(ci) => {
+            let zero = g.ints(&[0]);
+            let negative = g.less(ci, &zero);
+            g.where_(&negative, &matched, ci)
+        }
+        None => matched.clone(),
+    };
+
+    // Discriminator input.
+    let h1 = if src.ablation.residual {
+        let r = if src.ablation.center_search {
+            let unit = l2_normalize(g, &centers, &eps); // [K,P,D]
+            let unit_t = g.transpose(&unit, &[0, 2, 1]); // [K,D,P]
+            let unit_k = g.gather(&unit_t, &class, 0); // [B,D,P]
+            let fu = l2_normalize(g, &f, &eps);
+            let cos = g.matmul(&fu, &unit_k); // [B,P,P]
+            let best = g.argmax(&cos, 2); // [B,P]
+            // Row index of the chosen center in the [K*P, D] bank: class * P + best.
+            let base = g.unsqueeze(&class, &[1]);
+            let pp = g.ints(&[p as i64]);
+            let base = g.mul(&base, &pp);
+            let rows = g.add(&base, &best);
+            let bank_rows = g.reshape(&centers, &[(k * p) as i64, d as i64]);
+            g.gather(&bank_rows, &rows, 0) // [B,P,D]
+        } else {
+            g.gather(&centers, &class, 0) // the class's centers at the same positions
+        };
+        let residual = g.sub(&f, &r);
+        let x = g.concat(&[&f, &residual], -1); // [B,P,2D]
+        linear(g, &x, &src.fc1, "fc1", None)
+    } else {
+        // [f ; 0] · W1ᵀ = f · W1[:, :D]ᵀ: the zero half contributes nothing.
+        linear(g, &f, &src.fc1, "fc1", Some((0, d)))
+    };
+    let h = affine(g, &h1, &src.bn1, "bn1");
+    let h = g.leaky_relu(&h, 0.2);
+    let h = linear(g, &h, &src.fc2, "fc2", None);
+    let h = affine(g, &h, &src.bn2, "bn2");
+    let h = g.leaky_relu(&h, 0.2);
+    let logit = linear(g, &h, &src.tail, "tail", None); // [B,P,1]
+    let prob = g.sigmoid(&logit);
+    let n = src.grid as i64;
+    let patch = g.reshape(&prob, &[-1, n, n]);
+    let image_score = g.reduce_max(&patch, &[1, 2], false);
+
+    // Anomaly map A P Aᵀ.
+    let s = src.input_size;
+    let a64 = map_matrix(src.grid, s, 4.0);
+    let a: Vec<f32> = a64.iter().map(|&v| v as f32).collect();
+    let at: Vec<f32> = (0..a.len())
+        .map(|i| a[(i % s) * src.grid + i / s])
+        .collect();
+    let a = g.init_f32("map_a", &[s, src.grid], &a);
+    let at = g.init_f32("map_a_t", &[src.grid, s], &at);
+    let left = g.matmul(&a, &patch); // [B,S,g]
+    let map = g.matmul(&left, &at); // [B,S,S]
+    Ok(HeadOutputs {
+        image_score,
+        patch_scores: patch,
+        anomaly_map: map,
+        class_index: class,
+        matched_class: matched,
+        class_similarity: similarity,
+    })
+}
+
+/// Declares the head's outputs in the contract's order.
+pub fn declare_outputs(g: &mut Graph, o: &HeadOutputs, grid: usize, s: usize) {
+    let b = Dim::Named("batch");
+    let (gd, sd) = (Dim::Fixed(grid), Dim::Fixed(s));
+    g.output(&o.image_score, "image_score", Elem::F32, &[b.clone()]);
+    g.output(
+        &o.patch_scores,
+        "patch_scores",
+        Elem::F32,
+        &[b.clone(), gd.clone(), gd],
+    );
+    g.output(
+        &o.anomaly_map,
+        "anomaly_map",
+        Elem::F32,
+        &[b.clone(), sd.clone(), sd],
+    );
+    g.output(&o.class_index, "class_index", Elem::I64, &[b.clone()]);
+    g.output(&o.matched_class, "matched_class", Elem::I64, &[b.clone()]);
+    g.output(&o.class_similarity, "class_similarity", Elem::F32, &[b]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn map_matrix_equals_the_anomaly_map_postprocessing() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for (grid, s) in [(8, 64), (36, 288), (4, 32)] {
+            let a = map_matrix(grid, s, 4.0);
+            let p: Vec<f32> = (0..grid * grid).map(|_| rng.gen::<f32>()).collect();
+            let want = crate::anomaly_map::anomaly_map(&p, grid, s, 4.0);
+            // A P Aᵀ in f64.
+            let mut ap = vec![0f64; s * grid];
+            for i in 0..s {
+                for j in 0..grid {
+                    ap[i * grid + j] = (0..grid)
+                        .map(|t| a[i * grid + t] * p[t * grid + j] as f64)
+                        .sum();
+                }
+            }
+            let mut worst = 0f64;
+            for i in 0..s {
+                for j in 0..s {
+                    let v: f64 = (0..grid).map(|t| ap[i * grid + t] * a[j * grid + t]).sum();
+                    worst = worst.max((v - want[i * s + j] as f64).abs());
+                }
+            }
+            assert!(worst < 1e-5, "grid {grid} -> {s}: max diff {worst}");
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! ONNX export: ONE graph of the whole scoring path of a trained model, from the preprocessed
+//! image tensor to the scores, maps and classes, numerically equal to [`Predictor`]'s candle
+//! path (f32; scores within 1e-5, maps within 1e-4 on ONNX Runtime and OpenVINO).
+//!
+//! # Graph contract (format "1")
+//! - ONNX IR version 8, opset 17 of the default domain, standard ops only (Conv, Relu,
+//!   MaxPool, AveragePool, Add, Sub, Mul, Div, Max, Less, Where, MatMul, Gemm, Pad, Slice,
+//!   Concat, Reshape, Transpose, Unsqueeze, ReduceMean, ReduceMax, ReduceSumSquare, Sqrt,
+//!   ArgMax, Gather, LeakyRelu, Sigmoid; Identity copies `matched_class` to `class_index` when
+//!   there is no `stated_class` input).
+//! - Inputs: `image` float32 `[batch,3,S,S]`, preprocessed exactly as cras does (see the
+//!   `cras.preprocess` metadata); with [`ExportOptions::class_input`] also `stated_class` int64
+//!   `[batch]`: a value < 0 means "use the global match", otherwise the stated class index (a
+//!   value >= the number of classes is a runtime error of the Gather). It cannot be named
+//!   `class_index`: that is the name of an output, and ONNX values are named once (SSA).
+//! - Outputs, in this order: `image_score` float32 `[batch]` (max patch score),
+//!   `patch_scores` float32 `[batch,g,g]`, `anomaly_map` float32 `[batch,S,S]` (bilinear
+//!   upsampling + Gaussian blur sigma 4, as [`crate::anomaly_map`]), `class_index` int64
+//!   `[batch]` (class used for alignment), `matched_class` int64 `[batch]` (global match),
+//!   `class_similarity` float32 `[batch]`.
+//! - Metadata (`metadata_props`, strings): `cras.classes` (JSON list), `cras.thresholds` (JSON
+//!   or `null`), `cras.preprocess` (JSON), `cras.backbone` (JSON provenance),
+//!   `cras.random_backbone` (`true`/`false`), `cras.version`, `cras.model_sha256`,
+//!   `cras.format` (`1`), `cras.outputs` (one line). Producer `cras` and the crate version.
+//!
+//! Submodules: `source` (everything read from the model), `graph` (the builder), `backbone`,
+//! `descriptor`, `head`, `onnx_pb` (generated protobuf types, see `dev/gen_onnx_proto.sh`).
+
+mod backbone;
+mod descriptor;
+mod graph;
+mod head;
+#[allow(clippy::all, missing_docs)]
+pub mod onnx_pb;
+mod source;
+
+use std::path::Path;
+
+use prost::Message;
+
+use crate::infer::Predictor;
+use crate::{Error, Result};
+use graph::{Dim, Elem, Graph};
+pub use head::map_matrix;
+use onnx_pb as pb;
+
+/// The ONNX opset of the default domain the graph uses.
+pub const OPSET: i64 = 17;
+/// The ONNX IR version written.
+pub const IR_VERSION: i64 = 8;
+/// The version of the graph contract (inputs, outputs, metadata) described in the module docs.
+pub const FORMAT: &str = "1";
+/// The one-line description stored under `cras.outputs`.
+pub const OUTPUTS_DOC: &str = "image_score f32 [B] (max patch score); patch_scores f32 [B,g,g]; \
+anomaly_map f32 [B,S,S] (bilinear upsample + gaussian sigma 4); class_index i64 [B] (class used); \
+matched_class i64 [B] (global match); class_similarity f32 [B] (cosine of the global match)";
+
+/// Protobuf messages cannot exceed 2 GiB; external data files are not written.
+const PROTOBUF_LIMIT: usize = (2 << 30) - (16 << 20);
+
+/// What to export.
+#[derive(Clone, Debug, Default)]
+pub struct ExportOptions {
+    /// Add the optional `stated_class` int64 `[batch]` input (< 0: global match).
+    pub class_input: bool,
+    /// SHA-256 of the model file, stored as `cras.model_sha256` (`unknown` when `None`).
+    pub model_sha256: Option<String>,
+}
+
+/// The serialised ONNX `ModelProto` of `predictor`'s scoring path.
+pub fn export_onnx(predictor: &Predictor, options: &ExportOptions) -> Result<Vec<u8>> {
+    let src = source::ModelSource::read(predictor)?;
+    let s = src.input_size;
+    let first = src.layers[0].stride();
+    if s == 0 || !s.is_multiple_of(16) || s / first != src.grid {
+        return Err(Error::config(
+            "input size",
+            s,
+            format!(
+                "expected a multiple of 16 with grid {} = S / {first}",
+                src.grid
+            ),
+        ));
+    }
+    let mut g = Graph::default();
+    let b = Dim::Named("batch");
+    let image = g.input(
+        "image",
+        Elem::F32,
+        &[b.clone(), Dim::Fixed(3), Dim::Fixed(s), Dim::Fixed(s)],
+    );
+    let class_input = options
+        .class_input
+        .then(|| g.input("stated_class", Elem::I64, &[b]));
+    let feats = backbone::backbone(&mut g, &src, &image)?;
+    let desc = descriptor::descriptor(&mut g, &src, &feats)?;
+    let outs = head::head(&mut g, &src, &desc, class_input.as_deref())?;
+    head::declare_outputs(&mut g, &outs, src.grid, s);
+    if g.initializer_bytes > PROTOBUF_LIMIT {
+        return Err(Error::Other(format!(
+            "the model's constants take {} MiB, over ONNX's 2 GiB protobuf limit (external data is not supported)",
+            g.initializer_bytes >> 20
+        )));
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    let meta = [
+        ("cras.classes", serde_json::json!(src.classes).to_string()),
+        ("cras.thresholds", src.thresholds_json.clone()),
+        ("cras.preprocess", src.preprocess_json.clone()),
+        ("cras.backbone", src.backbone_json.clone()),
+        ("cras.random_backbone", src.random_backbone.to_string()),
+        ("cras.version", version.to_string()),
+        (
+            "cras.model_sha256",
+            options
+                .model_sha256
+                .clone()
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+        ("cras.format", FORMAT.to_string()),
+        ("cras.outputs", OUTPUTS_DOC.to_string()),
+    ];
+    let model = pb::ModelProto {
+        ir_version: Some(IR_VERSION),
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(OPSET),
+        }],
+        producer_name: Some("cras".into()),
+        producer_version: Some(version.into()),
+        model_version: Some(1),
+        doc_string: Some(format!(
+            "CRAS multi-class anomaly detector ({} classes, {} on {}x{} inputs, {} dims): \
+             image [B,3,{s},{s}] -> {OUTPUTS_DOC}",
+            src.classes.len(),
+            src.layers
+                .iter()
+                .map(|l| l.name())
+                .collect::<Vec<_>>()
+                .join("+"),
+            s,
+            s,
+            src.dims
+        )),
+        graph: Some(g.finish("cras")),
+        metadata_props: meta
+            .into_iter()
+            .map(|(k, v)| pb::StringStringEntryProto {
+                key: Some(k.into()),
+                value: Some(v),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    Ok(model.encode_to_vec())
+}
+
+/// What [`export_file`] wrote.
+#[derive(Clone, Debug)]
+pub struct ExportSummary {
+    /// Size of the ONNX file in bytes.
+    pub bytes: usize,
+    /// Input side S.
+    pub input_size: usize,
+    /// Side of the patch grid.
+    pub grid: usize,
+    /// Class names in index order.
+    pub classes: Vec<String>,
+}
+
+/// Exports the model file `model` (written by `cras train`) to `out`, written atomically.
+/// Errors name the file at fault (unreadable or partial model, unwritable output).
+pub fn export_file(model: &Path, out: &Path, class_input: bool) -> Result<ExportSummary> {
+    let predictor = Predictor::load(model, &candle_core::Device::Cpu)?;
+    let options = ExportOptions {
+        class_input,
+        model_sha256: Some(crate::backbone::sha256_file(model)?),
+    };
+    let bytes = export_onnx(&predictor, &options)
+        .map_err(|e| Error::checkpoint(model, format!("ONNX export: {e}")))?;
+    write_onnx(out, &bytes)?;
+    Ok(ExportSummary {
+        bytes: bytes.len(),
+        input_size: predictor.input_size(),
+        grid: predictor.meta.grid,
+        classes: predictor.meta.classes.clone(),
+    })
+}
+
+/// Writes exported bytes to `path` atomically (temporary file + rename).
+pub fn write_onnx(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::error::write_atomic(path, bytes)
+}
+
+#[cfg(test)]
+mod tests;

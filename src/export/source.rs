@@ -1,0 +1,228 @@
+//! Everything the exporter reads from a trained model, gathered in ONE place: the folded
+//! backbone (with its layout), the descriptor settings, the head's weights, the center bank, the
+//! ablation flags and the metadata. The graph builders only see [`ModelSource`], so a change in
+//! the model or inference modules is fixed here.
+//!
+//! Symbols read: `Predictor::{meta, extractor, adaptor, discriminator, bank, ablation,
+//! input_size}`, `ModelMeta::{classes, thresholds, preprocess, backbone, descriptor, grid,
+//! random_backbone}`, `FeatureExtractor::{backbone, cfg}`, `ResNet::{info, channels,
+//! folded_tensors}`, `backbone::topology::Topology`, `Linear::{weight, bias}`,
+//! `BatchNorm1d::eval_affine`, `CenterBank::centers`, `step::Ablation`.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::backbone::topology::{ConvBn, Topology};
+use crate::backbone::Layer;
+use crate::infer::Predictor;
+use crate::model::step::Ablation;
+use crate::{Error, Result};
+
+/// A host copy of a float32 tensor.
+#[derive(Clone, Debug)]
+pub struct HostTensor {
+    pub dims: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    fn read(t: &Tensor) -> Result<Self> {
+        let t = t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+        Ok(HostTensor {
+            dims: t.dims().to_vec(),
+            data: t.flatten_all()?.to_vec1()?,
+        })
+    }
+
+    /// The transposed 2-D tensor (`[r, c]` -> `[c, r]`).
+    pub fn transposed(&self) -> HostTensor {
+        let (r, c) = (self.dims[0], self.dims[1]);
+        let mut data = vec![0f32; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                data[j * r + i] = self.data[i * c + j];
+            }
+        }
+        HostTensor {
+            dims: vec![c, r],
+            data,
+        }
+    }
+}
+
+/// One folded convolution (BatchNorm folded in: weight and bias).
+pub struct ConvSrc {
+    pub name: String,
+    pub weight: HostTensor,
+    pub bias: HostTensor,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+/// One residual block.
+pub struct BlockSrc {
+    pub convs: Vec<ConvSrc>,
+    pub downsample: Option<ConvSrc>,
+}
+
+/// A linear layer `y = x Wᵀ + b`: W `[out, in]`.
+pub struct LinearSrc {
+    pub weight: HostTensor,
+    pub bias: Option<HostTensor>,
+}
+
+/// BatchNorm1d in evaluation mode as `y = x * scale + shift` (the exact f32 constants candle uses).
+pub struct AffineSrc {
+    pub scale: HostTensor,
+    pub shift: HostTensor,
+}
+
+/// The trained model as the exporter sees it.
+pub struct ModelSource {
+    /// Input side S.
+    pub input_size: usize,
+    pub stem: ConvSrc,
+    /// Blocks of layer1 .. the last descriptor layer.
+    pub stages: Vec<Vec<BlockSrc>>,
+    /// Descriptor layers (the first sets the grid), their channels and strides.
+    pub layers: Vec<Layer>,
+    pub channels: Vec<usize>,
+    pub patch_size: usize,
+    pub dims: usize,
+    /// Side of the patch grid.
+    pub grid: usize,
+    pub adaptor: LinearSrc,
+    pub fc1: LinearSrc,
+    pub bn1: AffineSrc,
+    pub fc2: LinearSrc,
+    pub bn2: AffineSrc,
+    pub tail: LinearSrc,
+    /// `[K, P, D]`.
+    pub centers: HostTensor,
+    pub ablation: Ablation,
+    pub classes: Vec<String>,
+    /// JSON of the stored thresholds (`null` when uncalibrated).
+    pub thresholds_json: String,
+    pub preprocess_json: String,
+    pub backbone_json: String,
+    pub random_backbone: bool,
+}
+
+fn linear(l: &crate::model::layers::Linear) -> Result<LinearSrc> {
+    Ok(LinearSrc {
+        weight: HostTensor::read(l.weight.as_tensor())?,
+        bias: l
+            .bias
+            .as_ref()
+            .map(|b| HostTensor::read(b.as_tensor()))
+            .transpose()?,
+    })
+}
+
+fn affine(bn: &crate::model::layers::BatchNorm1d) -> Result<AffineSrc> {
+    let (scale, shift) = bn.eval_affine()?;
+    Ok(AffineSrc {
+        scale: HostTensor::read(&scale.flatten_all()?)?,
+        shift: HostTensor::read(&shift.flatten_all()?)?,
+    })
+}
+
+impl ModelSource {
+    /// Reads everything the graph needs from `p`.
+    pub fn read(p: &Predictor) -> Result<Self> {
+        let meta = &p.meta;
+        let backbone = &p.extractor.backbone;
+        let info = backbone.info();
+        let cfg = &p.extractor.cfg;
+        let last = *cfg
+            .layers
+            .iter()
+            .max()
+            .ok_or_else(|| Error::config("descriptor layers", "[]", "need at least one layer"))?;
+        let topo = Topology::new(info.arch, info.width_per_group)?;
+        let folded: HashMap<String, Tensor> = backbone.folded_tensors().into_iter().collect();
+        let conv = |cb: &ConvBn| -> Result<ConvSrc> {
+            let get = |suffix: &str| {
+                let name = format!("{}.{suffix}", cb.conv);
+                folded
+                    .get(&name)
+                    .ok_or_else(|| Error::Other(format!("the folded backbone lacks {name}")))
+                    .and_then(HostTensor::read)
+            };
+            Ok(ConvSrc {
+                name: cb.conv.clone(),
+                weight: get("weight")?,
+                bias: get("bias")?,
+                stride: cb.stride,
+                pad: cb.padding,
+            })
+        };
+        let stages = topo.layers[..=last.index()]
+            .iter()
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .map(|b| {
+                        Ok(BlockSrc {
+                            convs: b.convs.iter().map(conv).collect::<Result<_>>()?,
+                            downsample: b.downsample.as_ref().map(conv).transpose()?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let d = &p.discriminator;
+        let pre = &meta.preprocess;
+        let preprocess = serde_json::json!({
+            "resize": pre.resize,
+            "crop": pre.crop,
+            "mode": pre.mode,
+            "mean": crate::data::preprocess::IMAGENET_MEAN,
+            "std": crate::data::preprocess::IMAGENET_STD,
+            "layout": "float32 [B,3,crop,crop], RGB, channels first",
+            "rule": match pre.mode {
+                crate::data::ResizeMode::ShorterSideThenCenterCrop =>
+                    "Pillow BILINEAR (antialiased) resize of the shorter side to `resize`, center crop `crop` x `crop`, v/255, (v - mean) / std per channel",
+                crate::data::ResizeMode::Square =>
+                    "Pillow BILINEAR (antialiased) resize to `crop` x `crop` (aspect ratio not kept), v/255, (v - mean) / std per channel",
+            },
+        });
+        Ok(ModelSource {
+            input_size: p.input_size(),
+            stem: conv(&topo.stem)?,
+            stages,
+            layers: cfg.layers.clone(),
+            channels: cfg.layers.iter().map(|l| backbone.channels(*l)).collect(),
+            patch_size: cfg.patch_size,
+            dims: cfg.dims,
+            grid: meta.grid,
+            adaptor: linear(&p.adaptor.linear)?,
+            fc1: linear(&d.fc1)?,
+            bn1: affine(&d.bn1)?,
+            fc2: linear(&d.fc2)?,
+            bn2: affine(&d.bn2)?,
+            tail: linear(&d.tail)?,
+            centers: HostTensor::read(&p.bank.centers)?,
+            ablation: p.ablation(),
+            classes: meta.classes.clone(),
+            thresholds_json: serde_json::to_string(&meta.thresholds)
+                .map_err(|e| Error::Other(e.to_string()))?,
+            preprocess_json: preprocess.to_string(),
+            backbone_json: backbone_json(info)?,
+            random_backbone: meta.random_backbone(),
+        })
+    }
+}
+
+/// The backbone's provenance: [`crate::backbone::BackboneInfo`] plus a one-line summary.
+fn backbone_json(info: &crate::backbone::BackboneInfo) -> Result<String> {
+    let mut v = serde_json::to_value(info).map_err(|e| Error::Other(e.to_string()))?;
+    let summary = match (&info.weights_sha256, info.random_init_seed) {
+        (Some(h), _) => format!("{} weights, sha256 {h}", info.arch),
+        (None, Some(seed)) => format!("{} random init, seed {seed}", info.arch),
+        (None, None) => format!("{} (weights not recorded)", info.arch),
+    };
+    v["provenance"] = summary.into();
+    Ok(v.to_string())
+}

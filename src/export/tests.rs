@@ -1,0 +1,259 @@
+//! Structural tests of the exported graph (decoded back with prost): names, shapes, opset,
+//! topological order, metadata, initializers against the model's tensors, options.
+
+use std::collections::{HashMap, HashSet};
+
+use candle_core::{Device, Tensor};
+use prost::Message;
+use rand::{rngs::StdRng, SeedableRng};
+
+use super::onnx_pb as pb;
+use super::*;
+use crate::backbone::{Arch, BackboneBuilder, Layer, WeightSource};
+use crate::features::{DescriptorConfig, FeatureExtractor};
+use crate::infer::{ModelMeta, FORMAT_VERSION};
+use crate::model::{Adaptor, CenterBank, Discriminator};
+
+const S: usize = 32;
+
+/// A random resnet18 model with the given descriptor layers and width, 3 classes.
+fn predictor(layers: &[Layer], dims: usize, ablation: Option<serde_json::Value>) -> Predictor {
+    let dev = Device::Cpu;
+    let backbone = BackboneBuilder::new(Arch::Resnet18, &WeightSource::Random { seed: 3 })
+        .unwrap()
+        .build(*layers.iter().max().unwrap(), &dev)
+        .unwrap();
+    let desc = DescriptorConfig {
+        layers: layers.to_vec(),
+        patch_size: 3,
+        dims,
+    };
+    let extractor = FeatureExtractor::new(backbone, desc.clone()).unwrap();
+    let grid = extractor.grid_side(S);
+    let mut rng = StdRng::seed_from_u64(5);
+    let adaptor = Adaptor::new(&mut rng, dims, &dev).unwrap();
+    let disc = Discriminator::new(&mut rng, dims, &dev).unwrap();
+    let bank = CenterBank::new(Tensor::randn(0f32, 1.0, (3, grid * grid, dims), &dev).unwrap())
+        .unwrap();
+    let config = match ablation {
+        Some(a) => serde_json::json!({"fit": {"ablation": a}}),
+        None => serde_json::json!({}),
+    };
+    let meta = ModelMeta {
+        format_version: FORMAT_VERSION,
+        tool: "test".into(),
+        created_unix: 0,
+        classes: vec!["a".into(), "b".into(), "c".into()],
+        backbone: extractor.backbone.info().clone(),
+        last_layer: extractor.backbone.last_layer(),
+        preprocess: crate::data::Preprocess {
+            resize: S as u32,
+            crop: S as u32,
+            mode: crate::data::ResizeMode::Square,
+            mask_mode: crate::data::MaskMode::Binarize,
+        },
+        descriptor: desc,
+        grid,
+        config,
+        thresholds: None,
+        training: Default::default(),
+        test_selected: false,
+        partial: false,
+    };
+    Predictor::from_parts(meta, extractor, adaptor, disc, bank, &dev)
+}
+
+fn export(p: &Predictor, class_input: bool) -> pb::ModelProto {
+    let opts = ExportOptions {
+        class_input,
+        model_sha256: Some("ab".repeat(32)),
+    };
+    pb::ModelProto::decode(export_onnx(p, &opts).unwrap().as_slice()).unwrap()
+}
+
+fn dims(v: &pb::ValueInfoProto) -> (i32, Vec<String>) {
+    use pb::tensor_shape_proto::dimension::Value;
+    let Some(pb::type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.clone())
+    else {
+        panic!("{:?} is not a tensor", v.name)
+    };
+    let shape = t.shape.unwrap().dim.into_iter().map(|d| match d.value.unwrap() {
+        Value::DimValue(n) => n.to_string(),
+        Value::DimParam(s) => s,
+    });
+    (t.elem_type.unwrap(), shape.collect())
+}
+
+fn initializer<'a>(g: &'a pb::GraphProto, prefix: &str) -> Vec<&'a pb::TensorProto> {
+    g.initializer
+        .iter()
+        .filter(|t| t.name().starts_with(prefix))
+        .collect()
+}
+
+fn floats(t: &pb::TensorProto) -> Vec<f32> {
+    t.raw_data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn interface_opset_and_metadata_follow_the_contract() {
+    let p = predictor(&[Layer::L2, Layer::L3], 64, None);
+    let m = export(&p, false);
+    assert_eq!(m.ir_version(), IR_VERSION);
+    assert_eq!(m.opset_import.len(), 1);
+    assert_eq!((m.opset_import[0].domain(), m.opset_import[0].version()), ("", 17));
+    assert_eq!(m.producer_name(), "cras");
+    let g = m.graph.as_ref().unwrap();
+    let (f32c, i64c) = (
+        pb::tensor_proto::DataType::Float as i32,
+        pb::tensor_proto::DataType::Int64 as i32,
+    );
+    assert_eq!(g.input.len(), 1);
+    assert_eq!(g.input[0].name(), "image");
+    assert_eq!(dims(&g.input[0]), (f32c, vec!["batch".into(), "3".into(), "32".into(), "32".into()]));
+    let names: Vec<&str> = g.output.iter().map(|o| o.name()).collect();
+    assert_eq!(
+        names,
+        ["image_score", "patch_scores", "anomaly_map", "class_index", "matched_class", "class_similarity"]
+    );
+    let b = || "batch".to_string();
+    assert_eq!(dims(&g.output[0]), (f32c, vec![b()]));
+    assert_eq!(dims(&g.output[1]), (f32c, vec![b(), "4".into(), "4".into()]));
+    assert_eq!(dims(&g.output[2]), (f32c, vec![b(), "32".into(), "32".into()]));
+    assert_eq!(dims(&g.output[3]), (i64c, vec![b()]));
+    assert_eq!(dims(&g.output[4]), (i64c, vec![b()]));
+    assert_eq!(dims(&g.output[5]), (f32c, vec![b()]));
+
+    let meta: HashMap<&str, &str> = m
+        .metadata_props
+        .iter()
+        .map(|e| (e.key(), e.value()))
+        .collect();
+    assert_eq!(meta["cras.classes"], r#"["a","b","c"]"#);
+    assert_eq!(meta["cras.thresholds"], "null");
+    assert_eq!(meta["cras.random_backbone"], "true");
+    assert_eq!(meta["cras.format"], FORMAT);
+    assert_eq!(meta["cras.version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(meta["cras.model_sha256"], "ab".repeat(32));
+    let pre: serde_json::Value = serde_json::from_str(meta["cras.preprocess"]).unwrap();
+    assert_eq!(pre["crop"], 32);
+    assert_eq!(pre["mean"][0].as_f64().unwrap() as f32, 0.485);
+    let bb: serde_json::Value = serde_json::from_str(meta["cras.backbone"]).unwrap();
+    assert_eq!(bb["provenance"], "resnet18 random init, seed 3");
+    assert!(meta.contains_key("cras.outputs"));
+}
+
+#[test]
+fn graph_is_topologically_ordered_and_uses_contract_ops_only() {
+    let allowed: HashSet<&str> = [
+        "Conv", "Relu", "MaxPool", "AveragePool", "Add", "Sub", "Mul", "Div", "Max", "Less",
+        "Where", "MatMul", "Gemm", "Pad", "Slice", "Concat", "Reshape", "Transpose", "Unsqueeze",
+        "ReduceMean", "ReduceMax", "ReduceSumSquare", "Sqrt", "ArgMax", "Gather", "LeakyRelu",
+        "Sigmoid", "Identity",
+    ]
+    .into();
+    for (layers, d, class_input) in [
+        (vec![Layer::L2, Layer::L3], 64, true),
+        (vec![Layer::L1, Layer::L2], 48, false),
+        (vec![Layer::L1], 100, true),
+    ] {
+        let m = export(&predictor(&layers, d, None), class_input);
+        let g = m.graph.unwrap();
+        let mut known: HashSet<&str> = g.input.iter().map(|i| i.name()).collect();
+        known.extend(g.initializer.iter().map(|t| t.name()));
+        for n in &g.node {
+            assert!(allowed.contains(n.op_type()), "op {}", n.op_type());
+            for i in &n.input {
+                assert!(known.contains(i.as_str()), "{} reads {i} before it exists", n.name());
+            }
+            for o in &n.output {
+                assert!(known.insert(o.as_str()), "{o} produced twice");
+            }
+        }
+        for o in &g.output {
+            assert!(known.contains(o.name()), "output {} is never produced", o.name());
+        }
+        let inputs: Vec<&str> = g.input.iter().map(|i| i.name()).collect();
+        if class_input {
+            assert_eq!(inputs, ["image", "stated_class"]);
+            assert_eq!(dims(&g.input[1]).1, vec!["batch".to_string()]);
+            assert!(g.node.iter().any(|n| n.input.iter().any(|i| i == "stated_class")));
+        } else {
+            assert_eq!(inputs, ["image"]);
+        }
+    }
+}
+
+#[test]
+fn initializers_hold_the_model_tensors() {
+    let p = predictor(&[Layer::L2, Layer::L3], 64, None);
+    let m = export(&p, false);
+    let g = m.graph.unwrap();
+    // Every folded backbone tensor up to layer3, stored once with its shape and values.
+    let folded = p.extractor.backbone.folded_tensors();
+    for (name, t) in &folded {
+        let found = initializer(&g, &format!("{name}_"));
+        assert_eq!(found.len(), 1, "{name}");
+        let want_dims: Vec<i64> = t.dims().iter().map(|&d| d as i64).collect();
+        assert_eq!(found[0].dims, want_dims, "{name}");
+        let want: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(floats(found[0]), want, "{name}");
+    }
+    let convs = g.node.iter().filter(|n| n.op_type() == "Conv").count();
+    assert_eq!(convs, folded.len() / 2, "one Conv per folded conv, no pooling conv");
+    // The center bank is stored once, exactly.
+    let centers = initializer(&g, "centers_");
+    assert_eq!(centers.len(), 1);
+    assert_eq!(centers[0].dims, vec![3, 16, 64]);
+    let want: Vec<f32> = p.bank.centers.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(floats(centers[0]), want);
+    // Head shapes: adaptor [D,D], fc1 [2D,D], fc2 [D,D/2], tail [D/2,1].
+    for (prefix, shape) in [
+        ("adaptor.weight_t_", vec![64, 64]),
+        ("fc1.weight_t_", vec![128, 64]),
+        ("fc2.weight_t_", vec![64, 32]),
+        ("tail.weight_t_", vec![32, 1]),
+    ] {
+        assert_eq!(initializer(&g, prefix)[0].dims, shape, "{prefix}");
+    }
+    let w = p.adaptor.linear.weight.as_tensor().to_vec2::<f32>().unwrap();
+    let wt = floats(initializer(&g, "adaptor.weight_t_")[0]);
+    assert_eq!(wt[64 + 3], w[3][1], "adaptor weight stored transposed");
+}
+
+#[test]
+fn non_uniform_pooling_uses_the_pooling_conv_and_ablations_change_the_head() {
+    // resnet18 layer1: 576 values -> 100 dims is not a uniform pooling.
+    let m = export(&predictor(&[Layer::L1], 100, None), false);
+    let g = m.graph.unwrap();
+    let pool = initializer(&g, "descriptor_pool_");
+    assert_eq!(pool.len(), 1);
+    assert_eq!(pool[0].dims, vec![100, 64, 3, 3]);
+    let w = floats(pool[0]);
+    for r in 0..100 {
+        let sum: f32 = w[r * 576..(r + 1) * 576].iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5, "row {r} averages: sum {sum}");
+    }
+    // No residual half: fc1 reads f only ([D,D]) and no alignment is computed.
+    let abl = serde_json::json!({"residual": false, "center_search": true});
+    let g = export(&predictor(&[Layer::L2, Layer::L3], 64, Some(abl)), false)
+        .graph
+        .unwrap();
+    assert_eq!(initializer(&g, "fc1.weight_t_")[0].dims, vec![64, 64]);
+    assert!(!g.node.iter().any(|n| n.op_type() == "Concat" && n.input.len() == 2
+        && n.input.iter().any(|i| i.starts_with("sub_"))));
+    // No center search: one Gather (the class's centers), no [B,P,P] ArgMax.
+    let abl = serde_json::json!({"residual": true, "center_search": false});
+    let g = export(&predictor(&[Layer::L2, Layer::L3], 64, Some(abl)), false)
+        .graph
+        .unwrap();
+    let argmaxes = g.node.iter().filter(|n| n.op_type() == "ArgMax").count();
+    assert_eq!(argmaxes, 1, "only the global match");
+    let full = export(&predictor(&[Layer::L2, Layer::L3], 64, None), false)
+        .graph
+        .unwrap();
+    assert_eq!(full.node.iter().filter(|n| n.op_type() == "ArgMax").count(), 2);
+}

@@ -5,7 +5,7 @@
 //! every machine and device.
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use rand::{rngs::StdRng, Rng};
+use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::Result;
@@ -20,7 +20,7 @@ impl Linear {
     /// Xavier-normal weight (gain 1: std = sqrt(2 / (in + out))), as the reference's
     /// `init_weight`; bias with torch's default `U(-1/sqrt(in), 1/sqrt(in))`.
     pub fn xavier(
-        rng: &mut StdRng,
+        rng: &mut impl Rng,
         in_dim: usize,
         out_dim: usize,
         bias: bool,

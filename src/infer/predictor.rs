@@ -4,7 +4,7 @@
 //!
 //! Central method: [`Predictor::predict_batch`], preprocessed images [B, 3, S, S] plus a
 //! [`ClassChoice`] -> one [`Prediction`] per image (class used, matched class, class
-//! similarity, image score = max patch score, patch scores [g*g]). Around it: decoded RGB images
+//! similarity, image score = max patch score, patch scores `[g*g]`). Around it: decoded RGB images
 //! ([`Predictor::predict_images`] = [`Predictor::preprocess`] + `predict_batch`), cached
 //! descriptors [B, P, D] ([`Predictor::score_descriptors`]), and [`Predictor::anomaly_map`]
 //! (patch scores -> the [S, S] map, [`super::anomaly_map::map_of`]).

@@ -5,7 +5,7 @@
 //! center bank), the model's [`Ablation`] flags and a [`ClassChoice`]. Per image: adaptor
 //! f [P, D] -> class by global match (or stated, or the batch's vote) -> local alignment
 //! R [P, D] ([`crate::model::CenterBank::align`]) -> discriminator on `[f ; f - R]` -> patch
-//! scores [P] -> image score = max patch score. Output: one [`Prediction`] per image, in order.
+//! scores `[P]` -> image score = max patch score. Output: one [`Prediction`] per image, in order.
 
 use candle_core::{Device, Tensor};
 

@@ -3,7 +3,7 @@
 //!
 //! Inputs: `scores: &[f32]` and `labels: &[bool]` (true = anomalous / positive) of equal length.
 //! Every function sorts once with ties grouped and sweeps cumulative counts (see
-//! [`super::sweep`]); the values match scikit-learn's `roc_auc_score`,
+//! `metrics::sweep`); the values match scikit-learn's `roc_auc_score`,
 //! `average_precision_score` (step sum, no interpolation) and `precision_recall_curve`.
 //! Undefined cases return None instead of panicking or producing NaN: mismatched lengths, a
 //! NaN score, AUROC / ROC curve without both classes, AP / F1max / PR curve without positives.

@@ -3,7 +3,7 @@
 //! - [`CenterBank`]: C [K, P, D], per class k and position p the exact mean of the adapted
 //!   features f over that class's training images, computed once before training with the
 //!   untrained adaptor.
-//! - [`CenterBank::global_match`]: f [B, P, D] -> class index [B] by the cosine similarity of
+//! - [`CenterBank::global_match`]: f [B, P, D] -> class index `[B]` by the cosine similarity of
 //!   the whole flattened map with each class's flattened center map.
 //! - [`CenterBank::align`]: f [B, P, D] with each image's class -> R [B, P, D], per patch the
 //!   most cosine-similar center among ALL positions of the class's map (no gradient).
@@ -43,7 +43,7 @@ impl CenterBank {
         self.centers.dims()[0]
     }
 
-    /// Global match: f [B, P, D] -> (class index [B], cosine similarity of the best class [B]).
+    /// Global match: f `[B, P, D]` -> (class index `[B]`, cosine similarity of the best class `[B]`).
     pub fn global_match(&self, f: &Tensor) -> Result<(Vec<usize>, Vec<f32>)> {
         let (b, p, d) = f.dims3()?;
         let flat = l2_normalize(&f.to_dtype(DType::F32)?.reshape((b, p * d))?)?;

@@ -10,7 +10,7 @@ use rand_distr::{Distribution, Normal};
 
 use crate::Result;
 
-/// `y = x W^T + b`, W: [out, in], b: [out] (optional).
+/// `y = x W^T + b`, W: `[out, in]`, b: `[out]` (optional).
 pub struct Linear {
     pub weight: Var,
     pub bias: Option<Var>,
@@ -77,9 +77,9 @@ impl Linear {
 pub struct BatchNorm1d {
     pub weight: Var,
     pub bias: Var,
-    /// Running mean [C]; updated in training, used in evaluation, never touched by an optimiser.
+    /// Running mean `[C]`; updated in training, used in evaluation, never touched by an optimiser.
     pub running_mean: Tensor,
-    /// Running (unbiased) variance [C].
+    /// Running (unbiased) variance `[C]`.
     pub running_var: Tensor,
     pub momentum: f64,
     pub eps: f64,

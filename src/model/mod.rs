@@ -6,7 +6,7 @@
 //! local alignment -> R [B*P, D] -> (training) [`synthesis::synthesize`] fake [B*P, D] ->
 //! [`head::Discriminator`] on `[f ; f - R]` [rows, 2D] -> probabilities [rows, 1].
 //!
-//! [`file`] owns the model file (tensor names, metadata, save / save_partial / load);
+//! [`mod@file`] owns the model file (tensor names, metadata, save / save_partial / load);
 //! [`step`] is the training step only; scoring lives in [`crate::infer::scoring`].
 //! `model` depends on `backbone`, `features` and `data` only (never on `train` or `infer`).
 

@@ -1,4 +1,4 @@
-//! Training: the loop over cached descriptors ([`fit`]) and the end-to-end pipeline from a
+//! Training: the loop over cached descriptors ([`fit()`]) and the end-to-end pipeline from a
 //! dataset folder to a self-describing model file ([`pipeline`], configured by [`config`]).
 
 pub mod config;

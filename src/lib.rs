@@ -12,7 +12,6 @@
 //! [`model`] (adaptor, center bank, local alignment, synthesis, discriminator) ->
 //! [`train`] / [`infer`] -> [`metrics`] -> [`report`] -> [`serve`].
 
-pub mod anomaly_map;
 pub mod backbone;
 pub mod data;
 pub mod device;

@@ -110,7 +110,7 @@ fn embed_writes_npy_and_safetensors_consistently() {
         "embed",
         "--backbone",
         "resnet18",
-        "--size",
+        "--image-size",
         "32",
         "--dims",
         "64",
@@ -121,7 +121,7 @@ fn embed_writes_npy_and_safetensors_consistently() {
     ];
     let run = |out: &Path| {
         let mut args = common.to_vec();
-        args.extend(["--layers", "--out", out.to_str().unwrap()]);
+        args.extend(["--write-layers", "--out", out.to_str().unwrap()]);
         let o = cras(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(

@@ -168,15 +168,15 @@ fn f32_parity(extra: &[&str]) {
             ClassChoice::Stated(truth.clone()),
             ClassChoice::BatchVote,
         ] {
-            let want = candle.predict_tensor(&batch, &choice).unwrap();
-            let got = engine.predict_tensor(&batch, &choice).unwrap();
+            let want = candle.predict_batch(&batch, &choice).unwrap();
+            let got = engine.predict_batch(&batch, &choice).unwrap();
             assert_close(&want, &got, &candle, &engine, &format!("{kind} {choice:?}"));
         }
         // Batch 1 equals the batched scores (the engine is built once and reused).
         let one = engine
-            .predict_tensor(&batch.narrow(0, 1, 1).unwrap(), &ClassChoice::Match)
+            .predict_batch(&batch.narrow(0, 1, 1).unwrap(), &ClassChoice::Match)
             .unwrap();
-        let all = engine.predict_tensor(&batch, &ClassChoice::Match).unwrap();
+        let all = engine.predict_batch(&batch, &ClassChoice::Match).unwrap();
         assert!((one[0].score - all[1].score).abs() <= 1e-6);
     }
 }
@@ -209,20 +209,34 @@ fn bf16_keeps_decisions_away_from_the_threshold() {
         return;
     };
     let (batch, _) = test_batch(&candle, &data);
-    let want = candle.predict_tensor(&batch, &ClassChoice::Match).unwrap();
-    let got = bf16.predict_tensor(&batch, &ClassChoice::Match).unwrap();
+    let want = candle.predict_batch(&batch, &ClassChoice::Match).unwrap();
+    let got = bf16.predict_batch(&batch, &ClassChoice::Match).unwrap();
     let mut checked = 0;
     for (a, b) in want.iter().zip(&got) {
         assert!(b.score.is_finite() && (0.0..=1.0).contains(&b.score));
         // bf16 keeps 8 significant bits: a score moves by well under 0.02 here.
-        assert!((a.score - b.score).abs() < 0.02, "{} vs {}", a.score, b.score);
+        assert!(
+            (a.score - b.score).abs() < 0.02,
+            "{} vs {}",
+            a.score,
+            b.score
+        );
         let t = candle.threshold(a.class).unwrap();
         if (a.score - t).abs() > 0.02 {
             checked += 1;
-            assert_eq!(a.score >= t, b.score >= t, "decision flipped: {} vs {}", a.score, b.score);
+            assert_eq!(
+                a.score >= t,
+                b.score >= t,
+                "decision flipped: {} vs {}",
+                a.score,
+                b.score
+            );
         }
     }
-    eprintln!("bf16: {checked} of {} decisions away from the threshold checked", want.len());
+    eprintln!(
+        "bf16: {checked} of {} decisions away from the threshold checked",
+        want.len()
+    );
 }
 
 #[test]

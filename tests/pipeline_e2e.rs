@@ -10,7 +10,7 @@ use cras::features::DescriptorConfig;
 use cras::infer::evaluate::{evaluate, EvalOptions};
 use cras::infer::predictor::ClassChoice;
 use cras::infer::Predictor;
-use cras::model::checkpoint;
+use cras::model::file;
 use cras::train::fit::FitConfig;
 use cras::train::pipeline::{train, NoiseScale, Setting, TrainConfig};
 
@@ -63,7 +63,7 @@ fn first_good_test_image(data: &Path, class: &str) -> image::RgbImage {
 }
 
 fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
-    let mut v: Vec<(String, Vec<f32>)> = checkpoint::read(path)
+    let mut v: Vec<(String, Vec<f32>)> = file::read_raw(path)
         .unwrap()
         .tensors
         .into_iter()
@@ -103,9 +103,27 @@ fn train_predict_eval_end_to_end() {
     train(&config(&data, 2), &other, false, None).unwrap();
     assert_ne!(tensors(&model), tensors(&other));
 
-    // The reloaded model scores the held-out images exactly as calibration did.
+    // The reloaded model scores the held-out images exactly as calibration did, bit for bit.
     let p = Predictor::load(&model, &candle_core::Device::Cpu).unwrap();
     assert_eq!(p.meta.classes, meta.classes);
+    let split = cras::train::pipeline::split(&config(&data, 1)).unwrap();
+    assert_eq!(split.holdout.len(), th.holdout_scores.len());
+    for (k, paths) in split.holdout.iter().enumerate() {
+        let images: Vec<_> = paths
+            .iter()
+            .map(|q| cras::data::decode::decode_rgb(q).unwrap())
+            .collect();
+        let got = p
+            .predict_images(&images, &ClassChoice::Stated(vec![k; images.len()]))
+            .unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let got: Vec<f32> = got.iter().map(|x| x.score).collect();
+        assert_eq!(
+            bits(&got),
+            bits(&th.holdout_scores[k]),
+            "class {k}: reloaded held-out scores differ from calibration's"
+        );
+    }
     let img = first_good_test_image(&data, &meta.classes[0]);
     let a = p
         .predict_images(std::slice::from_ref(&img), &ClassChoice::Match)
@@ -185,10 +203,52 @@ fn train_predict_eval_end_to_end() {
         }
     }
     assert_eq!(json["random_backbone"], true);
+    // Quality floor: the trained model ranks defects above good images and defect pixels above
+    // normal ones better than chance. A model giving every image the same score fails it.
+    if let Err(e) = quality_floor(&report) {
+        panic!("{e}");
+    }
+    let mut constant = Predictor::load(&model, &candle_core::Device::Cpu).unwrap();
+    let hidden = constant.discriminator.tail.weight.dims()[1];
+    constant.discriminator.tail = cras::model::layers::Linear::from_tensors(
+        candle_core::Tensor::zeros(
+            (1, hidden),
+            candle_core::DType::F32,
+            &candle_core::Device::Cpu,
+        )
+        .unwrap(),
+        None,
+    )
+    .unwrap();
+    let flat = evaluate(&constant, &model, &data, &tmp.path().join("flat"), &opts).unwrap();
+    let csv = std::fs::read_to_string(tmp.path().join("flat/scores.csv")).unwrap();
+    let distinct: std::collections::BTreeSet<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(5).unwrap())
+        .collect();
+    assert_eq!(distinct.len(), 1, "the constant model gives one score");
+    assert!(
+        quality_floor(&flat).is_err(),
+        "a constant model must fail the quality floor"
+    );
     assert!(std::fs::read_to_string(out.join("report.md"))
         .unwrap()
         .to_lowercase()
         .contains("random"));
+}
+
+/// Pooled image and pixel AUROC strictly above chance (0.5, what constant scores give).
+fn quality_floor(r: &cras::report::EvalReport) -> Result<(), String> {
+    let image = r.pooled.image_auroc.unwrap_or(0.0);
+    let pixel = r.pooled.pixel_auroc.unwrap_or(0.0);
+    if image > 0.5 && pixel > 0.5 {
+        Ok(())
+    } else {
+        Err(format!(
+            "below the quality floor: pooled image AUROC {image:.3}, pixel AUROC {pixel:.3}"
+        ))
+    }
 }
 
 #[test]

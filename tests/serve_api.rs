@@ -220,16 +220,16 @@ fn reload_swaps_the_model_and_a_failed_reload_keeps_the_old_one() {
         .contains("cras_model_reload_failures_total 1"));
 
     // A second model: the same network with other stored thresholds.
-    let predictor = Predictor::load(&m.model, &candle_core::Device::Cpu).unwrap();
-    let mut meta = predictor.meta.clone();
-    let t = meta
+    let mut predictor = Predictor::load(&m.model, &candle_core::Device::Cpu).unwrap();
+    let t = predictor
+        .meta
         .thresholds
         .as_mut()
         .expect("the tiny model is calibrated");
     t.global = 0.123;
     t.per_class.iter_mut().for_each(|x| *x = 0.123);
     let other = dir.path().join("other.safetensors");
-    cras::train::pipeline::write_model(&other, &meta, &predictor).unwrap();
+    predictor.save(&other).unwrap();
     assert_eq!(server.handle.reload_from(&other).unwrap(), 2);
     let after = post(&server.url("/v1/predict"), "image/png", &bytes, None).json();
     assert_eq!(after["model_generation"], 2);

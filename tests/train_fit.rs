@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 use cras::features::cache::{CachePrecision, FeatureCache};
-use cras::model::{checkpoint, Adaptor, CenterAccumulator, CenterBank, Discriminator};
+use cras::model::{file, Adaptor, CenterAccumulator, CenterBank, Discriminator};
 use cras::train::{fit, FitConfig, FitObserver, HeadState};
 use rand::{rngs::StdRng, SeedableRng};
 use rand_distr::{Distribution, Normal};
@@ -44,8 +44,16 @@ fn fresh(cfg: &FitConfig, cache: &FeatureCache, labels: &[usize]) -> (HeadState,
     (HeadState::new(adaptor, disc, cfg).unwrap(), bank)
 }
 
+fn weights_named(state: &HeadState) -> Vec<(String, Tensor)> {
+    file::head_tensors(
+        &state.adaptor,
+        &state.discriminator,
+        Some([&state.opt_adaptor, &state.opt_discriminator]),
+    )
+}
+
 fn weights(state: &HeadState) -> Vec<Vec<f32>> {
-    checkpoint::head_tensors(state, true)
+    weights_named(state)
         .into_iter()
         .map(|(_, t)| t.flatten_all().unwrap().to_vec1().unwrap())
         .collect()
@@ -115,19 +123,26 @@ fn resume_from_checkpoint_equals_uninterrupted_run() {
     let path = dir.path().join("ckpt.safetensors");
     let meta = serde_json::json!({"epochs_done": first.epochs_done,
         "steps": [first.opt_adaptor.step, first.opt_discriminator.step]});
-    checkpoint::write(&path, &meta, &checkpoint::head_tensors(&first, true)).unwrap();
-    let back = checkpoint::read(&path).unwrap();
+    file::write_raw(&path, &meta, &weights_named(&first)).unwrap();
+    let back = file::read_raw(&path).unwrap();
     let adaptor = Adaptor::from_named(&back.tensors).unwrap();
     let disc = Discriminator::from_named(&back.tensors).unwrap();
     let mut resumed = HeadState::new(adaptor, disc, &full).unwrap();
     let steps = back.meta["steps"].as_array().unwrap();
-    checkpoint::restore_optimisers(
-        &mut resumed,
-        &back.tensors,
-        (steps[0].as_u64().unwrap(), steps[1].as_u64().unwrap()),
-        &Device::Cpu,
-    )
-    .unwrap();
+    for (i, tag) in file::OPTIMISERS.iter().enumerate() {
+        let moments = |kind: &str| -> Vec<Tensor> {
+            (0..)
+                .map_while(|j| back.tensors.get(&file::optim_name(tag, kind, j)).cloned())
+                .collect()
+        };
+        let opt = if i == 0 {
+            &mut resumed.opt_adaptor
+        } else {
+            &mut resumed.opt_discriminator
+        };
+        opt.restore(moments("m"), moments("v"), steps[i].as_u64().unwrap())
+            .unwrap();
+    }
     resumed.epochs_done = back.meta["epochs_done"].as_u64().unwrap() as usize;
     assert_eq!(
         weights(&resumed),

@@ -7,9 +7,9 @@ mod common;
 
 use cras::model::{
     optim::{AdamFamily, WeightDecay},
-    step::{aligned_centers, train_step, Ablation},
+    step::train_step,
     synthesis::synthesize,
-    Adaptor, CenterBank, Discriminator,
+    Ablation, Adaptor, CenterBank, Discriminator,
 };
 
 #[test]
@@ -37,15 +37,11 @@ fn two_training_steps_match_pytorch() {
         let noise = noise_all.get(step).unwrap();
         // The intermediate quantities, with the weights as they are before this step.
         let f = adaptor.forward(&g.reshape((b * p, d)).unwrap()).unwrap();
-        let r = aligned_centers(
-            &bank,
-            &f.reshape((b, p, d)).unwrap(),
-            &classes,
-            Ablation::default(),
-        )
-        .unwrap()
-        .reshape((b * p, d))
-        .unwrap();
+        let r = bank
+            .align(&f.reshape((b, p, d)).unwrap(), &classes, true)
+            .unwrap()
+            .reshape((b * p, d))
+            .unwrap();
         let rel = common::max_rel_diff(&r, &fx.get(&format!("step{step}.r")));
         assert!(rel < 1e-6, "step {step}: aligned centers differ by {rel}");
         let fake = synthesize(&f, &r, &noise, k).unwrap();

@@ -53,19 +53,6 @@ impl BackboneBuilder {
         Self::with_options(arch, source, BuildOptions::default())
     }
 
-    /// As [`new`](Self::new) for a reduced-width Bottleneck network (test networks).
-    pub fn with_width_per_group(
-        arch: Arch,
-        source: &WeightSource,
-        width_per_group: usize,
-    ) -> Result<Self> {
-        let opts = BuildOptions {
-            width_per_group: Some(width_per_group),
-            ..BuildOptions::default()
-        };
-        Self::with_options(arch, source, opts)
-    }
-
     /// The general constructor. Every expected tensor up to `opts.through` is checked for
     /// presence and shape; a mismatch is one error listing missing, unexpected and mis-shaped
     /// names (`fc.*`, `*.num_batches_tracked` and stages after `through` are ignored).
@@ -357,7 +344,7 @@ impl BackboneBuilder {
 fn random_init(topo: &Topology, through: Layer, seed: u64) -> Result<HashMap<String, Tensor>> {
     use rand::SeedableRng;
     use rand_distr::Distribution;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(seed);
     let mut out = HashMap::new();
     for cb in topo.conv_bns(through) {
         let shape = cb.weight_shape();

@@ -28,17 +28,17 @@ use std::path::PathBuf;
 /// The supported torchvision ResNet variants (displayed and parsed with torchvision's names).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arch {
-    /// `wide_resnet50_2`: Bottleneck [3,4,6,3], width per group 128 (the CRAS default).
+    /// `wide_resnet50_2`: Bottleneck `[3,4,6,3]`, width per group 128 (the CRAS default).
     #[default]
     #[serde(rename = "wide_resnet50_2")]
     WideResnet50_2,
-    /// `wide_resnet101_2`: Bottleneck [3,4,23,3], width per group 128.
+    /// `wide_resnet101_2`: Bottleneck `[3,4,23,3]`, width per group 128.
     #[serde(rename = "wide_resnet101_2")]
     WideResnet101_2,
-    /// `resnet18`: BasicBlock [2,2,2,2].
+    /// `resnet18`: BasicBlock `[2,2,2,2]`.
     #[serde(rename = "resnet18")]
     Resnet18,
-    /// `resnet50`: Bottleneck [3,4,6,3], width per group 64.
+    /// `resnet50`: Bottleneck `[3,4,6,3]`, width per group 64.
     #[serde(rename = "resnet50")]
     Resnet50,
 }

@@ -128,19 +128,4 @@ impl ResNet {
             device.clone(),
         ))
     }
-
-    /// A copy of the network on `device`.
-    pub fn to_device(&self, device: &Device) -> Result<ResNet> {
-        let mut folded = HashMap::new();
-        for (k, (w, b)) in &self.folded {
-            folded.insert(k.clone(), (w.to_device(device)?, b.to_device(device)?));
-        }
-        Ok(ResNet::from_parts(
-            self.info.clone(),
-            self.topo.clone(),
-            self.last_layer,
-            folded,
-            device.clone(),
-        ))
-    }
 }

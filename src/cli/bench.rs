@@ -6,14 +6,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use cras::backbone::{Arch, BackboneBuilder, Layer, WeightSource};
+use cras::backbone::{Arch, BnStats, WeightSource};
+use cras::data::{MaskMode, Preprocess, ResizeMode};
 use cras::features::cache::{CachePrecision, FeatureCache};
-use cras::features::{DescriptorConfig, FeatureExtractor};
+use cras::features::{DescriptorConfig, ExtractorSpec};
 use cras::infer::engine::{EngineChoice, EngineKind};
-use cras::infer::predictor::{ClassChoice, Predictor};
-use cras::model::{Adaptor, CenterBank, Discriminator};
+use cras::infer::{ClassChoice, ModelMeta, Predictor};
+use cras::model::{Ablation, Adaptor, CenterBank, Discriminator};
 use cras::train::fit::{fit, FitConfig, FitObserver, HeadState};
-use rand::{rngs::StdRng, SeedableRng};
+use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 
 /// Measure inference and training speed.
 #[derive(clap::Args, Debug)]
@@ -64,12 +66,17 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         layers: a.layers.clone(),
         ..DescriptorConfig::default()
     };
-    let backbone = BackboneBuilder::new(a.backbone, &WeightSource::Random { seed: 0 })?
-        .build(Layer::L3, &device)?;
-    let extractor = FeatureExtractor::new(backbone, desc.clone())?;
+    let extractor = ExtractorSpec {
+        arch: a.backbone,
+        weights: WeightSource::Random { seed: 0 },
+        bn_stats: BnStats::Clean,
+        input_size: s,
+        descriptor: desc,
+    }
+    .build(&[], &device)?;
     let grid = extractor.grid_side(s);
     let p = grid * grid;
-    let mut rng = StdRng::seed_from_u64(0);
+    let mut rng = ChaCha12Rng::seed_from_u64(0);
     let adaptor = Adaptor::new(&mut rng, a.dims, &device)?;
     let disc = Discriminator::new(&mut rng, a.dims, &device)?;
     let bank = CenterBank::new(Tensor::randn(0f32, 1.0, (a.classes, p, a.dims), &device)?)?;
@@ -90,20 +97,34 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let meta = bench_meta(&extractor, &desc, grid, s, a.classes)?;
+    let pre = Preprocess {
+        resize: s as u32,
+        crop: s as u32,
+        mode: ResizeMode::Square,
+        mask_mode: MaskMode::Binarize,
+    };
+    let classes: Vec<String> = (0..a.classes).map(|k| format!("class{k}")).collect();
+    let mut meta = ModelMeta::describe(
+        &classes,
+        &extractor,
+        &pre,
+        Ablation::default(),
+        serde_json::json!({}),
+    );
+    meta.tool = "cras bench".into();
     let loaded = Instant::now();
     let predictor = Predictor::from_parts(meta, extractor, adaptor, disc, bank.clone(), &device)
         .with_engine(&a.engine.options(), None)?;
     let t_load = loaded.elapsed().as_secs_f64();
     let t_infer = time_it(a.repeats, || {
-        let preds = predictor.predict_tensor(&batch, &ClassChoice::Match)?;
+        let preds = predictor.predict_batch(&batch, &ClassChoice::Match)?;
         for p in &preds {
             std::hint::black_box(predictor.anomaly_map(p));
         }
         Ok(())
     })?;
     let t_lat = time_it(a.repeats.max(5), || {
-        let preds = predictor.predict_tensor(&one, &ClassChoice::Match)?;
+        let preds = predictor.predict_batch(&one, &ClassChoice::Match)?;
         std::hint::black_box(predictor.anomaly_map(&preds[0]));
         Ok(())
     })?;
@@ -184,7 +205,7 @@ fn time_training(
         batch_size: a.batch_size,
         ..FitConfig::default()
     };
-    let mut rng = StdRng::seed_from_u64(1);
+    let mut rng = ChaCha12Rng::seed_from_u64(1);
     let mut state = HeadState::new(
         Adaptor::new(&mut rng, a.dims, device)?,
         Discriminator::new(&mut rng, a.dims, device)?,
@@ -200,35 +221,5 @@ fn time_training(
         };
         fit(&mut state, &cache, &labels, bank, &cfg, device, &mut obs)?;
         Ok(())
-    })
-}
-
-fn bench_meta(
-    extractor: &FeatureExtractor,
-    desc: &DescriptorConfig,
-    grid: usize,
-    s: usize,
-    classes: usize,
-) -> anyhow::Result<cras::infer::ModelMeta> {
-    Ok(cras::infer::ModelMeta {
-        format_version: cras::infer::FORMAT_VERSION,
-        tool: "cras bench".into(),
-        created_unix: 0,
-        classes: (0..classes).map(|k| format!("class{k}")).collect(),
-        backbone: extractor.backbone.info().clone(),
-        last_layer: extractor.backbone.last_layer(),
-        preprocess: cras::data::Preprocess {
-            resize: s as u32,
-            crop: s as u32,
-            mode: cras::data::ResizeMode::Square,
-            mask_mode: cras::data::MaskMode::Binarize,
-        },
-        descriptor: desc.clone(),
-        grid,
-        config: serde_json::json!({}),
-        thresholds: None,
-        training: Default::default(),
-        test_selected: false,
-        partial: false,
     })
 }

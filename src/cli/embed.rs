@@ -1,12 +1,17 @@
 //! `cras embed`: the patch descriptors `[HW, dims]` of one image (and optionally the backbone's
 //! layer outputs) written as `.npy` or `.safetensors`, chosen by the output's extension.
 //! Without `--weights` the backbone is the seeded random initialisation (said on stderr).
+//! Backbone, preprocessing and descriptor flags are `cras train`'s (same names, same defaults,
+//! same resize rule); the extractor is built by [`cras::features::ExtractorSpec`].
 
-use anyhow::Context;
-use candle_core::{DType, Tensor};
-use cras::backbone::{weights, Arch, BackboneBuilder, BnStats, WeightSource};
-use cras::features::{DescriptorConfig, FeatureExtractor};
 use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Tensor};
+use cras::backbone::{weights, Arch, WeightSource};
+use cras::data::{Preprocess, ResizeMode};
+use cras::features::{DescriptorConfig, ExtractorSpec};
+
+use super::train::BnStatsArg;
 
 #[derive(clap::Args)]
 pub struct EmbedArgs {
@@ -19,27 +24,54 @@ pub struct EmbedArgs {
     /// Output file: .npy or .safetensors.
     #[arg(long)]
     out: PathBuf,
-    /// Backbone architecture (torchvision name).
+    /// Backbone network: wide_resnet50_2, wide_resnet101_2, resnet18, resnet50.
     #[arg(long, default_value = "wide_resnet50_2")]
     backbone: Arch,
-    /// Input side in pixels (a multiple of 16).
+    /// Center crop side (the model's input; a multiple of 16).
     #[arg(long, default_value_t = 288)]
-    size: usize,
+    image_size: u32,
+    /// Shorter side after resizing [default: image-size * 329 / 288, the reference's ratio].
+    #[arg(long)]
+    resize: Option<u32>,
+    /// Resize straight to a square of --image-size (no crop).
+    #[arg(long)]
+    square: bool,
     /// Descriptor width.
     #[arg(long, default_value_t = 1536)]
     dims: usize,
-    /// Also write the layer2 and layer3 outputs (.npy: `<stem>.layer2.npy` next to the output).
+    /// Backbone stages the descriptor combines, comma-separated; the first sets the patch grid.
+    #[arg(long, value_delimiter = ',', default_value = "layer2,layer3")]
+    layers: Vec<cras::backbone::Layer>,
+    /// Also write each descriptor layer's output (.npy: `<stem>.layer2.npy` next to the output).
     #[arg(long)]
-    layers: bool,
-    /// Use the weight file's BatchNorm statistics instead of the reference's perturbed ones.
-    #[arg(long)]
-    clean_bn: bool,
+    write_layers: bool,
+    /// BatchNorm statistics: reference (the authors' load-time perturbation) or clean.
+    #[arg(long, value_enum, default_value = "reference")]
+    bn_stats: BnStatsArg,
     /// Seed of the random backbone used without --weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Compute device: auto, cpu, cuda or cuda:N.
+    /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+}
+
+/// The preprocessing `--image-size`, `--resize` and `--square` describe (`cras train`'s rule).
+pub fn preprocess_from_flags(image_size: u32, resize: Option<u32>, square: bool) -> Preprocess {
+    Preprocess {
+        resize: if square {
+            image_size
+        } else {
+            resize.unwrap_or_else(|| Preprocess::reference_resize(image_size))
+        },
+        crop: image_size,
+        mode: if square {
+            ResizeMode::Square
+        } else {
+            ResizeMode::ShorterSideThenCenterCrop
+        },
+        ..Preprocess::reference()
+    }
 }
 
 pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
@@ -50,11 +82,11 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
             a.out.display()
         );
     }
-    if a.size == 0 || !a.size.is_multiple_of(16) {
-        anyhow::bail!("--size {} must be a positive multiple of 16", a.size);
-    }
+    let pre = preprocess_from_flags(a.image_size, a.resize, a.square);
+    pre.validate()?;
+    let size = a.image_size as usize;
     let device = cras::device::select(&a.device)?;
-    let source = match &a.weights {
+    let weights = match &a.weights {
         Some(p) => WeightSource::File(p.clone()),
         None => {
             eprintln!(
@@ -65,30 +97,25 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
             WeightSource::Random { seed: a.seed }
         }
     };
-    let cfg = DescriptorConfig {
-        dims: a.dims,
-        ..DescriptorConfig::default()
-    };
-    let last = cfg
-        .layers
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(cras::backbone::Layer::L3);
-    let mut builder = BackboneBuilder::new(a.backbone, &source)?;
-    let stats = if a.clean_bn {
-        BnStats::Clean
-    } else {
-        BnStats::Reference
-    };
-    builder.apply_bn_stats(stats, a.size)?;
-    let extractor = FeatureExtractor::new(builder.build(last, &device)?, cfg)?;
+    let extractor = ExtractorSpec {
+        arch: a.backbone,
+        weights,
+        bn_stats: a.bn_stats.into(),
+        input_size: size,
+        descriptor: DescriptorConfig {
+            dims: a.dims,
+            layers: a.layers.clone(),
+            ..DescriptorConfig::default()
+        },
+    }
+    .build(&[], &device)?;
 
-    let image = load_image_tensor(&a.image, a.size)?.to_device(&device)?;
+    let img = cras::data::decode::decode_rgb(&a.image)?;
+    let image = Tensor::from_vec(pre.image(&img), (1, 3, size, size), &device)?;
     let feats = extractor.backbone.forward(&image, &extractor.cfg.layers)?;
     let desc = extractor.descriptor.forward(&feats)?.squeeze(0)?; // [HW, dims]
     let mut outputs = vec![("descriptors".to_string(), desc)];
-    if a.layers {
+    if a.write_layers {
         for (layer, f) in extractor.cfg.layers.iter().zip(&feats) {
             outputs.push((layer.to_string(), f.squeeze(0)?));
         }
@@ -115,24 +142,8 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `[1,3,size,size]` tensor of an image, preprocessed as the reference does (shorter side to
-/// size * 329 / 288 with PIL-exact bilinear, center crop, ImageNet normalisation).
-fn load_image_tensor(path: &Path, size: usize) -> anyhow::Result<Tensor> {
-    let side = u32::try_from(size).context("image size too large")?;
-    let pre = cras::data::Preprocess {
-        resize: (side * 329 + 144) / 288,
-        crop: side,
-        ..cras::data::Preprocess::reference()
-    };
-    let img = cras::data::decode::decode_rgb(path)?;
-    Ok(Tensor::from_vec(
-        pre.image(&img),
-        (1, 3, size, size),
-        &candle_core::Device::Cpu,
-    )?)
-}
-
-/// Writes an f32 tensor as a NumPy `.npy` (format 1.0, C order), atomically.
+/// Writes an f32 tensor as a NumPy `.npy` (format 1.0, C order), atomically. Not candle's
+/// `Tensor::write_npy`: its header is not padded to 64 bytes as the NumPy format asks.
 fn write_npy(path: &Path, t: &Tensor) -> anyhow::Result<()> {
     let shape: Vec<String> = t.dims().iter().map(|d| d.to_string()).collect();
     let shape = if shape.len() == 1 {

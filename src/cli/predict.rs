@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use cras::data::decode;
 use cras::infer::predictor::{stated_class, Predictor};
+use cras::infer::{decide, ThresholdChoice};
 use cras::report::heatmap::{gray_map_png, write_gray_png};
 
 /// Score image files or folders with a trained model.
@@ -87,13 +88,8 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     if let Some(dir) = &a.heatmaps {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     }
-    let thresholds: Option<Vec<f32>> = match a.false_alarm_rate {
-        Some(rate) => Some(cras::infer::model_file::false_alarm_thresholds(
-            &predictor.meta,
-            rate,
-        )?),
-        None => None,
-    };
+    let thresholds =
+        ThresholdChoice::from_options(&predictor.meta, a.threshold, a.false_alarm_rate)?;
     let s = predictor.input_size() as u32;
     let mut failures = 0usize;
     for chunk in files.chunks(a.batch_size.max(1)) {
@@ -122,19 +118,16 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
         let preds = predictor.predict_images(&images, &choice)?;
         let ms = started.elapsed().as_secs_f64() * 1000.0 / images.len() as f64;
         for (p, path) in preds.iter().zip(&ok_paths) {
-            let threshold = a
-                .threshold
-                .or_else(|| thresholds.as_ref().and_then(|t| t.get(p.class).copied()))
-                .or_else(|| predictor.threshold(p.class));
-            let anomalous = threshold.map(|t| p.score >= t);
+            let threshold = thresholds.for_class(&predictor.meta, p.class);
+            let decision = decide(p.score, threshold);
             let mut line = serde_json::json!({
                 "path": path.display().to_string(),
                 "class": predictor.meta.classes[p.class],
                 "class_similarity": p.class_similarity,
                 "score": p.score,
                 "threshold": threshold,
-                "is_anomalous": anomalous,
-                "decision": match anomalous { Some(true) => "defect", Some(false) => "ok", None => "no threshold" },
+                "is_anomalous": decision.is_anomalous(),
+                "decision": decision.as_str(),
                 "ms": (ms * 1000.0).round() / 1000.0,
             });
             if let Some(dir) = &a.heatmaps {

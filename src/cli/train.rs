@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use cras::backbone::{Arch, BnStats};
-use cras::data::{MaskMode, Preprocess, ResizeMode};
+use cras::data::{MaskMode, Preprocess};
 use cras::features::cache::CachePrecision;
 use cras::features::DescriptorConfig;
-use cras::model::step::Ablation;
+use cras::model::Ablation;
 use cras::train::fit::FitConfig;
 use cras::train::pipeline::{train, NoiseScale, Setting, TrainConfig};
 
@@ -34,9 +34,10 @@ pub struct TrainArgs {
     /// Images per batch [default: 32 multi, 8 single].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Shorter side after resizing (PIL bilinear).
-    #[arg(long, default_value_t = 329)]
-    pub resize: u32,
+    /// Shorter side after resizing, PIL bilinear [default: image-size * 329 / 288, the
+    /// reference's ratio: 329 at 288].
+    #[arg(long)]
+    pub resize: Option<u32>,
     /// Center crop side (the model's input; a multiple of 16).
     #[arg(long, default_value_t = 288)]
     pub image_size: u32,
@@ -126,6 +127,15 @@ pub enum BnStatsArg {
     Clean,
 }
 
+impl From<BnStatsArg> for BnStats {
+    fn from(a: BnStatsArg) -> Self {
+        match a {
+            BnStatsArg::Reference => BnStats::Reference,
+            BnStatsArg::Clean => BnStats::Clean,
+        }
+    }
+}
+
 /// Parses `--noise`.
 pub fn parse_noise(s: &str) -> anyhow::Result<NoiseScale> {
     if let Some(rest) = s.strip_prefix("auto") {
@@ -176,28 +186,15 @@ impl TrainArgs {
             setting: self.setting,
             backbone: self.backbone,
             weights: self.weights.clone(),
-            bn_stats: match self.bn_stats {
-                BnStatsArg::Reference => BnStats::Reference,
-                BnStatsArg::Clean => BnStats::Clean,
-            },
+            bn_stats: self.bn_stats.into(),
             recalibrate_bn: self.recalibrate_bn,
             preprocess: Preprocess {
-                resize: if self.square {
-                    self.image_size
-                } else {
-                    self.resize
-                },
-                crop: self.image_size,
-                mode: if self.square {
-                    ResizeMode::Square
-                } else {
-                    ResizeMode::ShorterSideThenCenterCrop
-                },
                 mask_mode: if self.reference_masks {
                     MaskMode::ReferenceTruncate
                 } else {
                     MaskMode::Binarize
                 },
+                ..super::embed::preprocess_from_flags(self.image_size, self.resize, self.square)
             },
             descriptor: DescriptorConfig {
                 dims: self.dims,

@@ -72,6 +72,12 @@ impl Preprocess {
         }
     }
 
+    /// The reference's resize for a crop side: the shorter side goes to `crop * 329 / 288`
+    /// (rounded; 329 for the paper's 288). The default of every command's `--resize`.
+    pub fn reference_resize(crop: u32) -> u32 {
+        u32::try_from((u64::from(crop) * 329 + 144) / 288).unwrap_or(u32::MAX)
+    }
+
     /// Side of the square output, in pixels.
     pub fn output_size(&self) -> u32 {
         self.crop

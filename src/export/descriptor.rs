@@ -65,7 +65,15 @@ fn resize(g: &mut Graph, x: &str, h: usize, n: usize) -> String {
 
 /// Pools one layer's unfolded vectors `[B,C,h,h]` -> `[B, dims/group, h, h]`, where `group`
 /// consecutive bins of the `dims` are averaged too.
-fn pool_layer(g: &mut Graph, x: &str, c: usize, h: usize, p: usize, dims: usize, group: usize) -> String {
+fn pool_layer(
+    g: &mut Graph,
+    x: &str,
+    c: usize,
+    h: usize,
+    p: usize,
+    dims: usize,
+    group: usize,
+) -> String {
     let len = c * p * p;
     let n_out = dims / group;
     let half = p / 2;
@@ -145,7 +153,7 @@ mod tests {
             for j in 0..n_in {
                 let mut e = vec![0f32; n_in];
                 e[j] = 1.0;
-                let col = crate::anomaly_map::upsample_bilinear(&e, 1, n_in, 1, n_out);
+                let col = crate::infer::anomaly_map::upsample_bilinear(&e, 1, n_in, 1, n_out);
                 for o in 0..n_out {
                     assert!((m[o * n_in + j] - col[o] as f64).abs() < 1e-7);
                 }

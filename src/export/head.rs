@@ -22,7 +22,13 @@ fn l2_normalize(g: &mut Graph, x: &str, eps: &str) -> String {
 }
 
 /// `x Wᵀ (+ b)` with W `[out, in]` (optionally only the input columns `[from, from + width)`).
-fn linear(g: &mut Graph, x: &str, l: &LinearSrc, name: &str, cols: Option<(usize, usize)>) -> String {
+fn linear(
+    g: &mut Graph,
+    x: &str,
+    l: &LinearSrc,
+    name: &str,
+    cols: Option<(usize, usize)>,
+) -> String {
     let wt = l.weight.transposed(); // [in, out]
     let (rows, out) = (wt.dims[0], wt.dims[1]);
     let (from, width) = cols.unwrap_or((0, rows));
@@ -56,7 +62,7 @@ pub fn map_matrix(grid: usize, out: usize, sigma: f64) -> Vec<f64> {
     if sigma.is_nan() || sigma <= 0.0 {
         return up;
     }
-    let kernel = crate::anomaly_map::gaussian_kernel(sigma);
+    let kernel = crate::infer::anomaly_map::gaussian_kernel(sigma);
     let radius = (kernel.len() / 2) as i64;
     let period = 2 * out as i64;
     let reflect = |i: i64| {
@@ -92,7 +98,11 @@ pub fn head(
     desc: &str,
     class_input: Option<&str>,
 ) -> Result<HeadOutputs> {
-    let (k, p, d) = (src.centers.dims[0], src.centers.dims[1], src.centers.dims[2]);
+    let (k, p, d) = (
+        src.centers.dims[0],
+        src.centers.dims[1],
+        src.centers.dims[2],
+    );
     let eps = g.scalar_f32("l2_eps", 1e-12);
     let f = linear(g, desc, &src.adaptor, "adaptor", None); // [B,P,D]
 
@@ -123,7 +133,7 @@ pub fn head(
             let fu = l2_normalize(g, &f, &eps);
             let cos = g.matmul(&fu, &unit_k); // [B,P,P]
             let best = g.argmax(&cos, 2); // [B,P]
-            // Row index of the chosen center in the [K*P, D] bank: class * P + best.
+                                          // Row index of the chosen center in the [K*P, D] bank: class * P + best.
             let base = g.unsqueeze(&class, &[1]);
             let pp = g.ints(&[p as i64]);
             let base = g.mul(&base, &pp);
@@ -205,7 +215,7 @@ mod tests {
         for (grid, s) in [(8, 64), (36, 288), (4, 32)] {
             let a = map_matrix(grid, s, 4.0);
             let p: Vec<f32> = (0..grid * grid).map(|_| rng.gen::<f32>()).collect();
-            let want = crate::anomaly_map::anomaly_map(&p, grid, s, 4.0);
+            let want = crate::infer::anomaly_map::anomaly_map(&p, grid, s, 4.0);
             // A P Aᵀ in f64.
             let mut ap = vec![0f64; s * grid];
             for i in 0..s {

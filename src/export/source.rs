@@ -7,7 +7,7 @@
 //! input_size}`, `ModelMeta::{classes, thresholds, preprocess, backbone, descriptor, grid,
 //! random_backbone}`, `FeatureExtractor::{backbone, cfg}`, `ResNet::{info, channels,
 //! folded_tensors}`, `backbone::topology::Topology`, `Linear::{weight, bias}`,
-//! `BatchNorm1d::eval_affine`, `CenterBank::centers`, `step::Ablation`.
+//! `BatchNorm1d::eval_affine`, `CenterBank::centers`, `model::Ablation`.
 
 use std::collections::HashMap;
 
@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::backbone::topology::{ConvBn, Topology};
 use crate::backbone::Layer;
 use crate::infer::Predictor;
-use crate::model::step::Ablation;
+use crate::model::Ablation;
 use crate::{Error, Result};
 
 /// A host copy of a float32 tensor.
@@ -135,11 +135,10 @@ impl ModelSource {
         let backbone = &p.extractor.backbone;
         let info = backbone.info();
         let cfg = &p.extractor.cfg;
-        let last = *cfg
-            .layers
-            .iter()
-            .max()
-            .ok_or_else(|| Error::config("descriptor layers", "[]", "need at least one layer"))?;
+        let last =
+            *cfg.layers.iter().max().ok_or_else(|| {
+                Error::config("descriptor layers", "[]", "need at least one layer")
+            })?;
         let topo = Topology::new(info.arch, info.width_per_group)?;
         let folded: HashMap<String, Tensor> = backbone.folded_tensors().into_iter().collect();
         let conv = |cb: &ConvBn| -> Result<ConvSrc> {

@@ -1,4 +1,6 @@
-//! Evaluation of a [`Predictor`] on a dataset's test split (spec sections 2-3).
+//! Evaluation of a [`Predictor`] on a dataset's test split (spec sections 2-3), in two parts:
+//! [`scoring_pass`] scores every test image once ([`ScoringPass`]), [`write_report`] turns the
+//! pass into metrics and files.
 //!
 //! Per class (in the model's order, restricted to the classes the dataset holds): every test
 //! image is scored (class by global match unless stated), its anomaly map [S, S] and binarised
@@ -16,6 +18,7 @@ use crate::report::heatmap::{panel, write_png};
 use crate::report::{eval_report, ClassReport, EvalReport, ThresholdReport};
 use crate::{Error, Result};
 
+use super::decision::{decide, Decision, ThresholdChoice};
 use super::predictor::{ClassChoice, Predictor};
 
 /// Options of one evaluation.
@@ -51,15 +54,49 @@ impl Default for EvalOptions {
     }
 }
 
-struct GalleryItem {
+/// A gallery panel chosen during the scoring pass.
+pub struct GalleryItem {
     entry: GalleryEntry,
     image: image::RgbImage,
     mask: Option<Vec<u8>>,
     map: Vec<f32>,
 }
 
+/// One scored test image (everything but its map, which went into the accumulator).
+pub struct ImageRecord {
+    pub path: PathBuf,
+    pub defect: String,
+    pub anomalous: bool,
+    /// Class index of the global match.
+    pub matched: usize,
+    pub score: f32,
+    /// The threshold in force for the image's class, if any.
+    pub threshold: Option<f32>,
+    pub decision: Decision,
+}
+
+/// The scoring pass's result for one class.
+pub struct ClassScores {
+    pub name: String,
+    /// The class's index in the model.
+    pub index: usize,
+    pub n_train: usize,
+    /// Scores, labels, maps and masks of every test image, for the metrics.
+    pub acc: EvalAccumulator,
+    /// One record per test image, in the dataset's order.
+    pub images: Vec<ImageRecord>,
+}
+
+/// The scoring pass over a test split: per class, every image scored once.
+pub struct ScoringPass {
+    pub classes: Vec<ClassScores>,
+    /// Panels chosen for the gallery (defective first, then good, per class).
+    pub gallery: Vec<GalleryItem>,
+    pub seconds: f64,
+}
+
 /// Evaluates `predictor` on the test split under `data`, writes every report file into `out`
-/// and returns the report.
+/// and returns the report: [`scoring_pass`] then [`write_report`].
 pub fn evaluate(
     predictor: &Predictor,
     model_path: &Path,
@@ -67,7 +104,6 @@ pub fn evaluate(
     out: &Path,
     opts: &EvalOptions,
 ) -> Result<EvalReport> {
-    let started = std::time::Instant::now();
     let meta = &predictor.meta;
     let wanted: Vec<String> = match &opts.classes {
         Some(c) => c.clone(),
@@ -77,20 +113,13 @@ pub fn evaluate(
         meta.class_index(c)?;
     }
     let ds: Dataset = discover(data, Some(&wanted))?;
-    let s = predictor.input_size();
-    let pre = meta.preprocess.clone();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut class_reports = Vec::new();
-    let mut per_class_sets = Vec::new();
-    let mut pooled = EvalAccumulator::new(s);
-    let (mut routed, mut total) = (0usize, 0usize);
-    let mut all_scores: Vec<(f32, bool, Option<f32>)> = Vec::new();
-    let mut image_curves = (Vec::new(), Vec::new());
-    let mut gallery: Vec<GalleryItem> = Vec::new();
-    let mut score_rows: Vec<Vec<String>> = Vec::new();
-    let total_images: usize = ds.classes.iter().map(|c| c.test.len()).sum();
-    let bar = if opts.progress {
-        indicatif::ProgressBar::new(total_images as u64)
+    let pass = scoring_pass(predictor, &ds, opts)?;
+    write_report(predictor, model_path, data, out, opts, pass)
+}
+
+fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
+    let bar = if show {
+        indicatif::ProgressBar::new(len as u64)
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -101,17 +130,33 @@ pub fn evaluate(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
+    bar
+}
+
+/// Scores every test image of `ds` (classes in the dataset's order, each a class of the model)
+/// with the class choice and thresholds of `opts`.
+pub fn scoring_pass(
+    predictor: &Predictor,
+    ds: &Dataset,
+    opts: &EvalOptions,
+) -> Result<ScoringPass> {
+    let started = std::time::Instant::now();
+    let meta = &predictor.meta;
+    let s = predictor.input_size();
+    let pre = &meta.preprocess;
+    let thresholds = ThresholdChoice::from_options(meta, opts.threshold, None)?;
+    let total_images: usize = ds.classes.iter().map(|c| c.test.len()).sum();
+    let bar = progress_bar(opts.progress, total_images);
+    let mut classes = Vec::with_capacity(ds.classes.len());
+    let mut gallery: Vec<GalleryItem> = Vec::new();
     for class in &ds.classes {
         let k = meta.class_index(&class.name)?;
         bar.set_message(class.name.clone());
-        let threshold = opts.threshold.or_else(|| predictor.threshold(k));
+        let threshold = thresholds.for_class(meta, k);
         let mut acc = EvalAccumulator::new(s);
-        let mut class_routed = 0usize;
-        let (mut scores, mut labels) = (Vec::new(), Vec::new());
+        let mut images = Vec::with_capacity(class.test.len());
         let paths: Vec<PathBuf> = class.test.iter().map(|t| t.path.clone()).collect();
-        let mut idx = 0usize;
-        let mut shown_defect = 0usize;
-        let mut shown_good = 0usize;
+        let (mut shown_defect, mut shown_good) = (0usize, 0usize);
         for batch in loader::batches(paths, pre.clone(), opts.batch_size.max(1), false) {
             let batch = batch?;
             let t = batch.to_tensor(&predictor.device)?;
@@ -122,10 +167,8 @@ pub fn evaluate(
             } else {
                 ClassChoice::Match
             };
-            let preds = predictor.predict_tensor(&t, &choice)?;
-            for p in preds {
-                let item = &class.test[idx];
-                idx += 1;
+            for p in predictor.predict_batch(&t, &choice)? {
+                let item = &class.test[images.len()];
                 let mask = match &item.mask {
                     Some(m) => Some(pre.mask(&decode::decode_mask(m)?)),
                     None => None,
@@ -133,45 +176,28 @@ pub fn evaluate(
                 let map = predictor.anomaly_map(&p);
                 let anomalous = item.is_anomalous();
                 acc.push(p.score, anomalous, &map, mask.as_deref())?;
-                scores.push(p.score);
-                labels.push(anomalous);
-                all_scores.push((p.score, anomalous, threshold));
-                if p.matched == k {
-                    class_routed += 1;
-                }
-                score_rows.push(vec![
-                    item.path.display().to_string(),
-                    class.name.clone(),
-                    item.defect.clone(),
-                    u8::from(anomalous).to_string(),
-                    meta.classes.get(p.matched).cloned().unwrap_or_default(),
-                    format!("{}", p.score),
-                    threshold.map(|t| format!("{t}")).unwrap_or_default(),
-                    match crate::report::gallery::decision(p.score, threshold) {
-                        Some(true) => "defect",
-                        Some(false) => "ok",
-                        None => "",
-                    }
-                    .to_string(),
-                ]);
-                let show = if anomalous {
-                    &mut shown_defect
+                images.push(ImageRecord {
+                    path: item.path.clone(),
+                    defect: item.defect.clone(),
+                    anomalous,
+                    matched: p.matched,
+                    score: p.score,
+                    threshold,
+                    decision: decide(p.score, threshold),
+                });
+                let (shown, quota) = if anomalous {
+                    let q = opts.gallery_per_class - opts.gallery_per_class / 2;
+                    (&mut shown_defect, q)
                 } else {
-                    &mut shown_good
+                    (&mut shown_good, opts.gallery_per_class / 2)
                 };
-                let quota = if anomalous {
-                    opts.gallery_per_class - opts.gallery_per_class / 2
-                } else {
-                    opts.gallery_per_class / 2
-                };
-                if *show < quota {
-                    *show += 1;
-                    let image = pre.resized_rgb(&decode::decode_rgb(&item.path)?);
+                if *shown < quota {
+                    *shown += 1;
                     let file = format!(
                         "{}_{}_{}.png",
                         sanitize(&class.name),
                         sanitize(&item.defect),
-                        idx
+                        images.len()
                     );
                     gallery.push(GalleryItem {
                         entry: GalleryEntry {
@@ -183,7 +209,7 @@ pub fn evaluate(
                             threshold,
                             matched_class: meta.classes.get(p.matched).cloned().unwrap_or_default(),
                         },
-                        image,
+                        image: pre.resized_rgb(&decode::decode_rgb(&item.path)?),
                         mask,
                         map,
                     });
@@ -191,68 +217,112 @@ pub fn evaluate(
                 bar.inc(1);
             }
         }
-        let set = acc.compute(opts.fpr_limit);
-        pooled.merge(&acc);
-        routed += class_routed;
-        total += class.test.len();
-        let at_threshold = threshold.map(|t| {
-            threshold_report(
-                &scores,
-                &labels,
-                t,
-                if opts.threshold.is_some() {
-                    "override"
-                } else {
-                    "stored-class"
-                },
-            )
+        classes.push(ClassScores {
+            name: class.name.clone(),
+            index: k,
+            n_train: class.train.len(),
+            acc,
+            images,
         });
+    }
+    bar.finish_and_clear();
+    Ok(ScoringPass {
+        classes,
+        gallery,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Computes the metrics of a scoring pass and writes every report file into `out`:
+/// metrics.json / .csv, report.md, scores.csv, image ROC / PR curves and the gallery.
+pub fn write_report(
+    predictor: &Predictor,
+    model_path: &Path,
+    data: &Path,
+    out: &Path,
+    opts: &EvalOptions,
+    pass: ScoringPass,
+) -> Result<EvalReport> {
+    let meta = &predictor.meta;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let source = if opts.threshold.is_some() {
+        "override"
+    } else {
+        "stored-class"
+    };
+    let mut class_reports = Vec::new();
+    let mut per_class_sets = Vec::new();
+    let mut pooled = EvalAccumulator::new(predictor.input_size());
+    let mut image_curves = (Vec::new(), Vec::new());
+    let mut score_rows: Vec<Vec<String>> = Vec::new();
+    let mut all: Vec<&ImageRecord> = Vec::new();
+    for c in &pass.classes {
+        let set = c.acc.compute(opts.fpr_limit);
+        pooled.merge(&c.acc);
+        let (scores, labels) = c.acc.image_scores();
+        let routed = c.images.iter().filter(|r| r.matched == c.index).count();
+        for r in &c.images {
+            score_rows.push(vec![
+                r.path.display().to_string(),
+                c.name.clone(),
+                r.defect.clone(),
+                u8::from(r.anomalous).to_string(),
+                meta.classes.get(r.matched).cloned().unwrap_or_default(),
+                format!("{}", r.score),
+                r.threshold.map(|t| format!("{t}")).unwrap_or_default(),
+                r.decision.as_str().to_string(),
+            ]);
+        }
+        all.extend(&c.images);
         image_curves.0.push(Curve {
-            label: class.name.clone(),
-            points: roc_points(&scores, &labels, 400),
+            label: c.name.clone(),
+            points: roc_points(scores, labels, 400),
         });
         image_curves.1.push(Curve {
-            label: class.name.clone(),
-            points: pr_points(&scores, &labels, 400),
+            label: c.name.clone(),
+            points: pr_points(scores, labels, 400),
         });
+        let n = c.images.len();
         class_reports.push(ClassReport {
-            name: class.name.clone(),
-            n_train: class.train.len(),
+            name: c.name.clone(),
+            n_train: c.n_train,
             n_test_good: labels.iter().filter(|l| !**l).count(),
             n_test_defect: labels.iter().filter(|l| **l).count(),
             metrics: set.clone(),
-            routing_accuracy: (!class.test.is_empty())
-                .then(|| class_routed as f64 / class.test.len() as f64),
-            at_threshold,
+            routing_accuracy: (n > 0).then(|| routed as f64 / n as f64),
+            at_threshold: c.images.first().and_then(|r| r.threshold).map(|t| {
+                let mut r = threshold_report(&c.images, source);
+                r.threshold = t;
+                r
+            }),
         });
         per_class_sets.push(set);
     }
-    bar.finish_and_clear();
     let pooled_set = pooled.compute(opts.fpr_limit);
     let mean = MetricSet::mean_of(&per_class_sets);
+    let total = all.len();
+    let routed: usize = pass
+        .classes
+        .iter()
+        .map(|c| c.images.iter().filter(|r| r.matched == c.index).count())
+        .sum();
     // Pooled decision figures: each image judged at its own class's threshold.
-    let at_threshold = if all_scores.iter().all(|x| x.2.is_some()) && !all_scores.is_empty() {
-        // Each image against its own class's threshold: score - threshold >= 0.
-        let margins: Vec<f32> = all_scores
-            .iter()
-            .map(|&(sc, _, t)| sc - t.unwrap_or(f32::INFINITY))
-            .collect();
-        let labels: Vec<bool> = all_scores.iter().map(|x| x.1).collect();
-        let source = if opts.threshold.is_some() {
-            "override"
-        } else {
-            "stored-class (each image at its class's threshold)"
-        };
-        let mut r = threshold_report(&margins, &labels, 0.0, source);
+    let at_threshold = (!all.is_empty() && all.iter().all(|r| r.threshold.is_some())).then(|| {
+        let mut r = threshold_report(
+            all.iter().copied(),
+            if opts.threshold.is_some() {
+                "override"
+            } else {
+                "stored-class (each image at its class's threshold)"
+            },
+        );
         r.threshold = opts
             .threshold
             .or(meta.thresholds.as_ref().map(|t| t.global))
             .unwrap_or(f32::NAN);
-        Some(r)
-    } else {
-        None
-    };
-    let seconds = started.elapsed().as_secs_f64();
+        r
+    });
+    let seconds = pass.seconds;
     let report = EvalReport {
         format: eval_report::FORMAT_VERSION,
         tool: EvalReport::tool_name(),
@@ -263,7 +333,7 @@ pub fn evaluate(
             "classes": meta.classes,
             "backbone": meta.backbone,
             "dims": meta.descriptor.dims,
-            "input_size": s,
+            "input_size": predictor.input_size(),
             "training": meta.training,
             "thresholds": meta.thresholds.as_ref().map(|t| serde_json::json!({"global": t.global, "per_class": t.per_class, "method": t.method})),
         }),
@@ -285,7 +355,7 @@ pub fn evaluate(
         timing: serde_json::json!({"seconds": seconds, "images": total, "images_per_second": total as f64 / seconds.max(1e-9)}),
         images: total,
     };
-    write_visuals(out, image_curves, &pooled, gallery)?;
+    write_visuals(out, image_curves, &pooled, pass.gallery)?;
     let header: Vec<String> = [
         "path",
         "class",
@@ -306,10 +376,19 @@ pub fn evaluate(
     Ok(report)
 }
 
-fn threshold_report(scores: &[f32], labels: &[bool], t: f32, source: &str) -> ThresholdReport {
-    let c = ranking::confusion_at(scores, labels, t);
+/// Precision / recall / F1 of the decisions of `images` (each at its own threshold, by the
+/// one decision rule); the caller sets the threshold shown.
+fn threshold_report<'a>(
+    images: impl IntoIterator<Item = &'a ImageRecord>,
+    source: &str,
+) -> ThresholdReport {
+    let (predicted, labels): (Vec<bool>, Vec<bool>) = images
+        .into_iter()
+        .map(|r| (r.decision == Decision::Defect, r.anomalous))
+        .unzip();
+    let c = ranking::confusion(&predicted, &labels);
     ThresholdReport {
-        threshold: t,
+        threshold: f32::NAN,
         source: source.into(),
         precision: c.precision,
         recall: c.recall,

@@ -1,11 +1,14 @@
-//! [`Predictor`]: the trained model, loaded once, scoring batches of images.
+//! [`Predictor`]: the trained model, loaded once, scoring batches of images. It is the ONE
+//! scoring type every command goes through (`cras predict`, `cras eval`, `cras serve`'s
+//! batcher, `cras bench`, `cras demo`, threshold calibration after training).
 //!
-//! Input: preprocessed images [B, 3, S, S] (or decoded RGB images, or cached descriptors
-//! [B, P, D]). Output per image: the class used (matched, stated, or the batch's vote), the
-//! cosine similarity of the global match, the image score (max patch score) and the patch
-//! scores [g*g]; [`Predictor::anomaly_map`] turns patch scores into the [S, S] map.
+//! Central method: [`Predictor::predict_batch`], preprocessed images [B, 3, S, S] plus a
+//! [`ClassChoice`] -> one [`Prediction`] per image (class used, matched class, class
+//! similarity, image score = max patch score, patch scores `[g*g]`). Around it: decoded RGB images
+//! ([`Predictor::predict_images`] = [`Predictor::preprocess`] + `predict_batch`), cached
+//! descriptors [B, P, D] ([`Predictor::score_descriptors`]), and [`Predictor::anomaly_map`]
+//! (patch scores -> the [S, S] map, [`super::anomaly_map::map_of`]).
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -13,40 +16,10 @@ use rayon::prelude::*;
 
 use super::engine::graph_engine::GraphEngine;
 use super::engine::{EngineChoice, EngineKind, EngineOptions, Precision};
-use super::model_file::ModelMeta;
-use crate::backbone::ResNet;
+pub use super::scoring::{ClassChoice, Prediction};
 use crate::features::FeatureExtractor;
-use crate::model::{checkpoint, step, Adaptor, CenterBank, Discriminator};
+use crate::model::{file, Ablation, Adaptor, CenterBank, Discriminator, HeadRef, ModelMeta};
 use crate::{Error, Result};
-
-/// How the class of each image is chosen.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ClassChoice {
-    /// Per-image global match against every class's center map (our default).
-    Match,
-    /// The caller states each image's class (one index per image).
-    Stated(Vec<usize>),
-    /// The reference's test protocol: every image gets the batch's majority match (parity only).
-    BatchVote,
-}
-
-/// The result for one image.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Prediction {
-    /// Class index used for alignment.
-    pub class: usize,
-    /// Class index of the global match (equal to `class` unless the class was stated or voted).
-    pub matched: usize,
-    /// Cosine similarity of the image's feature map with the matched class's center map.
-    pub class_similarity: f32,
-    /// Image anomaly score: the maximum patch score.
-    pub score: f32,
-    /// Patch scores [grid * grid], row-major.
-    pub patch_scores: Vec<f32>,
-    /// The anomaly map [S * S] when the engine computed it (exported graphs do); otherwise
-    /// [`Predictor::anomaly_map`] computes it from the patch scores.
-    pub map: Option<Vec<f32>>,
-}
 
 /// A trained CRAS model ready for inference.
 pub struct Predictor {
@@ -61,57 +34,39 @@ pub struct Predictor {
 }
 
 impl Predictor {
-    /// Loads a model file written by `cras train` onto `device`.
+    /// Loads a complete model file written by `cras train` onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let file = checkpoint::read(path)?;
-        let meta = ModelMeta::from_json(path, &file.meta)?;
-        if meta.partial {
-            return Err(Error::checkpoint(
-                path,
-                "this is a partial checkpoint of an unfinished training run: finish it with `cras train --resume`",
-            ));
-        }
-        let tensors = checkpoint::to_device(&file.tensors, device)?;
-        let backbone_tensors: HashMap<String, Tensor> = tensors
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix("backbone.")
-                    .map(|s| (s.to_string(), v.clone()))
-            })
-            .collect();
-        if backbone_tensors.is_empty() {
-            return Err(Error::checkpoint(
-                path,
-                "the model file holds no backbone tensors",
-            ));
-        }
-        let backbone = ResNet::from_folded(
-            meta.backbone.clone(),
-            meta.last_layer,
-            &backbone_tensors,
+        let f = file::load(path, device)?;
+        let backbone = match (f.meta.partial, f.backbone) {
+            (false, Some(b)) => b,
+            _ => {
+                return Err(Error::checkpoint(
+                    path,
+                    "this is a partial checkpoint of an unfinished training run: finish it with `cras train --resume`",
+                ))
+            }
+        };
+        let extractor = FeatureExtractor::new(backbone, f.meta.descriptor.clone())?;
+        Ok(Self::from_parts(
+            f.meta,
+            extractor,
+            f.adaptor,
+            f.discriminator,
+            f.bank,
             device,
-        )
-        .map_err(|e| Error::checkpoint(path, format!("backbone: {e}")))?;
-        let extractor = FeatureExtractor::new(backbone, meta.descriptor.clone())?;
-        let adaptor =
-            Adaptor::from_named(&tensors).map_err(|e| Error::checkpoint(path, e.to_string()))?;
-        let discriminator = Discriminator::from_named(&tensors)
-            .map_err(|e| Error::checkpoint(path, e.to_string()))?;
-        let centers = tensors
-            .get("centers")
-            .ok_or_else(|| Error::checkpoint(path, "the model file holds no center bank"))?;
-        let bank = CenterBank::new(centers.clone())?;
-        if bank.classes() != meta.classes.len() {
-            return Err(Error::checkpoint(
-                path,
-                format!(
-                    "center bank has {} classes, metadata lists {}",
-                    bank.classes(),
-                    meta.classes.len()
-                ),
-            ));
-        }
-        Ok(Self {
+        ))
+    }
+
+    /// Builds a predictor from the parts of a training run (no file round trip).
+    pub fn from_parts(
+        meta: ModelMeta,
+        extractor: FeatureExtractor,
+        adaptor: Adaptor,
+        discriminator: Discriminator,
+        bank: CenterBank,
+        device: &Device,
+    ) -> Self {
+        Self {
             meta,
             extractor,
             adaptor,
@@ -119,7 +74,7 @@ impl Predictor {
             bank,
             device: device.clone(),
             graph: None,
-        })
+        }
     }
 
     /// Loads a model file and puts it on the engine `options` asks for (see
@@ -135,9 +90,14 @@ impl Predictor {
     }
 
     /// Moves scoring onto the engine `options` asks for: candle (this predictor as it is), or
-    /// the exported graph in ONNX Runtime / OpenVINO, built once here. `auto` takes OpenVINO,
-    /// else ONNX Runtime, else candle, and logs its choice and why the others were passed over.
-    pub fn with_engine(mut self, options: &EngineOptions, model_sha256: Option<String>) -> Result<Self> {
+    /// the exported graph ([`crate::export`]) in ONNX Runtime / OpenVINO, built once here.
+    /// `auto` takes OpenVINO, else ONNX Runtime, else candle, and logs its choice and why the
+    /// others were passed over.
+    pub fn with_engine(
+        mut self,
+        options: &EngineOptions,
+        model_sha256: Option<String>,
+    ) -> Result<Self> {
         let kinds: Vec<EngineKind> = match options.choice {
             EngineChoice::Kind(EngineKind::Candle) => {
                 if options.precision != Precision::F32 {
@@ -186,7 +146,9 @@ impl Predictor {
 
     /// The engine's precision.
     pub fn precision(&self) -> Precision {
-        self.graph.as_ref().map_or(Precision::F32, |g| g.precision())
+        self.graph
+            .as_ref()
+            .map_or(Precision::F32, |g| g.precision())
     }
 
     /// The engine in one line (runtime, version, library, precision, threads).
@@ -197,35 +159,32 @@ impl Predictor {
         }
     }
 
+    /// Writes this model as a complete model file (atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        file::save(path, &self.meta, self.head(), &self.extractor.backbone)
+    }
+
+    /// The trained head, borrowed.
+    pub fn head(&self) -> HeadRef<'_> {
+        HeadRef {
+            bank: &self.bank,
+            adaptor: &self.adaptor,
+            discriminator: &self.discriminator,
+        }
+    }
+
     /// The input side S the model expects.
     pub fn input_size(&self) -> usize {
         self.meta.preprocess.crop as usize
     }
 
-    /// Scores descriptors g [B, P, D].
-    pub fn score_descriptors(&self, g: &Tensor, choice: &ClassChoice) -> Result<Vec<Prediction>> {
-        score_with_head(
-            &self.adaptor,
-            &self.discriminator,
-            &self.bank,
-            g,
-            choice,
-            self.ablation(),
-        )
-    }
-
     /// The parts of the method the model was trained with (ablation runs turn some off).
-    pub fn ablation(&self) -> step::Ablation {
-        self.meta
-            .config
-            .get("fit")
-            .and_then(|f| f.get("ablation"))
-            .and_then(|a| serde_json::from_value(a.clone()).ok())
-            .unwrap_or_default()
+    pub fn ablation(&self) -> Ablation {
+        self.meta.ablation
     }
 
-    /// Scores preprocessed images [B, 3, S, S].
-    pub fn predict_tensor(&self, images: &Tensor, choice: &ClassChoice) -> Result<Vec<Prediction>> {
+    /// Scores preprocessed images [B, 3, S, S]: the central method.
+    pub fn predict_batch(&self, images: &Tensor, choice: &ClassChoice) -> Result<Vec<Prediction>> {
         if let Some(graph) = &self.graph {
             return graph.score(images, choice);
         }
@@ -235,12 +194,13 @@ impl Predictor {
         self.score_descriptors(&g, choice)
     }
 
-    /// Preprocesses decoded images (in parallel) and scores them.
-    pub fn predict_images(
-        &self,
-        images: &[image::RgbImage],
-        choice: &ClassChoice,
-    ) -> Result<Vec<Prediction>> {
+    /// Scores descriptors g [B, P, D] (e.g. from a feature cache).
+    pub fn score_descriptors(&self, g: &Tensor, choice: &ClassChoice) -> Result<Vec<Prediction>> {
+        super::scoring::score_descriptors(self.head(), self.ablation(), g, choice)
+    }
+
+    /// Preprocesses decoded images (in parallel) into the batch [B, 3, S, S] on the device.
+    pub fn preprocess(&self, images: &[image::RgbImage]) -> Result<Tensor> {
         let s = self.input_size();
         let pre = &self.meta.preprocess;
         let data: Vec<f32> = images
@@ -248,8 +208,20 @@ impl Predictor {
             .map(|im| pre.image(im))
             .flatten()
             .collect();
-        let t = Tensor::from_vec(data, (images.len(), 3, s, s), &self.device)?;
-        self.predict_tensor(&t, choice)
+        Ok(Tensor::from_vec(
+            data,
+            (images.len(), 3, s, s),
+            &self.device,
+        )?)
+    }
+
+    /// Preprocesses decoded images and scores them.
+    pub fn predict_images(
+        &self,
+        images: &[image::RgbImage],
+        choice: &ClassChoice,
+    ) -> Result<Vec<Prediction>> {
+        self.predict_batch(&self.preprocess(images)?, choice)
     }
 
     /// The anomaly map [S * S] of a prediction (bilinear upsampling + Gaussian blur sigma 4).
@@ -257,129 +229,19 @@ impl Predictor {
         if let Some(map) = &p.map {
             return map.clone();
         }
-        crate::anomaly_map::anomaly_map(&p.patch_scores, self.meta.grid, self.input_size(), 4.0)
+        super::anomaly_map::map_of(&p.patch_scores, self.meta.grid, self.input_size())
     }
 
     /// The stored threshold for class `k` (per class, else global), if calibrated.
     pub fn threshold(&self, k: usize) -> Option<f32> {
         self.meta.threshold(k)
     }
-
-    /// Builds a predictor from the parts of a training run (no file round trip).
-    pub fn from_parts(
-        meta: ModelMeta,
-        extractor: FeatureExtractor,
-        adaptor: Adaptor,
-        discriminator: Discriminator,
-        bank: CenterBank,
-        device: &Device,
-    ) -> Self {
-        Self {
-            meta,
-            extractor,
-            adaptor,
-            discriminator,
-            bank,
-            device: device.clone(),
-            graph: None,
-        }
-    }
 }
 
-/// Checks stated class indices: one per image, each below `classes`.
-pub(crate) fn check_stated(stated: &[usize], images: usize, classes: usize) -> Result<()> {
-    if stated.len() != images {
-        return Err(Error::Other(format!(
-            "{} stated classes for {images} images",
-            stated.len()
-        )));
-    }
-    if let Some(&bad) = stated.iter().find(|&&k| k >= classes) {
-        return Err(Error::config("class index", bad, "out of range"));
-    }
-    Ok(())
-}
-
-/// The reference's batch vote: the most frequent matched class (the smallest index among
-/// ties, as `torch.mode`).
-pub(crate) fn batch_vote(matched: &[usize], classes: usize) -> usize {
-    let mut counts = vec![0usize; classes];
-    for &k in matched {
-        if k < classes {
-            counts[k] += 1;
-        }
-    }
-    (0..counts.len())
-        .max_by_key(|&k| (counts[k], std::cmp::Reverse(k)))
-        .unwrap_or(0)
-}
-
-/// Reads every image's class in `choice` when a name is given.
+/// Every image's class: stated by name (all `n` images), or by global match.
 pub fn stated_class(meta: &ModelMeta, name: Option<&str>, n: usize) -> Result<ClassChoice> {
     Ok(match name {
         None => ClassChoice::Match,
         Some(c) => ClassChoice::Stated(vec![meta.class_index(c)?; n]),
     })
-}
-
-/// Scores descriptors g [B, P, D] with a head (adaptor, discriminator in evaluation mode,
-/// center bank): the one scoring path of inference, evaluation and test-set selection.
-pub fn score_with_head(
-    adaptor: &Adaptor,
-    discriminator: &Discriminator,
-    bank: &CenterBank,
-    g: &Tensor,
-    choice: &ClassChoice,
-    ablation: step::Ablation,
-) -> Result<Vec<Prediction>> {
-    let (b, p, d) = g.dims3()?;
-    // Every matrix product runs on one image at a time: gemm's blocking (and so its rounding)
-    // depends on the number of rows, and an image's score must not depend on its batch
-    // (served, batched and single predictions agree bit for bit).
-    let f: Vec<Tensor> = (0..b)
-        .map(|i| -> Result<Tensor> {
-            Ok(adaptor
-                .forward(&g.get(i)?.reshape((p, d))?)?
-                .reshape((1, p, d))?)
-        })
-        .collect::<Result<_>>()?;
-    let (mut matched, mut sims) = (Vec::with_capacity(b), Vec::with_capacity(b));
-    for fi in &f {
-        let (m, s) = bank.global_match(fi)?;
-        matched.extend(m);
-        sims.extend(s);
-    }
-    let classes = match choice {
-        ClassChoice::Match => matched.clone(),
-        ClassChoice::Stated(c) => {
-            check_stated(c, b, bank.classes())?;
-            c.clone()
-        }
-        ClassChoice::BatchVote => vec![batch_vote(&matched, bank.classes()); b],
-    };
-    let mut scores: Vec<Vec<f32>> = Vec::with_capacity(b);
-    for (fi, &k) in f.iter().zip(&classes) {
-        let r = step::aligned_centers(bank, fi, &[k], ablation)?;
-        let x = step::discriminator_input(&fi.reshape((p, d))?, &r.reshape((p, d))?, ablation)?;
-        let s = discriminator.forward_eval(&x)?.flatten_all()?;
-        scores.push(s.to_device(&Device::Cpu)?.to_vec1()?);
-    }
-    Ok(scores
-        .into_iter()
-        .zip(classes)
-        .zip(matched.into_iter().zip(sims))
-        .map(
-            |((patch_scores, class), (matched, class_similarity))| Prediction {
-                class,
-                matched,
-                class_similarity,
-                score: patch_scores
-                    .iter()
-                    .copied()
-                    .fold(f32::NEG_INFINITY, f32::max),
-                patch_scores,
-                map: None,
-            },
-        )
-        .collect())
 }

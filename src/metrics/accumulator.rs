@@ -111,11 +111,6 @@ impl EvalAccumulator {
         self.scores.is_empty()
     }
 
-    /// Total number of pixels held.
-    pub fn pixel_count(&self) -> usize {
-        self.maps.len()
-    }
-
     /// Appends every image of `other` (for pooled all-class metrics). Images keep their own
     /// map side, so groups evaluated at different resolutions can still be pooled.
     pub fn merge(&mut self, other: &EvalAccumulator) {

@@ -3,14 +3,14 @@
 //!
 //! Inputs: `scores: &[f32]` and `labels: &[bool]` (true = anomalous / positive) of equal length.
 //! Every function sorts once with ties grouped and sweeps cumulative counts (see
-//! [`super::sweep`]); the values match scikit-learn's `roc_auc_score`,
+//! `metrics::sweep`); the values match scikit-learn's `roc_auc_score`,
 //! `average_precision_score` (step sum, no interpolation) and `precision_recall_curve`.
 //! Undefined cases return None instead of panicking or producing NaN: mismatched lengths, a
 //! NaN score, AUROC / ROC curve without both classes, AP / F1max / PR curve without positives.
 //! Constant scores with both classes are defined (AUROC 0.5, AP = positive fraction).
 
 pub use super::sweep::F1Max;
-use super::sweep::{key_score, sorted_keys, walk_coarse, walk_descending, RankingSweep};
+use super::sweep::{sorted_keys, walk_coarse, walk_descending, RankingSweep};
 
 fn sweep(scores: &[f32], labels: &[bool]) -> Option<RankingSweep> {
     let (neg, pos) = sorted_keys(scores, labels)?;
@@ -77,24 +77,6 @@ pub fn pr_curve(scores: &[f32], labels: &[bool]) -> Option<Vec<(f64, f64)>> {
     Some(points)
 }
 
-/// The distinct scores from the highest down, with the F1 reached at each (for threshold
-/// reports). None without positives.
-pub fn f1_curve(scores: &[f32], labels: &[bool]) -> Option<Vec<(f32, f64)>> {
-    let (neg, pos) = sorted_keys(scores, labels)?;
-    if pos.is_empty() {
-        return None;
-    }
-    let n_pos = pos.len() as u64;
-    let mut points = Vec::new();
-    let (mut tp, mut fp) = (0u64, 0u64);
-    walk_descending(&neg, &pos, |key, d_neg, d_pos| {
-        fp += d_neg;
-        tp += d_pos.len() as u64;
-        points.push((key_score(key), 2.0 * tp as f64 / (tp + fp + n_pos) as f64));
-    });
-    Some(points)
-}
-
 /// Confusion counts and rates at one threshold (anomalous iff `score >= threshold`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Confusion {
@@ -113,9 +95,15 @@ pub struct Confusion {
 /// Counts at `threshold` (anomalous iff `score >= threshold`; a NaN score is never anomalous).
 /// Extra entries of the longer slice are ignored.
 pub fn confusion_at(scores: &[f32], labels: &[bool], threshold: f32) -> Confusion {
+    let predicted: Vec<bool> = scores.iter().map(|&s| s >= threshold).collect();
+    confusion(&predicted, labels)
+}
+
+/// The confusion counts of `predicted` (true = flagged anomalous) against `labels`.
+pub fn confusion(predicted: &[bool], labels: &[bool]) -> Confusion {
     let (mut tp, mut fp, mut tn, mut fn_) = (0usize, 0usize, 0usize, 0usize);
-    for (&s, &l) in scores.iter().zip(labels) {
-        match (s >= threshold, l) {
+    for (&s, &l) in predicted.iter().zip(labels) {
+        match (s, l) {
             (true, true) => tp += 1,
             (true, false) => fp += 1,
             (false, false) => tn += 1,

@@ -3,10 +3,10 @@
 //! - [`CenterBank`]: C [K, P, D], per class k and position p the exact mean of the adapted
 //!   features f over that class's training images, computed once before training with the
 //!   untrained adaptor.
-//! - [`CenterBank::global_match`]: f [B, P, D] -> class index [B] by the cosine similarity of
+//! - [`CenterBank::global_match`]: f [B, P, D] -> class index `[B]` by the cosine similarity of
 //!   the whole flattened map with each class's flattened center map.
-//! - [`local_align`]: f [P, D] (one image) with its class's centers [P, D] -> R [P, D], the
-//!   most cosine-similar center among ALL positions, per patch (no gradient).
+//! - [`CenterBank::align`]: f [B, P, D] with each image's class -> R [B, P, D], per patch the
+//!   most cosine-similar center among ALL positions of the class's map (no gradient).
 
 use candle_core::{DType, Tensor, D};
 
@@ -43,24 +43,7 @@ impl CenterBank {
         self.centers.dims()[0]
     }
 
-    /// Positions per image P.
-    pub fn positions(&self) -> usize {
-        self.centers.dims()[1]
-    }
-
-    /// Class `k`'s centers [P, D].
-    pub fn class(&self, k: usize) -> Result<Tensor> {
-        if k >= self.classes() {
-            return Err(Error::config(
-                "class index",
-                k,
-                format!("the center bank has {} classes", self.classes()),
-            ));
-        }
-        Ok(self.centers.get(k)?)
-    }
-
-    /// Global match: f [B, P, D] -> (class index [B], cosine similarity of the best class [B]).
+    /// Global match: f `[B, P, D]` -> (class index `[B]`, cosine similarity of the best class `[B]`).
     pub fn global_match(&self, f: &Tensor) -> Result<(Vec<usize>, Vec<f32>)> {
         let (b, p, d) = f.dims3()?;
         let flat = l2_normalize(&f.to_dtype(DType::F32)?.reshape((b, p * d))?)?;
@@ -70,15 +53,11 @@ impl CenterBank {
         Ok((idx.into_iter().map(|i| i as usize).collect(), best))
     }
 
-    /// Local alignment of one image's features f [P, D] against class `k`: R [P, D].
-    pub fn local_align(&self, f: &Tensor, k: usize) -> Result<Tensor> {
-        let unit = self.unit.get(k)?;
-        let centers = self.centers.get(k)?;
-        local_align(f, &unit, &centers)
-    }
-
-    /// Local alignment of a batch f [B, P, D] with one class index per image: R [B, P, D].
-    pub fn local_align_batch(&self, f: &Tensor, classes: &[usize]) -> Result<Tensor> {
+    /// Local alignment, the ONE implementation (training, scoring and the median-distance
+    /// probe): f [B, P, D] with one class index per image -> R [B, P, D]. With `center_search`
+    /// (the method) each patch gets the most cosine-similar center among ALL positions of its
+    /// class's map; without it (ablation) the center at the patch's own position. No gradient.
+    pub fn align(&self, f: &Tensor, classes: &[usize], center_search: bool) -> Result<Tensor> {
         let b = f.dim(0)?;
         if classes.len() != b {
             return Err(Error::Other(format!(
@@ -86,13 +65,23 @@ impl CenterBank {
                 classes.len()
             )));
         }
+        if let Some(&bad) = classes.iter().find(|&&k| k >= self.classes()) {
+            return Err(Error::config(
+                "class index",
+                bad,
+                format!("the center bank has {} classes", self.classes()),
+            ));
+        }
         let idx = Tensor::from_vec(
             classes.iter().map(|&c| c as u32).collect::<Vec<_>>(),
             b,
             f.device(),
         )?;
-        let unit = self.unit.index_select(&idx, 0)?; // [B, P, D]
-        let centers = self.centers.index_select(&idx, 0)?;
+        let centers = self.centers.index_select(&idx, 0)?; // [B, P, D]
+        if !center_search {
+            return Ok(centers);
+        }
+        let unit = self.unit.index_select(&idx, 0)?;
         let fu = l2_normalize(&f.to_dtype(DType::F32)?.detach())?;
         let sim = fu.matmul(&unit.transpose(1, 2)?.contiguous()?)?; // [B, P, P]
         let best = sim.argmax(D::Minus1)?; // [B, P]
@@ -106,14 +95,6 @@ impl CenterBank {
         )?;
         Ok(gathered)
     }
-}
-
-/// R_i = centers[argmax_q cos(f_i, centers_q)]. f: [P, D], unit_centers/centers: [Q, D] -> [P, D].
-pub fn local_align(f: &Tensor, unit_centers: &Tensor, centers: &Tensor) -> Result<Tensor> {
-    let fu = l2_normalize(&f.to_dtype(DType::F32)?.detach())?;
-    let sim = fu.matmul(&unit_centers.t()?)?;
-    let best = sim.argmax(D::Minus1)?;
-    Ok(centers.index_select(&best, 0)?)
 }
 
 /// Accumulates exact per-class, per-position means of adapted features.

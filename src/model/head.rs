@@ -3,17 +3,51 @@
 //! - [`Discriminator`]: input `[f ; f - R]` [N, 2D] -> `Linear(2D, D)` - BN1d - LeakyReLU(0.2) -
 //!   `Linear(D, D/2)` - BN1d - LeakyReLU(0.2) - `Linear(D/2, 1, no bias)` - Sigmoid -> [N, 1].
 //!
+//! - [`discriminator_input`]: how f and its aligned centers R [N, D] are fed to the
+//!   discriminator, per the [`Ablation`] flags (shared by training and scoring).
+//!
 //! Parameter names follow the reference's state dict (`pre_projection.layers.0fc.*`,
 //! `discriminator.body.block1.0.*`, ...) so checkpoints can be compared with it.
 
 use std::collections::HashMap;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var, D};
 use candle_nn::ops::sigmoid;
-use rand::rngs::StdRng;
+use rand::Rng;
 
 use super::layers::{leaky_relu, BatchNorm1d, Linear};
 use crate::{Error, Result};
+
+/// Which parts of the method are active (ablations). Stored in the model file: scoring wires
+/// the head exactly as training did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ablation {
+    /// Feed `[f ; f - R]` (true, the method) or `[f ; 0]` (false: no residual half).
+    pub residual: bool,
+    /// Search all positions of the class's center map (true, the method) or use the center at
+    /// the patch's own position (false).
+    pub center_search: bool,
+}
+
+impl Default for Ablation {
+    fn default() -> Self {
+        Self {
+            residual: true,
+            center_search: true,
+        }
+    }
+}
+
+/// The discriminator input for f and R (both [N, D]): `[f ; f - R]`, or `[f ; 0]` without the
+/// residual half.
+pub fn discriminator_input(f: &Tensor, r: &Tensor, ablation: Ablation) -> Result<Tensor> {
+    let shift = if ablation.residual {
+        (f - r)?
+    } else {
+        f.zeros_like()?
+    };
+    Ok(Tensor::cat(&[f, &shift], D::Minus1)?)
+}
 
 /// Looks up `name` in a named-tensor map (checkpoint or fixture), with a clear error.
 pub fn take(map: &HashMap<String, Tensor>, name: &str) -> Result<Tensor> {
@@ -58,7 +92,7 @@ pub struct Adaptor {
 
 impl Adaptor {
     /// Xavier-normal weight, torch-default bias, from the seeded `rng`.
-    pub fn new(rng: &mut StdRng, dims: usize, device: &Device) -> Result<Self> {
+    pub fn new(rng: &mut impl Rng, dims: usize, device: &Device) -> Result<Self> {
         Ok(Self {
             linear: Linear::xavier(rng, dims, dims, true, device)?,
         })
@@ -98,7 +132,7 @@ pub struct Discriminator {
 
 impl Discriminator {
     /// For descriptors of width `dims` (input width 2 * dims).
-    pub fn new(rng: &mut StdRng, dims: usize, device: &Device) -> Result<Self> {
+    pub fn new(rng: &mut impl Rng, dims: usize, device: &Device) -> Result<Self> {
         let (i, h1, h2) = (2 * dims, dims, dims / 2);
         Ok(Self {
             fc1: Linear::xavier(rng, i, h1, true, device)?,

@@ -5,12 +5,12 @@
 //! every machine and device.
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use rand::{rngs::StdRng, Rng};
+use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::Result;
 
-/// `y = x W^T + b`, W: [out, in], b: [out] (optional).
+/// `y = x W^T + b`, W: `[out, in]`, b: `[out]` (optional).
 pub struct Linear {
     pub weight: Var,
     pub bias: Option<Var>,
@@ -20,7 +20,7 @@ impl Linear {
     /// Xavier-normal weight (gain 1: std = sqrt(2 / (in + out))), as the reference's
     /// `init_weight`; bias with torch's default `U(-1/sqrt(in), 1/sqrt(in))`.
     pub fn xavier(
-        rng: &mut StdRng,
+        rng: &mut impl Rng,
         in_dim: usize,
         out_dim: usize,
         bias: bool,
@@ -77,9 +77,9 @@ impl Linear {
 pub struct BatchNorm1d {
     pub weight: Var,
     pub bias: Var,
-    /// Running mean [C]; updated in training, used in evaluation, never touched by an optimiser.
+    /// Running mean `[C]`; updated in training, used in evaluation, never touched by an optimiser.
     pub running_mean: Tensor,
-    /// Running (unbiased) variance [C].
+    /// Running (unbiased) variance `[C]`.
     pub running_var: Tensor,
     pub momentum: f64,
     pub eps: f64,

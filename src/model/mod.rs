@@ -5,9 +5,13 @@
 //! descriptors g [B*P, D] -> [`head::Adaptor`] -> f [B*P, D] -> [`center::CenterBank`]
 //! local alignment -> R [B*P, D] -> (training) [`synthesis::synthesize`] fake [B*P, D] ->
 //! [`head::Discriminator`] on `[f ; f - R]` [rows, 2D] -> probabilities [rows, 1].
+//!
+//! [`mod@file`] owns the model file (tensor names, metadata, save / save_partial / load);
+//! [`step`] is the training step only; scoring lives in [`crate::infer::scoring`].
+//! `model` depends on `backbone`, `features` and `data` only (never on `train` or `infer`).
 
 pub mod center;
-pub mod checkpoint;
+pub mod file;
 pub mod head;
 pub mod layers;
 pub mod optim;
@@ -15,4 +19,5 @@ pub mod step;
 pub mod synthesis;
 
 pub use center::{CenterAccumulator, CenterBank};
-pub use head::{Adaptor, Discriminator};
+pub use file::{HeadRef, ModelFile, ModelMeta, Thresholds, TrainingStats, FORMAT_VERSION};
+pub use head::{discriminator_input, Ablation, Adaptor, Discriminator};

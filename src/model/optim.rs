@@ -1,8 +1,8 @@
 //! The two optimisers of the reference, written out so that their arithmetic is exactly
 //! PyTorch's:
-//! - [`AdamW`] for the adaptor: decoupled weight decay (`p -= lr * wd * p` before the Adam step),
+//! - AdamW for the adaptor: decoupled weight decay (`p -= lr * wd * p` before the Adam step),
 //!   torch defaults betas (0.9, 0.999), eps 1e-8.
-//! - [`Adam`] with COUPLED L2 weight decay for the discriminator (`g += wd * p`), as
+//! - Adam with COUPLED L2 weight decay for the discriminator (`g += wd * p`), as
 //!   `torch.optim.Adam(weight_decay=...)` does. candle's own AdamW is decoupled only, hence this.
 //!
 //! Both keep their first and second moments as tensors beside each parameter (same shape,
@@ -34,11 +34,6 @@ pub struct AdamFamily {
     eps: f64,
     decay: WeightDecay,
 }
-
-/// AdamW (decoupled decay), as `torch.optim.AdamW`.
-pub type AdamW = AdamFamily;
-/// Adam with coupled L2 decay, as `torch.optim.Adam(weight_decay=..)`.
-pub type Adam = AdamFamily;
 
 impl AdamFamily {
     /// A new optimiser over `vars` with torch's default betas and eps.

@@ -6,11 +6,11 @@
 //! batch (shared BatchNorm statistics); the loss is BCE(D(true), 0) + BCE(D(fake), 1), means
 //! over rows; AdamW updates the adaptor and Adam (coupled L2) the discriminator.
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 
 use super::{
     center::CenterBank,
-    head::{Adaptor, Discriminator},
+    head::{discriminator_input, Ablation, Adaptor, Discriminator},
     optim::AdamFamily,
     synthesis::synthesize,
 };
@@ -27,58 +27,10 @@ pub struct StepStats {
     pub p_fake: f64,
 }
 
-/// Which parts of the method are active (ablations).
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Ablation {
-    /// Feed `[f ; f - R]` (true, the method) or `[f ; 0]` (false: no residual half).
-    pub residual: bool,
-    /// Search all positions of the class's center map (true, the method) or use the center at
-    /// the patch's own position (false).
-    pub center_search: bool,
-}
-
-impl Default for Ablation {
-    fn default() -> Self {
-        Self {
-            residual: true,
-            center_search: true,
-        }
-    }
-}
-
 /// BCE of probabilities against a constant target, as `torch.nn.BCELoss` (log clamped at -100).
 fn bce_const(p: &Tensor, target_one: bool) -> Result<Tensor> {
     let x = if target_one { p.clone() } else { (1.0 - p)? };
     Ok(x.log()?.maximum(-100f64)?.mean_all()?.neg()?)
-}
-
-/// Aligned centers R for adapted features f [B, P, D].
-pub fn aligned_centers(
-    bank: &CenterBank,
-    f: &Tensor,
-    classes: &[usize],
-    ablation: Ablation,
-) -> Result<Tensor> {
-    if ablation.center_search {
-        bank.local_align_batch(f, classes)
-    } else {
-        let idx = Tensor::from_vec(
-            classes.iter().map(|&c| c as u32).collect::<Vec<_>>(),
-            classes.len(),
-            f.device(),
-        )?;
-        Ok(bank.centers.index_select(&idx, 0)?)
-    }
-}
-
-/// The discriminator input for f and R (both [N, D]).
-pub fn discriminator_input(f: &Tensor, r: &Tensor, ablation: Ablation) -> Result<Tensor> {
-    let shift = if ablation.residual {
-        (f - r)?
-    } else {
-        f.zeros_like()?
-    };
-    Ok(Tensor::cat(&[f, &shift], D::Minus1)?)
 }
 
 /// Runs one training step and updates all parameters and BatchNorm statistics.
@@ -97,7 +49,12 @@ pub fn train_step(
 ) -> Result<StepStats> {
     let (b, p, d) = g.dims3()?;
     let f = adaptor.forward(&g.reshape((b * p, d))?)?; // [N, D]
-    let r = aligned_centers(bank, &f.reshape((b, p, d))?.detach(), classes, ablation)?
+    let r = bank
+        .align(
+            &f.reshape((b, p, d))?.detach(),
+            classes,
+            ablation.center_search,
+        )?
         .reshape((b * p, d))?;
     let fake = synthesize(&f, &r, noise, k)?;
     let trues = discriminator_input(&f, &r, ablation)?;

@@ -6,7 +6,6 @@
 //! `fake_i = f_i + stopgrad(s_i n_i)`. With k = 0 the noise is used unscaled.
 
 use candle_core::{DType, Device, Tensor, D};
-use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 
 use crate::Result;
@@ -31,7 +30,7 @@ pub fn synthesize(f: &Tensor, r: &Tensor, noise: &Tensor, k: f64) -> Result<Tens
 /// Gaussian noise [rows, dims] with standard deviation `sigma` from a seeded host RNG (the same
 /// seed gives the same noise on every device), placed on `device`.
 pub fn gaussian_noise(
-    rng: &mut StdRng,
+    rng: &mut impl rand::Rng,
     rows: usize,
     dims: usize,
     sigma: f64,
@@ -47,6 +46,7 @@ pub fn gaussian_noise(
 mod tests {
     use super::*;
     use rand::SeedableRng;
+    use rand_chacha::ChaCha12Rng as StdRng;
 
     #[test]
     fn scale_is_normalised_and_mixed_by_k() {

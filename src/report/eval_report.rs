@@ -93,7 +93,7 @@ pub struct ClassReport {
 pub struct EvalReport {
     /// Schema version, [`FORMAT_VERSION`].
     pub format: u32,
-    /// "cras <version>", see [`EvalReport::tool_name`].
+    /// "cras &lt;version&gt;", see [`EvalReport::tool_name`].
     pub tool: String,
     pub created_unix: u64,
     /// Provenance of the model: path, sha256, backbone, dims, classes, ...
@@ -220,7 +220,7 @@ fn threshold_row(scope: &str, t: &ThresholdReport) -> Vec<String> {
 }
 
 impl EvalReport {
-    /// "cras <crate version>", the value of [`EvalReport::tool`].
+    /// "cras &lt;crate version&gt;", the value of [`EvalReport::tool`].
     pub fn tool_name() -> String {
         format!("cras {}", env!("CARGO_PKG_VERSION"))
     }

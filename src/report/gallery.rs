@@ -5,8 +5,8 @@
 //! Output: one self-contained `index.html` (inline CSS, no script, no external resource besides
 //! the panel images), written atomically: a summary, a colour-scale legend, a table of contents,
 //! then one section per class (in order of first appearance) whose rows are sorted by score,
-//! highest first. The decision is "defect" when `score >= threshold`, "OK" below, "-" without a
-//! threshold. A matched class that differs from the true class is highlighted. All text is
+//! highest first. The decision follows [`crate::infer::decision`]: "defect" (also for a
+//! non-finite score), "OK", or "-" without a threshold. A matched class that differs from the true class is highlighted. All text is
 //! HTML-escaped; panel paths are also percent-encoded where a URL needs it.
 
 use std::path::Path;
@@ -34,12 +34,10 @@ pub struct GalleryEntry {
     pub matched_class: String,
 }
 
-/// The decision for `score` at `threshold`: `Some(true)` = defect, `Some(false)` = OK, None
-/// when there is no threshold or the score is not finite.
+/// The decision for `score` at `threshold` by the one rule ([`crate::infer::decide`]):
+/// `Some(true)` = defect, `Some(false)` = OK, None when there is no threshold.
 pub fn decision(score: f32, threshold: Option<f32>) -> Option<bool> {
-    threshold
-        .filter(|t| t.is_finite() && score.is_finite())
-        .map(|t| score >= t)
+    crate::infer::decide(score, threshold).is_anomalous()
 }
 
 /// A relative path as a URL: `\` becomes `/`; characters with a meaning in URLs are

@@ -41,7 +41,7 @@ impl ModelSlot {
             predictor,
             path: path.to_path_buf(),
             generation: 1,
-            loaded_unix: crate::infer::model_file::now_unix(),
+            loaded_unix: crate::model::file::now_unix(),
         };
         Ok(Self {
             current: RwLock::new(Arc::new(model)),
@@ -69,7 +69,7 @@ impl ModelSlot {
             predictor,
             path: path.to_path_buf(),
             generation,
-            loaded_unix: crate::infer::model_file::now_unix(),
+            loaded_unix: crate::model::file::now_unix(),
         });
         Ok(generation)
     }

@@ -8,7 +8,7 @@
 //! Query parameters: `class` (a class name: skip the global match), `threshold` (a finite
 //! number overriding the stored threshold), `map=png` (add each image's anomaly map [S, S] as a
 //! base64 grayscale PNG, 0..1 mapped to 0..255). Scores are those of `Predictor::predict_images`,
-//! bit for bit the numbers `cras predict` prints.
+//! bit for bit the numbers `cras predict` prints; the decision is [`crate::infer::decide`]'s.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 use super::api_error::ApiError;
 use super::batcher::Scored;
 use super::AppState;
+use crate::infer::ThresholdChoice;
 use crate::report::heatmap::gray_map_png;
 
 /// Most images in one request.
@@ -219,18 +220,19 @@ fn answer_json(
 ) -> Result<Value, ApiError> {
     let predictor = &scored.model.predictor;
     let side = predictor.input_size() as u32;
+    let thresholds = threshold.map_or(ThresholdChoice::Stored, ThresholdChoice::Override);
     let mut predictions = Vec::with_capacity(names.len());
     for (p, name) in scored.predictions.iter().zip(names) {
-        let threshold = threshold.or_else(|| predictor.threshold(p.class));
-        let anomalous = threshold.map(|t| p.score >= t);
+        let threshold = thresholds.for_class(&predictor.meta, p.class);
+        let decision = crate::infer::decide(p.score, threshold);
         let mut item = json!({
             "name": name,
             "class": predictor.meta.classes.get(p.class).cloned().unwrap_or_default(),
             "class_similarity": p.class_similarity,
             "score": p.score,
             "threshold": threshold,
-            "is_anomalous": anomalous,
-            "decision": match anomalous { Some(true) => "defect", Some(false) => "ok", None => "no threshold" },
+            "is_anomalous": decision.is_anomalous(),
+            "decision": decision.as_str(),
             "ms": (ms * 1000.0).round() / 1000.0,
         });
         if map {

@@ -10,14 +10,15 @@
 use std::io::Write;
 
 use candle_core::Device;
-use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+use rand::{seq::SliceRandom, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
 use crate::features::cache::FeatureCache;
 use crate::model::{
     optim::{AdamFamily, WeightDecay},
-    step::{train_step, Ablation, StepStats},
+    step::{train_step, StepStats},
     synthesis::gaussian_noise,
-    Adaptor, CenterBank, Discriminator,
+    Ablation, Adaptor, CenterBank, Discriminator,
 };
 use crate::{Error, Result};
 
@@ -114,7 +115,7 @@ pub fn derive_seed(parts: &[u64]) -> u64 {
 /// The image order of `epoch`.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(derive_seed(&[
+    order.shuffle(&mut ChaCha12Rng::seed_from_u64(derive_seed(&[
         seed,
         1,
         epoch as u64,
@@ -166,7 +167,7 @@ pub fn fit(
             let g = cache.batch(chunk, device)?;
             let classes: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
             let mut rng =
-                StdRng::seed_from_u64(derive_seed(&[cfg.seed, 2, epoch as u64, step as u64]));
+                ChaCha12Rng::seed_from_u64(derive_seed(&[cfg.seed, 2, epoch as u64, step as u64]));
             let noise = gaussian_noise(
                 &mut rng,
                 chunk.len() * cache.rows(),

@@ -1,6 +1,7 @@
-//! Training: the loop over cached descriptors ([`fit`]) and the end-to-end pipeline from a
-//! dataset folder to a self-describing model checkpoint.
+//! Training: the loop over cached descriptors ([`fit()`]) and the end-to-end pipeline from a
+//! dataset folder to a self-describing model file ([`pipeline`], configured by [`config`]).
 
+pub mod config;
 pub mod fit;
 pub mod pipeline;
 pub mod selection;

@@ -1,112 +1,34 @@
-//! End-to-end training: dataset folder -> model file.
-//!
-//! Steps: discover the classes; hold out a share of each class's train/good images for
-//! threshold calibration; build the backbone (weights or seeded random init, BatchNorm as the
-//! reference or clean, optional recalibration for random backbones); compute every training
-//! image's descriptors once into a [`FeatureCache`]; initialise the head from the seed;
-//! compute the center bank with the untrained adaptor; train ([`fit`]), writing a partial
-//! checkpoint after every epoch (for `--resume`); calibrate thresholds on the held-out images;
-//! write the self-contained model file (head, centers, folded backbone, metadata) atomically.
+//! End-to-end training: dataset folder -> model file, in five steps, one function each:
+//! 1. [`split`]: discover the classes; hold out a share of each class's train/good images for
+//!    threshold calibration (seeded);
+//! 2. [`training_extractor`]: the backbone + descriptor ([`ExtractorSpec`]; weights or seeded
+//!    random init, BatchNorm as the reference or clean, optional recalibration for random
+//!    backbones); every training image's descriptors go once into a [`FeatureCache`];
+//! 3. [`init_head`] (head from the seed, center bank with the untrained adaptor) or
+//!    [`resume_head`] (both from `<out>.partial`);
+//! 4. [`fit_with_checkpoints`]: the training loop ([`fit`]) writing a partial checkpoint after
+//!    every epoch, with the opt-in test-set probe;
+//! 5. [`finalise`]: calibrate thresholds on the held-out images and write the self-contained
+//!    model file (head, centers, folded backbone, metadata) atomically.
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
-use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 
-use super::fit::{derive_seed, fit, EpochStats, FitConfig, FitObserver, HeadState};
-use crate::backbone::{Arch, BackboneBuilder, BnStats, Layer, WeightSource};
-use crate::data::{discover, loader, Preprocess};
-use crate::features::cache::{CachePrecision, FeatureCache};
-use crate::features::{DescriptorConfig, FeatureExtractor};
-use crate::infer::model_file::{now_unix, ModelMeta, Thresholds, TrainingStats, FORMAT_VERSION};
-use crate::infer::predictor::{ClassChoice, Predictor};
-use crate::model::{checkpoint, Adaptor, CenterAccumulator, CenterBank, Discriminator};
-use crate::{Error, Result};
-
+pub use super::config::{NoiseScale, Setting, TrainConfig};
+use super::fit::{derive_seed, fit, EpochStats, FitObserver, HeadState};
 use super::selection::{BestHead, TestProbe};
-
-/// Multi-class (one model for all classes) or single-class (one class per model).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Setting {
-    Multi,
-    Single,
-}
-
-/// The synthesis noise: a fixed sigma or one set from the measured center distances.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum NoiseScale {
-    /// A fixed standard deviation (the paper's 0.015 with ImageNet weights).
-    Fixed(f64),
-    /// sigma such that the expected noise norm is this fraction of the median patch-to-center distance.
-    Auto(f64),
-}
-
-/// Everything `cras train` needs.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct TrainConfig {
-    pub data: PathBuf,
-    pub classes: Option<Vec<String>>,
-    pub setting: Setting,
-    pub backbone: Arch,
-    pub weights: Option<PathBuf>,
-    pub bn_stats: BnStats,
-    /// Re-estimate BatchNorm statistics on this many training images (random backbones; 0 = off).
-    pub recalibrate_bn: usize,
-    pub preprocess: Preprocess,
-    pub descriptor: DescriptorConfig,
-    pub fit: FitConfig,
-    pub noise: NoiseScale,
-    /// Share of each class's train/good images held out for threshold calibration.
-    pub holdout: f64,
-    /// Quantile of held-out normal scores used as the threshold.
-    pub threshold_quantile: f64,
-    pub cache_budget_mb: u64,
-    pub cache_precision: CachePrecision,
-    pub device: String,
-    pub progress: bool,
-    /// Evaluate on the TEST split every N epochs (0 = never; the reference protocol).
-    #[serde(default)]
-    pub eval_every: usize,
-    /// Keep the epoch with the best test I-AUROC + P-AUROC (optimistic; marks the model).
-    #[serde(default)]
-    pub select_on_test: bool,
-    /// Stop after this epoch of the schedule, keeping `<out>.partial` (continue with resume).
-    #[serde(default)]
-    pub stop_after: Option<usize>,
-}
-
-impl TrainConfig {
-    /// The paper's multi-class configuration (WRN50-2, 329/288, 1536 dims, 100 epochs, batch
-    /// 32, noise 0.015, k 0.3) for the dataset at `data`; a seeded random backbone until
-    /// `weights` is set.
-    pub fn paper(data: impl Into<PathBuf>) -> Self {
-        Self {
-            data: data.into(),
-            classes: None,
-            setting: Setting::Multi,
-            backbone: Arch::WideResnet50_2,
-            weights: None,
-            bn_stats: BnStats::Reference,
-            recalibrate_bn: 0,
-            preprocess: Preprocess::reference(),
-            descriptor: DescriptorConfig::default(),
-            fit: FitConfig::default(),
-            noise: NoiseScale::Fixed(0.015),
-            holdout: 0.1,
-            threshold_quantile: 0.99,
-            cache_budget_mb: 8192,
-            cache_precision: CachePrecision::F32,
-            device: "auto".into(),
-            progress: true,
-            eval_every: 0,
-            select_on_test: false,
-            stop_after: None,
-        }
-    }
-}
+use crate::backbone::WeightSource;
+use crate::data::{discover, loader, Dataset};
+use crate::features::cache::FeatureCache;
+use crate::features::{ExtractorSpec, FeatureExtractor};
+use crate::infer::predictor::{ClassChoice, Predictor};
+use crate::model::file::{self, HeadRef, ModelMeta, Thresholds, TrainingStats};
+use crate::model::{Adaptor, CenterAccumulator, CenterBank, Discriminator};
+use crate::{Error, Result};
 
 /// What a finished run reports.
 #[derive(Debug)]
@@ -123,6 +45,50 @@ pub fn partial_path(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The dataset of a run, split.
+pub struct Split {
+    pub dataset: Dataset,
+    pub classes: Vec<String>,
+    /// Training images, grouped by class, and each one's class index.
+    pub train: Vec<PathBuf>,
+    pub labels: Vec<usize>,
+    /// Held-out normal images per class (threshold calibration).
+    pub holdout: Vec<Vec<PathBuf>>,
+}
+
+/// Step 1: discovers the dataset and holds out `cfg.holdout` of each class's training images.
+pub fn split(cfg: &TrainConfig) -> Result<Split> {
+    let dataset = discover(&cfg.data, cfg.classes.as_deref())?;
+    let classes = dataset.class_names();
+    if cfg.setting == Setting::Single && classes.len() != 1 {
+        return Err(Error::config(
+            "setting",
+            "single",
+            format!("single-class training takes exactly one class (--classes NAME); the dataset has {}", classes.len()),
+        ));
+    }
+    let (mut train, mut labels, mut holdout) = (Vec::new(), Vec::new(), Vec::new());
+    for (k, c) in dataset.classes.iter().enumerate() {
+        let (t, h) = split_holdout(&c.train, cfg.holdout, cfg.fit.seed, k);
+        labels.extend(std::iter::repeat_n(k, t.len()));
+        train.extend(t);
+        holdout.push(h);
+    }
+    tracing::info!(
+        classes = classes.len(),
+        train = train.len(),
+        holdout = holdout.iter().map(Vec::len).sum::<usize>(),
+        "dataset"
+    );
+    Ok(Split {
+        dataset,
+        classes,
+        train,
+        labels,
+        holdout,
+    })
+}
+
 /// Splits sorted paths into (train, holdout) deterministically.
 fn split_holdout(
     paths: &[PathBuf],
@@ -131,7 +97,7 @@ fn split_holdout(
     class: usize,
 ) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut idx: Vec<usize> = (0..paths.len()).collect();
-    idx.shuffle(&mut StdRng::seed_from_u64(derive_seed(&[
+    idx.shuffle(&mut ChaCha12Rng::seed_from_u64(derive_seed(&[
         seed,
         3,
         class as u64,
@@ -151,44 +117,43 @@ fn split_holdout(
     )
 }
 
-/// Builds the backbone + descriptor for `cfg`, recalibrating on `calib` images if asked.
-fn build_extractor(
+/// Step 2: the extractor of `cfg`, BatchNorm re-estimated on a sample of `calib` if asked.
+pub fn training_extractor(
     cfg: &TrainConfig,
     calib: &[PathBuf],
     device: &Device,
 ) -> Result<FeatureExtractor> {
-    let source = match &cfg.weights {
+    let weights = match &cfg.weights {
         Some(p) => WeightSource::File(p.clone()),
-        None => WeightSource::Random { seed: cfg.fit.seed },
+        None => {
+            tracing::warn!(
+                "no --weights given: using a seeded RANDOM {} backbone. Features are weak; real inspection needs \
+                 the ImageNet weights (`cras weights fetch {}`, then --weights FILE)",
+                cfg.backbone,
+                cfg.backbone
+            );
+            WeightSource::Random { seed: cfg.fit.seed }
+        }
     };
-    if cfg.weights.is_none() {
-        tracing::warn!(
-            "no --weights given: using a seeded RANDOM {} backbone. Features are weak; real inspection needs \
-             the ImageNet weights (`cras weights fetch {}`, then --weights FILE)",
-            cfg.backbone,
-            cfg.backbone
-        );
-    }
-    let mut builder = BackboneBuilder::new(cfg.backbone, &source)?;
-    let size = cfg.preprocess.crop as usize;
+    let mut batches = Vec::new();
     if cfg.recalibrate_bn > 0 && !calib.is_empty() {
         let paths = spread_sample(calib, cfg.recalibrate_bn);
         tracing::info!(
             images = paths.len(),
             "recalibrating BatchNorm statistics (offline-demo aid for random backbones)"
         );
-        let mut batches = Vec::new();
         for b in loader::batches(paths, cfg.preprocess.clone(), 16, false) {
             batches.push(b?.to_tensor(&Device::Cpu)?);
         }
-        builder.recalibrate_bn(&batches)?;
     }
-    if cfg.bn_stats == BnStats::Reference {
-        builder.perturb_bn_reference(size)?;
+    ExtractorSpec {
+        arch: cfg.backbone,
+        weights,
+        bn_stats: cfg.bn_stats,
+        input_size: cfg.preprocess.crop as usize,
+        descriptor: cfg.descriptor.clone(),
     }
-    let last = *cfg.descriptor.layers.iter().max().unwrap_or(&Layer::L3);
-    let backbone = builder.build(last, device)?;
-    FeatureExtractor::new(backbone, cfg.descriptor.clone())
+    .build(&batches, device)
 }
 
 /// `n` items spread evenly over `items` (all of them when there are at most `n`). Training
@@ -206,12 +171,16 @@ fn fill_cache(
     cfg: &TrainConfig,
     extractor: &FeatureExtractor,
     paths: &[PathBuf],
-    rows: usize,
     device: &Device,
 ) -> Result<FeatureCache> {
+    let grid = extractor.grid_side(cfg.preprocess.crop as usize);
+    tracing::info!(
+        images = paths.len(),
+        "computing training descriptors once (feature cache)"
+    );
     let mut cache = FeatureCache::new(
         paths.len(),
-        rows,
+        grid * grid,
         cfg.descriptor.dims,
         cfg.cache_precision,
         cfg.cache_budget_mb * 1024 * 1024,
@@ -221,8 +190,76 @@ fn fill_cache(
     Ok(cache)
 }
 
-/// Median distance of adapted training patches to their aligned centers (a sample).
+/// Step 3a: a fresh head from the seed and the center bank computed with its untrained adaptor.
+pub fn init_head(
+    cfg: &TrainConfig,
+    cache: &FeatureCache,
+    labels: &[usize],
+    classes: &[String],
+    device: &Device,
+) -> Result<(HeadState, CenterBank)> {
+    let mut rng = ChaCha12Rng::seed_from_u64(derive_seed(&[cfg.fit.seed, 0]));
+    let dims = cfg.descriptor.dims;
+    let adaptor = Adaptor::new(&mut rng, dims, device)?;
+    let disc = Discriminator::new(&mut rng, dims, device)?;
+    let mut acc = CenterAccumulator::new(classes.len());
+    for k in 0..classes.len() {
+        let idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == k).collect();
+        for chunk in idx.chunks(16) {
+            let g = cache.batch(chunk, device)?;
+            let (b, p, d) = g.dims3()?;
+            let f = adaptor
+                .forward(&g.reshape((b * p, d))?)?
+                .reshape((b, p, d))?;
+            acc.add(k, &f)?;
+        }
+    }
+    let bank = acc.finish(classes)?;
+    Ok((HeadState::new(adaptor, disc, &cfg.fit)?, bank))
+}
+
+/// Step 3b: the head, optimiser state, center bank and training figures of the partial
+/// checkpoint `partial`, checked against this run's classes and configuration.
+pub fn resume_head(
+    cfg: &TrainConfig,
+    partial: &Path,
+    classes: &[String],
+    device: &Device,
+) -> Result<(HeadState, CenterBank, TrainingStats)> {
+    let cannot = |msg: String| Error::checkpoint(partial, format!("cannot resume: {msg}"));
+    let f = file::load(partial, device).map_err(|e| cannot(e.to_string()))?;
+    if !f.meta.partial {
+        return Err(cannot("not a partial checkpoint".into()));
+    }
+    if f.meta.classes != classes {
+        return Err(cannot(format!(
+            "trained on classes {:?}, the dataset now gives {:?}",
+            f.meta.classes, classes
+        )));
+    }
+    if f.meta.backbone.arch != cfg.backbone || f.meta.descriptor != cfg.descriptor {
+        return Err(cannot(
+            "made with another backbone or descriptor configuration".into(),
+        ));
+    }
+    let mut st = HeadState::new(f.adaptor, f.discriminator, &cfg.fit)?;
+    let [m_adaptor, m_disc] = f
+        .optimisers
+        .ok_or_else(|| cannot("no optimiser state".into()))?;
+    let (s_adaptor, s_disc) = f.meta.training.optimiser_steps;
+    m_adaptor
+        .restore_into(&mut st.opt_adaptor, s_adaptor)
+        .and_then(|()| m_disc.restore_into(&mut st.opt_discriminator, s_disc))
+        .map_err(|e| cannot(e.to_string()))?;
+    st.epochs_done = f.meta.training.epochs_done;
+    tracing::info!(epochs_done = st.epochs_done, "resuming");
+    Ok((st, f.bank, f.meta.training))
+}
+
+/// Median distance of adapted training patches to their aligned centers (a sample of 16
+/// images), with the same alignment training uses.
 fn median_center_distance(
+    cfg: &TrainConfig,
     adaptor: &Adaptor,
     bank: &CenterBank,
     cache: &FeatureCache,
@@ -235,7 +272,13 @@ fn median_center_distance(
         let g = cache.batch(&[i], device)?;
         let (_, p, dims) = g.dims3()?;
         let f = adaptor.forward(&g.reshape((p, dims))?)?;
-        let r = bank.local_align(&f, labels[i])?;
+        let r = bank
+            .align(
+                &f.unsqueeze(0)?,
+                &labels[i..=i],
+                cfg.fit.ablation.center_search,
+            )?
+            .squeeze(0)?;
         let dist: Vec<f32> = (f - r)?.sqr()?.sum(1)?.sqrt()?.to_vec1()?;
         d.extend(dist);
     }
@@ -243,194 +286,37 @@ fn median_center_distance(
     Ok(d.get(d.len() / 2).copied().unwrap_or(0.0) as f64)
 }
 
-fn meta_for(
-    cfg: &TrainConfig,
-    classes: &[String],
-    extractor: &FeatureExtractor,
-    grid: usize,
-    training: TrainingStats,
-    partial: bool,
-) -> Result<ModelMeta> {
-    Ok(ModelMeta {
-        format_version: FORMAT_VERSION,
-        tool: format!("cras {}", env!("CARGO_PKG_VERSION")),
-        created_unix: now_unix(),
-        classes: classes.to_vec(),
-        backbone: extractor.backbone.info().clone(),
-        last_layer: extractor.backbone.last_layer(),
-        preprocess: cfg.preprocess.clone(),
-        descriptor: cfg.descriptor.clone(),
-        grid,
-        config: serde_json::to_value(cfg).map_err(|e| Error::Other(e.to_string()))?,
-        thresholds: None,
-        training,
-        test_selected: false,
-        partial,
-    })
+/// What the loop hands to [`finalise`].
+pub struct FitOutcome {
+    pub history: Vec<EpochStats>,
+    /// The head of the best test-set epoch, when the run selects on the test set.
+    pub best: BestHead,
+    /// `test_eval` lines for the training log.
+    pub test_log: Vec<serde_json::Value>,
 }
 
-/// Writes the complete model file (no optimiser state, with the folded backbone).
-pub fn write_model(path: &Path, meta: &ModelMeta, predictor: &Predictor) -> Result<()> {
-    let mut tensors = vec![("centers".to_string(), predictor.bank.centers.clone())];
-    tensors.extend(predictor.adaptor.named());
-    tensors.extend(predictor.discriminator.named());
-    for (name, t) in predictor.extractor.backbone.folded_tensors() {
-        tensors.push((format!("backbone.{name}"), t));
-    }
-    let json = serde_json::to_value(meta).map_err(|e| Error::Other(e.to_string()))?;
-    checkpoint::write(path, &json, &tensors)
-}
-
-/// Runs the whole training. With `resume`, continues from `<out>.partial`.
-pub fn train(
+/// Step 4: trains `state` up to `fit_cfg.epochs`, writing `partial` (metadata `base_meta`)
+/// after every epoch and probing the test split every `cfg.eval_every` epochs if asked.
+#[allow(clippy::too_many_arguments)]
+pub fn fit_with_checkpoints(
     cfg: &TrainConfig,
-    out: &Path,
-    resume: bool,
+    fit_cfg: &super::FitConfig,
+    state: &mut HeadState,
+    bank: &CenterBank,
+    cache: &FeatureCache,
+    labels: &[usize],
+    probe: Option<&TestProbe>,
+    base_meta: &ModelMeta,
+    partial: &Path,
     log: Option<&mut dyn std::io::Write>,
-) -> Result<TrainSummary> {
-    let started = std::time::Instant::now();
-    cfg.preprocess.validate()?;
-    let device = crate::device::select(&cfg.device)?;
-    let ds = discover(&cfg.data, cfg.classes.as_deref())?;
-    let classes = ds.class_names();
-    if cfg.setting == Setting::Single && classes.len() != 1 {
-        return Err(Error::config(
-            "setting",
-            "single",
-            format!("single-class training takes exactly one class (--classes NAME); the dataset has {}", classes.len()),
-        ));
-    }
-    let (mut train_paths, mut labels, mut holdout) = (Vec::new(), Vec::new(), Vec::new());
-    for (k, c) in ds.classes.iter().enumerate() {
-        let (t, h) = split_holdout(&c.train, cfg.holdout, cfg.fit.seed, k);
-        labels.extend(std::iter::repeat_n(k, t.len()));
-        train_paths.extend(t);
-        holdout.push(h);
-    }
-    tracing::info!(
-        classes = classes.len(),
-        train = train_paths.len(),
-        holdout = holdout.iter().map(Vec::len).sum::<usize>(),
-        "dataset"
-    );
-    let extractor = build_extractor(cfg, &train_paths, &device)?;
-    let size = cfg.preprocess.crop as usize;
-    let grid = extractor.grid_side(size);
-    let rows = grid * grid;
-    tracing::info!(
-        images = train_paths.len(),
-        "computing training descriptors once (feature cache)"
-    );
-    let cache = fill_cache(cfg, &extractor, &train_paths, rows, &device)?;
-
-    // Head and centers, from the seed (or the partial checkpoint).
-    let partial = partial_path(out);
-    let mut rng = StdRng::seed_from_u64(derive_seed(&[cfg.fit.seed, 0]));
-    let dims = cfg.descriptor.dims;
-    let (mut state, bank, mut stats) = if resume {
-        let file = checkpoint::read(&partial)
-            .map_err(|e| Error::checkpoint(&partial, format!("cannot resume: {e}")))?;
-        let meta = ModelMeta::from_json(&partial, &file.meta)?;
-        if meta.classes != classes {
-            return Err(Error::checkpoint(
-                &partial,
-                format!(
-                    "trained on classes {:?}, the dataset now gives {:?}",
-                    meta.classes, classes
-                ),
-            ));
-        }
-        if meta.backbone.arch != cfg.backbone || meta.descriptor != cfg.descriptor {
-            return Err(Error::checkpoint(
-                &partial,
-                "made with another backbone or descriptor configuration",
-            ));
-        }
-        let t = checkpoint::to_device(&file.tensors, &device)?;
-        let mut st = HeadState::new(
-            Adaptor::from_named(&t)?,
-            Discriminator::from_named(&t)?,
-            &cfg.fit,
-        )?;
-        checkpoint::restore_optimisers(&mut st, &t, meta.training.optimiser_steps, &device)?;
-        st.epochs_done = meta.training.epochs_done;
-        let centers = t
-            .get("centers")
-            .ok_or_else(|| Error::checkpoint(&partial, "no center bank"))?;
-        tracing::info!(epochs_done = st.epochs_done, "resuming");
-        (st, CenterBank::new(centers.clone())?, meta.training)
-    } else {
-        let adaptor = Adaptor::new(&mut rng, dims, &device)?;
-        let disc = Discriminator::new(&mut rng, dims, &device)?;
-        let mut acc = CenterAccumulator::new(classes.len());
-        for k in 0..classes.len() {
-            let idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == k).collect();
-            for chunk in idx.chunks(16) {
-                let g = cache.batch(chunk, &device)?;
-                let (b, p, d) = g.dims3()?;
-                let f = adaptor
-                    .forward(&g.reshape((b * p, d))?)?
-                    .reshape((b, p, d))?;
-                acc.add(k, &f)?;
-            }
-        }
-        let bank = acc.finish(&classes)?;
-        (
-            HeadState::new(adaptor, disc, &cfg.fit)?,
-            bank,
-            TrainingStats::default(),
-        )
-    };
-    let median = median_center_distance(&state.adaptor, &bank, &cache, &labels, &device)?;
-    let mut fit_cfg = cfg.fit.clone();
-    let stop_early = cfg.stop_after.filter(|&n| n < cfg.fit.epochs);
-    if let Some(n) = stop_early {
-        fit_cfg.epochs = n;
-    }
-    fit_cfg.noise = match cfg.noise {
-        NoiseScale::Fixed(s) => s,
-        NoiseScale::Auto(frac) => {
-            let s = frac * median / (dims as f64).sqrt();
-            tracing::info!(
-                median_distance = format!("{median:.3}"),
-                sigma = format!("{s:.4}"),
-                "noise auto: sigma set from the median patch-to-center distance"
-            );
-            s
-        }
-    };
-    stats.noise = fit_cfg.noise;
-    stats.median_center_distance = Some(median);
-    stats.images = train_paths.len();
-
-    let base_meta = meta_for(cfg, &classes, &extractor, grid, stats.clone(), true)?;
-    if cfg.select_on_test && cfg.eval_every == 0 {
-        return Err(Error::config(
-            "select-on-test",
-            true,
-            "needs --eval-every N",
-        ));
-    }
-    let probe = if cfg.eval_every > 0 {
-        tracing::warn!(
-            "--eval-every: the TEST split is evaluated during training (the reference protocol)"
-        );
-        Some(TestProbe::build(
-            &ds,
-            &cfg.preprocess,
-            &extractor,
-            dims,
-            &device,
-        )?)
-    } else {
-        None
-    };
+    device: &Device,
+) -> Result<FitOutcome> {
     let mut best = BestHead::default();
     let mut test_log: Vec<serde_json::Value> = Vec::new();
     let mut on_epoch = |s: &HeadState, e: &EpochStats| -> Result<()> {
-        if let Some(probe) = &probe {
+        if let Some(probe) = probe {
             if s.epochs_done.is_multiple_of(cfg.eval_every) {
-                let (i, p) = probe.evaluate(s, &bank, cfg.fit.ablation, &device)?;
+                let (i, p) = probe.evaluate(s, bank, cfg.fit.ablation, device)?;
                 tracing::info!(
                     epoch = s.epochs_done,
                     image_auroc = format!("{i:.4}"),
@@ -447,75 +333,203 @@ pub fn train(
         meta.training.epochs_done = s.epochs_done;
         meta.training.final_loss = Some(e.loss);
         meta.training.optimiser_steps = (s.opt_adaptor.step, s.opt_discriminator.step);
-        let mut tensors = vec![("centers".to_string(), bank.centers.clone())];
-        tensors.extend(checkpoint::head_tensors(s, true));
-        let json = serde_json::to_value(&meta).map_err(|e| Error::Other(e.to_string()))?;
-        checkpoint::write(&partial, &json, &tensors)
+        let head = HeadRef {
+            bank,
+            adaptor: &s.adaptor,
+            discriminator: &s.discriminator,
+        };
+        file::save_partial(partial, &meta, head, [&s.opt_adaptor, &s.opt_discriminator])
     };
     let mut obs = FitObserver {
         log,
         progress: cfg.progress,
         on_epoch: &mut on_epoch,
     };
-    let history = fit(
-        &mut state, &cache, &labels, &bank, &fit_cfg, &device, &mut obs,
-    )?;
-    drop(cache);
-    if let Some(n) = stop_early {
-        tracing::info!(epochs = n, partial = %partial.display(), "stopped as asked; continue with --resume");
-        let mut meta = base_meta.clone();
-        meta.training.epochs_done = state.epochs_done;
-        return Ok(TrainSummary {
-            model: partial,
-            meta,
-            history,
-        });
-    }
+    let history = fit(state, cache, labels, bank, fit_cfg, device, &mut obs)?;
     if let Some(log) = obs.log.as_deref_mut() {
         for line in &test_log {
             writeln!(log, "{line}").map_err(|e| Error::Other(format!("training log: {e}")))?;
         }
     }
-    let mut selected = None;
-    if let Some(epoch) = best.epoch {
-        let t = checkpoint::to_device(&best.tensors, &device)?;
+    Ok(FitOutcome {
+        history,
+        best,
+        test_log,
+    })
+}
+
+/// Step 5: takes the test-selected head if any, calibrates thresholds on `holdout`, writes
+/// the model file `out` and removes `partial`.
+#[allow(clippy::too_many_arguments)]
+pub fn finalise(
+    cfg: &TrainConfig,
+    mut meta: ModelMeta,
+    mut state: HeadState,
+    bank: CenterBank,
+    extractor: FeatureExtractor,
+    outcome: &FitOutcome,
+    holdout: &[Vec<PathBuf>],
+    out: &Path,
+    partial: &Path,
+    device: &Device,
+) -> Result<ModelMeta> {
+    if let Some(epoch) = outcome.best.epoch {
+        let t = outcome
+            .best
+            .tensors
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.to_device(device)?)))
+            .collect::<Result<std::collections::HashMap<String, Tensor>>>()?;
         state.adaptor = Adaptor::from_named(&t)?;
         state.discriminator = Discriminator::from_named(&t)?;
         tracing::warn!(
             epoch = epoch + 1,
             "model chosen on the TEST set (test-selected: optimistic figures)"
         );
-        selected = Some(epoch);
     }
-
-    if let Some(last) = history.last() {
+    let stats = &mut meta.training;
+    if let Some(last) = outcome.history.last() {
         stats.final_loss = Some(last.loss);
         stats.final_p_true = Some(last.p_true);
         stats.final_p_fake = Some(last.p_fake);
     }
     stats.epochs_done = state.epochs_done;
     stats.optimiser_steps = (state.opt_adaptor.step, state.opt_discriminator.step);
-    stats.seconds = started.elapsed().as_secs_f64();
-    stats.selected_epoch = selected;
-    let mut meta = meta_for(cfg, &classes, &extractor, grid, stats, false)?;
-    meta.test_selected = selected.is_some();
+    stats.selected_epoch = outcome.best.epoch;
+    meta.test_selected = outcome.best.epoch.is_some();
+    meta.created_unix = file::now_unix();
+    meta.partial = false;
     let mut predictor = Predictor::from_parts(
         meta,
         extractor,
         state.adaptor,
         state.discriminator,
         bank,
-        &device,
+        device,
     );
-    predictor.meta.thresholds = calibrate(&predictor, &holdout, cfg.threshold_quantile)?;
-    write_model(out, &predictor.meta, &predictor)?;
+    predictor.meta.thresholds = calibrate(&predictor, holdout, cfg.threshold_quantile)?;
+    predictor.save(out)?;
     if partial.exists() {
-        let _ = std::fs::remove_file(&partial);
+        let _ = std::fs::remove_file(partial);
     }
+    Ok(predictor.meta)
+}
+
+/// Runs the whole training. With `resume`, continues from `<out>.partial`.
+pub fn train(
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    log: Option<&mut dyn std::io::Write>,
+) -> Result<TrainSummary> {
+    let started = std::time::Instant::now();
+    cfg.preprocess.validate()?;
+    if cfg.select_on_test && cfg.eval_every == 0 {
+        return Err(Error::config(
+            "select-on-test",
+            true,
+            "needs --eval-every N",
+        ));
+    }
+    let device = crate::device::select(&cfg.device)?;
+    let split = split(cfg)?;
+    let extractor = training_extractor(cfg, &split.train, &device)?;
+    let cache = fill_cache(cfg, &extractor, &split.train, &device)?;
+    let partial = partial_path(out);
+    let (state, bank, mut stats) = if resume {
+        resume_head(cfg, &partial, &split.classes, &device)?
+    } else {
+        let (state, bank) = init_head(cfg, &cache, &split.labels, &split.classes, &device)?;
+        (state, bank, TrainingStats::default())
+    };
+    let mut state = state;
+    let median =
+        median_center_distance(cfg, &state.adaptor, &bank, &cache, &split.labels, &device)?;
+    let mut fit_cfg = cfg.fit.clone();
+    let stop_early = cfg.stop_after.filter(|&n| n < cfg.fit.epochs);
+    if let Some(n) = stop_early {
+        fit_cfg.epochs = n;
+    }
+    fit_cfg.noise = match cfg.noise {
+        NoiseScale::Fixed(s) => s,
+        NoiseScale::Auto(frac) => {
+            let s = frac * median / (cfg.descriptor.dims as f64).sqrt();
+            tracing::info!(
+                median_distance = format!("{median:.3}"),
+                sigma = format!("{s:.4}"),
+                "noise auto: sigma set from the median patch-to-center distance"
+            );
+            s
+        }
+    };
+    stats.noise = fit_cfg.noise;
+    stats.median_center_distance = Some(median);
+    stats.images = split.train.len();
+    let config = serde_json::to_value(cfg).map_err(|e| Error::Other(e.to_string()))?;
+    let mut meta = ModelMeta::describe(
+        &split.classes,
+        &extractor,
+        &cfg.preprocess,
+        cfg.fit.ablation,
+        config,
+    );
+    meta.training = stats;
+    meta.partial = true;
+
+    let probe = if cfg.eval_every > 0 {
+        tracing::warn!(
+            "--eval-every: the TEST split is evaluated during training (the reference protocol)"
+        );
+        Some(TestProbe::build(
+            &split.dataset,
+            &cfg.preprocess,
+            &extractor,
+            cfg.descriptor.dims,
+            &device,
+        )?)
+    } else {
+        None
+    };
+    let outcome = fit_with_checkpoints(
+        cfg,
+        &fit_cfg,
+        &mut state,
+        &bank,
+        &cache,
+        &split.labels,
+        probe.as_ref(),
+        &meta,
+        &partial,
+        log,
+        &device,
+    )?;
+    drop(cache);
+    if let Some(n) = stop_early {
+        tracing::info!(epochs = n, partial = %partial.display(), "stopped as asked; continue with --resume");
+        meta.training.epochs_done = state.epochs_done;
+        return Ok(TrainSummary {
+            model: partial,
+            meta,
+            history: outcome.history,
+        });
+    }
+    meta.training.seconds = started.elapsed().as_secs_f64();
+    let meta = finalise(
+        cfg,
+        meta,
+        state,
+        bank,
+        extractor,
+        &outcome,
+        &split.holdout,
+        out,
+        &partial,
+        &device,
+    )?;
     Ok(TrainSummary {
         model: out.to_path_buf(),
-        meta: predictor.meta,
-        history,
+        meta,
+        history: outcome.history,
     })
 }
 
@@ -531,7 +545,7 @@ pub fn calibrate(
         for batch in loader::batches(paths.clone(), predictor.meta.preprocess.clone(), 16, false) {
             let batch = batch?;
             let t = batch.to_tensor(&predictor.device)?;
-            let preds = predictor.predict_tensor(&t, &ClassChoice::Stated(vec![k; batch.len()]))?;
+            let preds = predictor.predict_batch(&t, &ClassChoice::Stated(vec![k; batch.len()]))?;
             scores.extend(preds.iter().map(|p| p.score));
         }
         per_class_scores.push(scores);

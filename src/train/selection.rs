@@ -12,9 +12,10 @@ use super::fit::HeadState;
 use crate::data::{decode, Dataset, Preprocess};
 use crate::features::cache::{CachePrecision, FeatureCache};
 use crate::features::FeatureExtractor;
-use crate::infer::predictor::{score_with_head, ClassChoice};
+use crate::infer::anomaly_map::map_of;
+use crate::infer::scoring::{score_descriptors, ClassChoice};
 use crate::metrics::{EvalAccumulator, MetricSet};
-use crate::model::{checkpoint, step::Ablation, CenterBank};
+use crate::model::{file, Ablation, CenterBank, HeadRef};
 use crate::Result;
 
 /// The test split, ready to be scored by any head.
@@ -90,17 +91,14 @@ impl TestProbe {
         let idx: Vec<usize> = (0..self.cache.len()).collect();
         for chunk in idx.chunks(16) {
             let g = self.cache.batch(chunk, device)?;
-            let preds = score_with_head(
-                &state.adaptor,
-                &state.discriminator,
+            let head = HeadRef {
                 bank,
-                &g,
-                &ClassChoice::Match,
-                ablation,
-            )?;
+                adaptor: &state.adaptor,
+                discriminator: &state.discriminator,
+            };
+            let preds = score_descriptors(head, ablation, &g, &ClassChoice::Match)?;
             for (&i, p) in chunk.iter().zip(&preds) {
-                let map =
-                    crate::anomaly_map::anomaly_map(&p.patch_scores, self.grid, self.size, 4.0);
+                let map = map_of(&p.patch_scores, self.grid, self.size);
                 accs[self.classes[i]].push(
                     p.score,
                     self.labels[i],
@@ -130,7 +128,7 @@ impl BestHead {
     /// Keeps `state` if `score` beats the best so far.
     pub fn offer(&mut self, state: &HeadState, epoch: usize, score: f64) -> Result<()> {
         if self.epoch.is_none() || score > self.score {
-            self.tensors = checkpoint::head_tensors(state, false)
+            self.tensors = file::head_tensors(&state.adaptor, &state.discriminator, None)
                 .into_iter()
                 .map(|(k, t)| Ok((k, t.to_device(&Device::Cpu)?.copy()?)))
                 .collect::<Result<_>>()?;

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use candle_core::{DType, Device, Tensor};
 
 use super::{check_outputs, open_runtime, EngineKind, EngineOptions, GraphRuntime, Precision};
-use crate::infer::predictor::{batch_vote, check_stated, ClassChoice, Prediction};
+use crate::infer::scoring::{batch_vote, classes_for, ClassChoice, Prediction};
 use crate::{Error, Result};
 
 /// A runtime on one model's exported graph (built once, reused for every batch).
@@ -84,10 +84,10 @@ impl GraphEngine {
             .to_vec1()?;
         let classes: Vec<i64> = match choice {
             ClassChoice::Match => vec![-1; b],
-            ClassChoice::Stated(c) => {
-                check_stated(c, b, self.classes)?;
-                c.iter().map(|&k| k as i64).collect()
-            }
+            ClassChoice::Stated(_) => classes_for(choice, &vec![0; b], self.classes)?
+                .into_iter()
+                .map(|k| k as i64)
+                .collect(),
             ClassChoice::BatchVote => {
                 let first = self.run(&host, b, &vec![-1; b])?;
                 let matched: Vec<usize> = first.iter().map(|p| p.matched).collect();

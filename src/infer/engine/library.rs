@@ -172,10 +172,12 @@ fn site_packages() -> Vec<PathBuf> {
 /// The first folder holding the library `stem`: the unversioned name, else the newest
 /// versioned one (`libonnxruntime.so.1.32.0`, `libopenvino_c.so.2641`).
 fn search_dirs(dirs: &[PathBuf], stem: &str) -> Option<Located> {
-    dirs.iter().find_map(|d| in_dir(d, stem)).map(|path| Located {
-        path,
-        how: String::new(),
-    })
+    dirs.iter()
+        .find_map(|d| in_dir(d, stem))
+        .map(|path| Located {
+            path,
+            how: String::new(),
+        })
 }
 
 fn in_dir(dir: &Path, stem: &str) -> Option<PathBuf> {
@@ -197,9 +199,9 @@ fn in_dir(dir: &Path, stem: &str) -> Option<PathBuf> {
             let Some(rest) = name.strip_prefix(&format!("{prefix}{stem}")) else {
                 return false;
             };
-            let version_after = rest
-                .strip_prefix(suffix)
-                .is_some_and(|v| v.starts_with('.') && v[1..].starts_with(|c: char| c.is_ascii_digit()));
+            let version_after = rest.strip_prefix(suffix).is_some_and(|v| {
+                v.starts_with('.') && v[1..].starts_with(|c: char| c.is_ascii_digit())
+            });
             let version_before = rest.ends_with(suffix)
                 && rest.starts_with('.')
                 && rest[1..].starts_with(|c: char| c.is_ascii_digit());
@@ -229,7 +231,10 @@ mod tests {
                 "the newest versioned library, never the providers library"
             );
             std::fs::write(d.join("libonnxruntime.so"), b"x").unwrap();
-            assert_eq!(in_dir(d, "onnxruntime").unwrap(), d.join("libonnxruntime.so"));
+            assert_eq!(
+                in_dir(d, "onnxruntime").unwrap(),
+                d.join("libonnxruntime.so")
+            );
         }
     }
 }

@@ -77,10 +77,14 @@ impl OrtRuntime {
             .map_err(|e| ort_error("threads", e))?
             .commit_from_memory(onnx)
             .map_err(|e| ort_error("loading the exported graph", e))?;
-        let has_class_input = session.inputs().iter().any(|i| i.name() == names::CLASS_INDEX_IN);
+        let has_class_input = session
+            .inputs()
+            .iter()
+            .any(|i| i.name() == names::CLASS_INDEX_IN);
         if !has_class_input {
             return Err(Error::Other(
-                "onnxruntime: the graph has no class_index input (export it with --class-input)".into(),
+                "onnxruntime: the graph has no class_index input (export it with --class-input)"
+                    .into(),
             ));
         }
         Ok(Self {
@@ -110,8 +114,7 @@ impl GraphRuntime for OrtRuntime {
             let v = outputs
                 .get(name)
                 .ok_or_else(|| ort_error("graph outputs", format!("no output {name}")))?;
-            Ok(v
-                .try_extract_tensor::<f32>()
+            Ok(v.try_extract_tensor::<f32>()
                 .map_err(|e| ort_error(name, e))?
                 .1
                 .to_vec())
@@ -120,8 +123,7 @@ impl GraphRuntime for OrtRuntime {
             let v = outputs
                 .get(name)
                 .ok_or_else(|| ort_error("graph outputs", format!("no output {name}")))?;
-            Ok(v
-                .try_extract_tensor::<i64>()
+            Ok(v.try_extract_tensor::<i64>()
                 .map_err(|e| ort_error(name, e))?
                 .1
                 .to_vec())

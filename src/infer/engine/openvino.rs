@@ -100,7 +100,9 @@ impl OvRuntime {
 fn tensor_from<T: Copy>(element: ElementType, shape: &[i64], data: &[T]) -> Result<Tensor> {
     let shape = Shape::new(shape).map_err(|e| ov_error("shape", e))?;
     let mut t = Tensor::new(element, &shape).map_err(|e| ov_error("tensor", e))?;
-    let dst = t.get_data_mut::<T>().map_err(|e| ov_error("tensor data", e))?;
+    let dst = t
+        .get_data_mut::<T>()
+        .map_err(|e| ov_error("tensor data", e))?;
     if dst.len() != data.len() {
         return Err(ov_error(
             "tensor data",

@@ -2,6 +2,19 @@
 //! bilinear upsampling to `[out, out]` (PyTorch `F.interpolate(mode="bilinear",
 //! align_corners=False)`) -> Gaussian blur (`scipy.ndimage.gaussian_filter` defaults: mode
 //! 'reflect', truncate 4.0). All buffers are row-major f32; arithmetic is f64.
+//!
+//! [`map_of`] is the one function turning a prediction's patch scores into its map (every
+//! command and the test-set probe use it).
+
+/// Sigma of the Gaussian blur of CRAS anomaly maps.
+pub const SIGMA: f64 = 4.0;
+
+/// The anomaly map `[side, side]` of patch scores `[grid, grid]` (a
+/// [`Prediction`](super::Prediction)'s `patch_scores`): bilinear upsampling, Gaussian blur of
+/// [`SIGMA`].
+pub fn map_of(patch_scores: &[f32], grid: usize, side: usize) -> Vec<f32> {
+    anomaly_map(patch_scores, grid, side, SIGMA)
+}
 
 /// Source taps and weights of 1-D linear interpolation from `n_in` to `n_out` samples with
 /// half-pixel centres (align_corners=False): `src = (dst + 0.5) * n_in / n_out - 0.5`, clamped

@@ -1,0 +1,142 @@
+//! The ONE decision rule (OK / defect) and the run-time choice of thresholds, shared by
+//! `cras eval` (scores.csv, the report's figures at the threshold, the gallery), `cras predict`
+//! and `cras serve`.
+//!
+//! Rule ([`decide`]), for an image score and the threshold in force for its class:
+//! - no threshold (none stored, none given, or a non-finite one) -> [`Decision::NoThreshold`];
+//! - a non-finite score (NaN, +inf, -inf) -> [`Decision::Defect`]: an image the model cannot
+//!   score is never passed as good (fail safe); JSON outputs show such a score as `null`;
+//! - otherwise `score >= threshold` -> [`Decision::Defect`], below -> [`Decision::Ok`].
+//!
+//! Thresholds ([`ThresholdChoice`]): the model's stored ones (per class, else global), one
+//! override for every class, or per-class thresholds re-derived from the held-out normal
+//! scores for a false-alarm rate ([`false_alarm_thresholds`]).
+
+use crate::model::ModelMeta;
+use crate::{Error, Result};
+
+/// The verdict on one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Ok,
+    Defect,
+    /// No threshold is in force: only the score is reported.
+    NoThreshold,
+}
+
+impl Decision {
+    /// `Some(true)` for a defect, `Some(false)` for OK, None without a threshold.
+    pub fn is_anomalous(self) -> Option<bool> {
+        match self {
+            Decision::Ok => Some(false),
+            Decision::Defect => Some(true),
+            Decision::NoThreshold => None,
+        }
+    }
+
+    /// The word used in JSON and CSV outputs: "ok", "defect" or "no threshold".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Ok => "ok",
+            Decision::Defect => "defect",
+            Decision::NoThreshold => "no threshold",
+        }
+    }
+}
+
+/// The decision for `score` at `threshold` (see the module documentation for the rule).
+pub fn decide(score: f32, threshold: Option<f32>) -> Decision {
+    match threshold.filter(|t| t.is_finite()) {
+        None => Decision::NoThreshold,
+        Some(_) if !score.is_finite() => Decision::Defect,
+        Some(t) if score >= t => Decision::Defect,
+        Some(_) => Decision::Ok,
+    }
+}
+
+/// Where the threshold of each class comes from at run time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ThresholdChoice {
+    /// The model's calibrated thresholds (per class, else global); none if uncalibrated.
+    Stored,
+    /// One threshold for every class.
+    Override(f32),
+    /// One threshold per class, in the model's class order.
+    PerClass(Vec<f32>),
+}
+
+impl ThresholdChoice {
+    /// From the usual options: an override, else a false-alarm rate, else the stored ones.
+    /// A non-finite override or a rate outside [0, 1] is an error naming the value.
+    pub fn from_options(
+        meta: &ModelMeta,
+        threshold: Option<f32>,
+        false_alarm_rate: Option<f64>,
+    ) -> Result<Self> {
+        match (threshold, false_alarm_rate) {
+            (Some(t), _) if !t.is_finite() => {
+                Err(Error::config("threshold", t, "must be a finite number"))
+            }
+            (Some(t), _) => Ok(Self::Override(t)),
+            (None, Some(rate)) => Ok(Self::PerClass(false_alarm_thresholds(meta, rate)?)),
+            (None, None) => Ok(Self::Stored),
+        }
+    }
+
+    /// The threshold in force for class `k`, if any.
+    pub fn for_class(&self, meta: &ModelMeta, k: usize) -> Option<f32> {
+        match self {
+            Self::Stored => meta.threshold(k),
+            Self::Override(t) => Some(*t),
+            Self::PerClass(v) => v.get(k).copied().or_else(|| meta.threshold(k)),
+        }
+    }
+
+    /// True unless the thresholds are the model's stored ones.
+    pub fn is_override(&self) -> bool {
+        !matches!(self, Self::Stored)
+    }
+}
+
+/// Per-class thresholds flagging at most `rate` of each class's held-out normal images (a class
+/// without held-out images gets the threshold of all classes pooled).
+pub fn false_alarm_thresholds(meta: &ModelMeta, rate: f64) -> Result<Vec<f32>> {
+    let t = meta.thresholds.as_ref().ok_or_else(|| {
+        Error::config(
+            "false-alarm-rate",
+            rate,
+            "the model has no held-out normal scores (trained with --holdout 0)",
+        )
+    })?;
+    let all: Vec<f32> = t.holdout_scores.iter().flatten().copied().collect();
+    let global = crate::metrics::threshold::false_alarm_threshold(&all, rate)?;
+    t.holdout_scores
+        .iter()
+        .map(|s| {
+            if s.is_empty() {
+                Ok(global)
+            } else {
+                crate::metrics::threshold::false_alarm_threshold(s, rate)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_for_every_score() {
+        assert_eq!(decide(0.5, Some(0.5)), Decision::Defect);
+        assert_eq!(decide(0.49, Some(0.5)), Decision::Ok);
+        assert_eq!(decide(0.9, None), Decision::NoThreshold);
+        assert_eq!(decide(0.9, Some(f32::NAN)), Decision::NoThreshold);
+        assert_eq!(decide(f32::NAN, Some(0.5)), Decision::Defect);
+        assert_eq!(decide(f32::INFINITY, Some(0.5)), Decision::Defect);
+        assert_eq!(decide(f32::NEG_INFINITY, Some(0.5)), Decision::Defect);
+        assert_eq!(decide(f32::NAN, None), Decision::NoThreshold);
+        assert_eq!(Decision::Defect.is_anomalous(), Some(true));
+        assert_eq!(Decision::NoThreshold.as_str(), "no threshold");
+    }
+}

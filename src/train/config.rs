@@ -1,0 +1,93 @@
+//! The configuration of a training run ([`TrainConfig`]): what `cras train`, `cras demo` and
+//! the tests hand to [`super::pipeline::train`]. Recorded in the model file as provenance.
+
+use std::path::PathBuf;
+
+use super::fit::FitConfig;
+use crate::backbone::{Arch, BnStats};
+use crate::data::Preprocess;
+use crate::features::cache::CachePrecision;
+use crate::features::DescriptorConfig;
+
+/// Multi-class (one model for all classes) or single-class (one class per model).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Setting {
+    Multi,
+    Single,
+}
+
+/// The synthesis noise: a fixed sigma or one set from the measured center distances.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum NoiseScale {
+    /// A fixed standard deviation (the paper's 0.015 with ImageNet weights).
+    Fixed(f64),
+    /// sigma such that the expected noise norm is this fraction of the median patch-to-center distance.
+    Auto(f64),
+}
+
+/// Everything `cras train` needs.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub data: PathBuf,
+    pub classes: Option<Vec<String>>,
+    pub setting: Setting,
+    pub backbone: Arch,
+    pub weights: Option<PathBuf>,
+    pub bn_stats: BnStats,
+    /// Re-estimate BatchNorm statistics on this many training images (random backbones; 0 = off).
+    pub recalibrate_bn: usize,
+    pub preprocess: Preprocess,
+    pub descriptor: DescriptorConfig,
+    pub fit: FitConfig,
+    pub noise: NoiseScale,
+    /// Share of each class's train/good images held out for threshold calibration.
+    pub holdout: f64,
+    /// Quantile of held-out normal scores used as the threshold.
+    pub threshold_quantile: f64,
+    pub cache_budget_mb: u64,
+    pub cache_precision: CachePrecision,
+    pub device: String,
+    pub progress: bool,
+    /// Evaluate on the TEST split every N epochs (0 = never; the reference protocol).
+    #[serde(default)]
+    pub eval_every: usize,
+    /// Keep the epoch with the best test I-AUROC + P-AUROC (optimistic; marks the model).
+    #[serde(default)]
+    pub select_on_test: bool,
+    /// Stop after this epoch of the schedule, keeping `<out>.partial` (continue with resume).
+    #[serde(default)]
+    pub stop_after: Option<usize>,
+}
+
+impl TrainConfig {
+    /// The paper's multi-class configuration (WRN50-2, 329/288, 1536 dims, 100 epochs, batch
+    /// 32, noise 0.015, k 0.3) for the dataset at `data`; a seeded random backbone until
+    /// `weights` is set.
+    pub fn paper(data: impl Into<PathBuf>) -> Self {
+        Self {
+            data: data.into(),
+            classes: None,
+            setting: Setting::Multi,
+            backbone: Arch::WideResnet50_2,
+            weights: None,
+            bn_stats: BnStats::Reference,
+            recalibrate_bn: 0,
+            preprocess: Preprocess::reference(),
+            descriptor: DescriptorConfig::default(),
+            fit: FitConfig::default(),
+            noise: NoiseScale::Fixed(0.015),
+            holdout: 0.1,
+            threshold_quantile: 0.99,
+            cache_budget_mb: 8192,
+            cache_precision: CachePrecision::F32,
+            device: "auto".into(),
+            progress: true,
+            eval_every: 0,
+            select_on_test: false,
+            stop_after: None,
+        }
+    }
+}

@@ -9,7 +9,8 @@ use cras::backbone::{Arch, BackboneBuilder, Layer, WeightSource};
 use cras::features::{DescriptorConfig, FeatureExtractor};
 use cras::infer::Predictor;
 use cras::model::{Adaptor, CenterBank, Discriminator};
-use rand::{rngs::StdRng, SeedableRng};
+use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,7 +28,7 @@ fn main() -> anyhow::Result<()> {
         .build(Layer::L3, &dev)?;
     let extractor = FeatureExtractor::new(backbone, desc.clone())?;
     let grid = extractor.grid_side(s);
-    let mut rng = StdRng::seed_from_u64(0);
+    let mut rng = ChaCha12Rng::seed_from_u64(0);
     let adaptor = Adaptor::new(&mut rng, dims, &dev)?;
     let disc = Discriminator::new(&mut rng, dims, &dev)?;
     let bank = CenterBank::new(Tensor::randn(
@@ -36,28 +37,23 @@ fn main() -> anyhow::Result<()> {
         (classes, grid * grid, dims),
         &dev,
     )?)?;
-    let meta = cras::infer::ModelMeta {
-        format_version: cras::infer::FORMAT_VERSION,
-        tool: "examples/paper_model".into(),
-        created_unix: 0,
-        classes: (0..classes).map(|k| format!("class{k}")).collect(),
-        backbone: extractor.backbone.info().clone(),
-        last_layer: extractor.backbone.last_layer(),
-        preprocess: cras::data::Preprocess {
-            resize: s as u32,
-            crop: s as u32,
-            ..cras::data::Preprocess::reference()
-        },
-        descriptor: desc,
-        grid,
-        config: serde_json::json!({}),
-        thresholds: None,
-        training: Default::default(),
-        test_selected: false,
-        partial: false,
+    let classes: Vec<String> = (0..classes).map(|k| format!("class{k}")).collect();
+    let pre = cras::data::Preprocess {
+        resize: s as u32,
+        crop: s as u32,
+        ..cras::data::Preprocess::reference()
     };
-    let p = Predictor::from_parts(meta.clone(), extractor, adaptor, disc, bank, &dev);
-    cras::train::pipeline::write_model(std::path::Path::new(out), &meta, &p)?;
+    let mut meta = cras::infer::ModelMeta::describe(
+        &classes,
+        &extractor,
+        &pre,
+        cras::model::Ablation::default(),
+        serde_json::json!({}),
+    );
+    meta.tool = "examples/paper_model".into();
+    let p = Predictor::from_parts(meta, extractor, adaptor, disc, bank, &dev);
+    p.save(std::path::Path::new(out))?;
+    let classes = classes.len();
     println!("wrote {out} ({s} px, {dims} dims, {classes} classes)");
     Ok(())
 }

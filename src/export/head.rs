@@ -186,7 +186,12 @@ pub fn head(
 pub fn declare_outputs(g: &mut Graph, o: &HeadOutputs, grid: usize, s: usize) {
     let b = Dim::Named("batch");
     let (gd, sd) = (Dim::Fixed(grid), Dim::Fixed(s));
-    g.output(&o.image_score, "image_score", Elem::F32, &[b.clone()]);
+    g.output(
+        &o.image_score,
+        "image_score",
+        Elem::F32,
+        std::slice::from_ref(&b),
+    );
     g.output(
         &o.patch_scores,
         "patch_scores",
@@ -199,8 +204,18 @@ pub fn declare_outputs(g: &mut Graph, o: &HeadOutputs, grid: usize, s: usize) {
         Elem::F32,
         &[b.clone(), sd.clone(), sd],
     );
-    g.output(&o.class_index, "class_index", Elem::I64, &[b.clone()]);
-    g.output(&o.matched_class, "matched_class", Elem::I64, &[b.clone()]);
+    g.output(
+        &o.class_index,
+        "class_index",
+        Elem::I64,
+        std::slice::from_ref(&b),
+    );
+    g.output(
+        &o.matched_class,
+        "matched_class",
+        Elem::I64,
+        std::slice::from_ref(&b),
+    );
     g.output(&o.class_similarity, "class_similarity", Elem::F32, &[b]);
 }
 

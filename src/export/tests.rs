@@ -35,7 +35,7 @@ fn predictor(layers: &[Layer], dims: usize, ablation: Option<serde_json::Value>)
     let disc = Discriminator::new(&mut rng, dims, &dev).unwrap();
     let bank =
         CenterBank::new(Tensor::randn(0f32, 1.0, (3, grid * grid, dims), &dev).unwrap()).unwrap();
-    let config = match ablation {
+    let config = match &ablation {
         Some(a) => serde_json::json!({"fit": {"ablation": a}}),
         None => serde_json::json!({}),
     };
@@ -55,6 +55,9 @@ fn predictor(layers: &[Layer], dims: usize, ablation: Option<serde_json::Value>)
         descriptor: desc,
         grid,
         config,
+        ablation: ablation
+            .map(|a| serde_json::from_value(a).unwrap())
+            .unwrap_or_default(),
         thresholds: None,
         training: Default::default(),
         test_selected: false,

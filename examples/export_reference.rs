@@ -18,7 +18,11 @@ use cras::infer::predictor::{ClassChoice, Prediction, Predictor};
 
 fn npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> anyhow::Result<()> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let tuple = if dims.len() == 1 { format!("{},", dims[0]) } else { dims.join(", ") };
+    let tuple = if dims.len() == 1 {
+        format!("{},", dims[0])
+    } else {
+        dims.join(", ")
+    };
     let mut header =
         format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({tuple}), }}");
     while (10 + header.len() + 1) % 64 != 0 {
@@ -43,13 +47,38 @@ fn i64s(dir: &Path, name: &str, v: &[i64]) -> anyhow::Result<()> {
     npy(&dir.join(name), "<i8", &[v.len()], &bytes)
 }
 
-fn write_preds(dir: &Path, prefix: &str, p: &Predictor, preds: &[Prediction]) -> anyhow::Result<()> {
+fn write_preds(
+    dir: &Path,
+    prefix: &str,
+    p: &Predictor,
+    preds: &[Prediction],
+) -> anyhow::Result<()> {
     let (n, s, g) = (preds.len(), p.input_size(), p.meta.grid);
     let cat = |f: &dyn Fn(&Prediction) -> Vec<f32>| preds.iter().flat_map(f).collect::<Vec<f32>>();
-    f32s(dir, &format!("{prefix}score.npy"), &[n], &cat(&|q| vec![q.score]))?;
-    f32s(dir, &format!("{prefix}patch.npy"), &[n, g, g], &cat(&|q| q.patch_scores.clone()))?;
-    f32s(dir, &format!("{prefix}map.npy"), &[n, s, s], &cat(&|q| p.anomaly_map(q)))?;
-    f32s(dir, &format!("{prefix}sim.npy"), &[n], &cat(&|q| vec![q.class_similarity]))?;
+    f32s(
+        dir,
+        &format!("{prefix}score.npy"),
+        &[n],
+        &cat(&|q| vec![q.score]),
+    )?;
+    f32s(
+        dir,
+        &format!("{prefix}patch.npy"),
+        &[n, g, g],
+        &cat(&|q| q.patch_scores.clone()),
+    )?;
+    f32s(
+        dir,
+        &format!("{prefix}map.npy"),
+        &[n, s, s],
+        &cat(&|q| p.anomaly_map(q)),
+    )?;
+    f32s(
+        dir,
+        &format!("{prefix}sim.npy"),
+        &[n],
+        &cat(&|q| vec![q.class_similarity]),
+    )?;
     let class: Vec<i64> = preds.iter().map(|q| q.class as i64).collect();
     let matched: Vec<i64> = preds.iter().map(|q| q.matched as i64).collect();
     i64s(dir, &format!("{prefix}class.npy"), &class)?;
@@ -83,7 +112,10 @@ fn main() -> anyhow::Result<()> {
         .map(|q| cras::data::decode::decode_rgb(q))
         .collect::<cras::Result<_>>()?;
     let s = p.input_size();
-    let pixels: Vec<f32> = decoded.iter().flat_map(|im| p.meta.preprocess.image(im)).collect();
+    let pixels: Vec<f32> = decoded
+        .iter()
+        .flat_map(|im| p.meta.preprocess.image(im))
+        .collect();
     f32s(out, "image.npy", &[paths.len(), 3, s, s], &pixels)?;
     let preds = p.predict_images(&decoded, &ClassChoice::Match)?;
     write_preds(out, "", &p, &preds)?;
@@ -91,7 +123,13 @@ fn main() -> anyhow::Result<()> {
     let stated: Vec<i64> = preds
         .iter()
         .enumerate()
-        .map(|(i, q)| if i % 2 == 0 { -1 } else { ((q.matched + 1) % k) as i64 })
+        .map(|(i, q)| {
+            if i % 2 == 0 {
+                -1
+            } else {
+                ((q.matched + 1) % k) as i64
+            }
+        })
         .collect();
     let used: Vec<usize> = stated
         .iter()

@@ -13,11 +13,16 @@ use rand::{rngs::StdRng, SeedableRng};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let out = args.first().ok_or_else(|| anyhow::anyhow!("usage: paper_model OUT [SIZE DIMS CLASSES]"))?;
+    let out = args
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("usage: paper_model OUT [SIZE DIMS CLASSES]"))?;
     let num = |i: usize, d: usize| args.get(i).map_or(Ok(d), |v| v.parse::<usize>());
     let (s, dims, classes) = (num(1, 288)?, num(2, 1536)?, num(3, 15)?);
     let dev = Device::Cpu;
-    let desc = DescriptorConfig { dims, ..DescriptorConfig::default() };
+    let desc = DescriptorConfig {
+        dims,
+        ..DescriptorConfig::default()
+    };
     let backbone = BackboneBuilder::new(Arch::WideResnet50_2, &WeightSource::Random { seed: 0 })?
         .build(Layer::L3, &dev)?;
     let extractor = FeatureExtractor::new(backbone, desc.clone())?;
@@ -25,7 +30,12 @@ fn main() -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(0);
     let adaptor = Adaptor::new(&mut rng, dims, &dev)?;
     let disc = Discriminator::new(&mut rng, dims, &dev)?;
-    let bank = CenterBank::new(Tensor::randn(0f32, 1.0, (classes, grid * grid, dims), &dev)?)?;
+    let bank = CenterBank::new(Tensor::randn(
+        0f32,
+        1.0,
+        (classes, grid * grid, dims),
+        &dev,
+    )?)?;
     let meta = cras::infer::ModelMeta {
         format_version: cras::infer::FORMAT_VERSION,
         tool: "examples/paper_model".into(),
@@ -33,7 +43,11 @@ fn main() -> anyhow::Result<()> {
         classes: (0..classes).map(|k| format!("class{k}")).collect(),
         backbone: extractor.backbone.info().clone(),
         last_layer: extractor.backbone.last_layer(),
-        preprocess: cras::data::Preprocess { resize: s as u32, crop: s as u32, ..cras::data::Preprocess::reference() },
+        preprocess: cras::data::Preprocess {
+            resize: s as u32,
+            crop: s as u32,
+            ..cras::data::Preprocess::reference()
+        },
         descriptor: desc,
         grid,
         config: serde_json::json!({}),

@@ -9,7 +9,11 @@ use super::source::{ConvSrc, ModelSource};
 use crate::{Error, Result};
 
 fn conv(g: &mut Graph, c: &ConvSrc, x: &str) -> String {
-    let w = g.init_f32(&format!("{}.weight", c.name), &c.weight.dims, &c.weight.data);
+    let w = g.init_f32(
+        &format!("{}.weight", c.name),
+        &c.weight.dims,
+        &c.weight.data,
+    );
     let b = g.init_f32(&format!("{}.bias", c.name), &c.bias.dims, &c.bias.data);
     g.conv(x, &w, Some(&b), c.stride, c.pad)
 }

@@ -65,7 +65,15 @@ fn resize(g: &mut Graph, x: &str, h: usize, n: usize) -> String {
 
 /// Pools one layer's unfolded vectors `[B,C,h,h]` -> `[B, dims/group, h, h]`, where `group`
 /// consecutive bins of the `dims` are averaged too.
-fn pool_layer(g: &mut Graph, x: &str, c: usize, h: usize, p: usize, dims: usize, group: usize) -> String {
+fn pool_layer(
+    g: &mut Graph,
+    x: &str,
+    c: usize,
+    h: usize,
+    p: usize,
+    dims: usize,
+    group: usize,
+) -> String {
     let len = c * p * p;
     let n_out = dims / group;
     let half = p / 2;

@@ -228,7 +228,10 @@ impl Graph {
             "AveragePool",
             &[x],
             vec![
-                ("kernel_shape", Attr::Ints(kernel.map(|v| v as i64).to_vec())),
+                (
+                    "kernel_shape",
+                    Attr::Ints(kernel.map(|v| v as i64).to_vec()),
+                ),
                 ("pads", Attr::Ints(pads.map(|v| v as i64).to_vec())),
                 ("strides", Attr::Ints(vec![1, 1])),
                 ("count_include_pad", Attr::Int(1)),

@@ -22,7 +22,13 @@ fn l2_normalize(g: &mut Graph, x: &str, eps: &str) -> String {
 }
 
 /// `x Wᵀ (+ b)` with W `[out, in]` (optionally only the input columns `[from, from + width)`).
-fn linear(g: &mut Graph, x: &str, l: &LinearSrc, name: &str, cols: Option<(usize, usize)>) -> String {
+fn linear(
+    g: &mut Graph,
+    x: &str,
+    l: &LinearSrc,
+    name: &str,
+    cols: Option<(usize, usize)>,
+) -> String {
     let wt = l.weight.transposed(); // [in, out]
     let (rows, out) = (wt.dims[0], wt.dims[1]);
     let (from, width) = cols.unwrap_or((0, rows));
@@ -92,7 +98,11 @@ pub fn head(
     desc: &str,
     class_input: Option<&str>,
 ) -> Result<HeadOutputs> {
-    let (k, p, d) = (src.centers.dims[0], src.centers.dims[1], src.centers.dims[2]);
+    let (k, p, d) = (
+        src.centers.dims[0],
+        src.centers.dims[1],
+        src.centers.dims[2],
+    );
     let eps = g.scalar_f32("l2_eps", 1e-12);
     let f = linear(g, desc, &src.adaptor, "adaptor", None); // [B,P,D]
 
@@ -123,7 +133,7 @@ pub fn head(
             let fu = l2_normalize(g, &f, &eps);
             let cos = g.matmul(&fu, &unit_k); // [B,P,P]
             let best = g.argmax(&cos, 2); // [B,P]
-            // Row index of the chosen center in the [K*P, D] bank: class * P + best.
+                                          // Row index of the chosen center in the [K*P, D] bank: class * P + best.
             let base = g.unsqueeze(&class, &[1]);
             let pp = g.ints(&[p as i64]);
             let base = g.mul(&base, &pp);
@@ -174,24 +184,14 @@ pub fn head(
 
 /// Declares the head's outputs in the contract's order.
 pub fn declare_outputs(g: &mut Graph, o: &HeadOutputs, grid: usize, s: usize) {
-    let b = Dim::Named("batch");
-    let (gd, sd) = (Dim::Fixed(grid), Dim::Fixed(s));
-    g.output(&o.image_score, "image_score", Elem::F32, &[b.clone()]);
-    g.output(
-        &o.patch_scores,
-        "patch_scores",
-        Elem::F32,
-        &[b.clone(), gd.clone(), gd],
-    );
-    g.output(
-        &o.anomaly_map,
-        "anomaly_map",
-        Elem::F32,
-        &[b.clone(), sd.clone(), sd],
-    );
-    g.output(&o.class_index, "class_index", Elem::I64, &[b.clone()]);
-    g.output(&o.matched_class, "matched_class", Elem::I64, &[b.clone()]);
-    g.output(&o.class_similarity, "class_similarity", Elem::F32, &[b]);
+    let b = || Dim::Named("batch");
+    let square = |n: usize| [b(), Dim::Fixed(n), Dim::Fixed(n)];
+    g.output(&o.image_score, "image_score", Elem::F32, &[b()]);
+    g.output(&o.patch_scores, "patch_scores", Elem::F32, &square(grid));
+    g.output(&o.anomaly_map, "anomaly_map", Elem::F32, &square(s));
+    g.output(&o.class_index, "class_index", Elem::I64, &[b()]);
+    g.output(&o.matched_class, "matched_class", Elem::I64, &[b()]);
+    g.output(&o.class_similarity, "class_similarity", Elem::F32, &[b()]);
 }
 
 #[cfg(test)]

@@ -135,11 +135,10 @@ impl ModelSource {
         let backbone = &p.extractor.backbone;
         let info = backbone.info();
         let cfg = &p.extractor.cfg;
-        let last = *cfg
-            .layers
-            .iter()
-            .max()
-            .ok_or_else(|| Error::config("descriptor layers", "[]", "need at least one layer"))?;
+        let last =
+            *cfg.layers.iter().max().ok_or_else(|| {
+                Error::config("descriptor layers", "[]", "need at least one layer")
+            })?;
         let topo = Topology::new(info.arch, info.width_per_group)?;
         let folded: HashMap<String, Tensor> = backbone.folded_tensors().into_iter().collect();
         let conv = |cb: &ConvBn| -> Result<ConvSrc> {

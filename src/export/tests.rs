@@ -33,8 +33,8 @@ fn predictor(layers: &[Layer], dims: usize, ablation: Option<serde_json::Value>)
     let mut rng = StdRng::seed_from_u64(5);
     let adaptor = Adaptor::new(&mut rng, dims, &dev).unwrap();
     let disc = Discriminator::new(&mut rng, dims, &dev).unwrap();
-    let bank = CenterBank::new(Tensor::randn(0f32, 1.0, (3, grid * grid, dims), &dev).unwrap())
-        .unwrap();
+    let bank =
+        CenterBank::new(Tensor::randn(0f32, 1.0, (3, grid * grid, dims), &dev).unwrap()).unwrap();
     let config = match ablation {
         Some(a) => serde_json::json!({"fit": {"ablation": a}}),
         None => serde_json::json!({}),
@@ -73,14 +73,20 @@ fn export(p: &Predictor, class_input: bool) -> pb::ModelProto {
 
 fn dims(v: &pb::ValueInfoProto) -> (i32, Vec<String>) {
     use pb::tensor_shape_proto::dimension::Value;
-    let Some(pb::type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.clone())
+    let Some(pb::type_proto::Value::TensorType(t)) =
+        v.r#type.as_ref().and_then(|t| t.value.clone())
     else {
         panic!("{:?} is not a tensor", v.name)
     };
-    let shape = t.shape.unwrap().dim.into_iter().map(|d| match d.value.unwrap() {
-        Value::DimValue(n) => n.to_string(),
-        Value::DimParam(s) => s,
-    });
+    let shape = t
+        .shape
+        .unwrap()
+        .dim
+        .into_iter()
+        .map(|d| match d.value.unwrap() {
+            Value::DimValue(n) => n.to_string(),
+            Value::DimParam(s) => s,
+        });
     (t.elem_type.unwrap(), shape.collect())
 }
 
@@ -104,7 +110,10 @@ fn interface_opset_and_metadata_follow_the_contract() {
     let m = export(&p, false);
     assert_eq!(m.ir_version(), IR_VERSION);
     assert_eq!(m.opset_import.len(), 1);
-    assert_eq!((m.opset_import[0].domain(), m.opset_import[0].version()), ("", 17));
+    assert_eq!(
+        (m.opset_import[0].domain(), m.opset_import[0].version()),
+        ("", 17)
+    );
     assert_eq!(m.producer_name(), "cras");
     let g = m.graph.as_ref().unwrap();
     let (f32c, i64c) = (
@@ -113,16 +122,35 @@ fn interface_opset_and_metadata_follow_the_contract() {
     );
     assert_eq!(g.input.len(), 1);
     assert_eq!(g.input[0].name(), "image");
-    assert_eq!(dims(&g.input[0]), (f32c, vec!["batch".into(), "3".into(), "32".into(), "32".into()]));
+    assert_eq!(
+        dims(&g.input[0]),
+        (
+            f32c,
+            vec!["batch".into(), "3".into(), "32".into(), "32".into()]
+        )
+    );
     let names: Vec<&str> = g.output.iter().map(|o| o.name()).collect();
     assert_eq!(
         names,
-        ["image_score", "patch_scores", "anomaly_map", "class_index", "matched_class", "class_similarity"]
+        [
+            "image_score",
+            "patch_scores",
+            "anomaly_map",
+            "class_index",
+            "matched_class",
+            "class_similarity"
+        ]
     );
     let b = || "batch".to_string();
     assert_eq!(dims(&g.output[0]), (f32c, vec![b()]));
-    assert_eq!(dims(&g.output[1]), (f32c, vec![b(), "4".into(), "4".into()]));
-    assert_eq!(dims(&g.output[2]), (f32c, vec![b(), "32".into(), "32".into()]));
+    assert_eq!(
+        dims(&g.output[1]),
+        (f32c, vec![b(), "4".into(), "4".into()])
+    );
+    assert_eq!(
+        dims(&g.output[2]),
+        (f32c, vec![b(), "32".into(), "32".into()])
+    );
     assert_eq!(dims(&g.output[3]), (i64c, vec![b()]));
     assert_eq!(dims(&g.output[4]), (i64c, vec![b()]));
     assert_eq!(dims(&g.output[5]), (f32c, vec![b()]));
@@ -149,10 +177,34 @@ fn interface_opset_and_metadata_follow_the_contract() {
 #[test]
 fn graph_is_topologically_ordered_and_uses_contract_ops_only() {
     let allowed: HashSet<&str> = [
-        "Conv", "Relu", "MaxPool", "AveragePool", "Add", "Sub", "Mul", "Div", "Max", "Less",
-        "Where", "MatMul", "Gemm", "Pad", "Slice", "Concat", "Reshape", "Transpose", "Unsqueeze",
-        "ReduceMean", "ReduceMax", "ReduceSumSquare", "Sqrt", "ArgMax", "Gather", "LeakyRelu",
-        "Sigmoid", "Identity",
+        "Conv",
+        "Relu",
+        "MaxPool",
+        "AveragePool",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Max",
+        "Less",
+        "Where",
+        "MatMul",
+        "Gemm",
+        "Pad",
+        "Slice",
+        "Concat",
+        "Reshape",
+        "Transpose",
+        "Unsqueeze",
+        "ReduceMean",
+        "ReduceMax",
+        "ReduceSumSquare",
+        "Sqrt",
+        "ArgMax",
+        "Gather",
+        "LeakyRelu",
+        "Sigmoid",
+        "Identity",
     ]
     .into();
     for (layers, d, class_input) in [
@@ -167,20 +219,31 @@ fn graph_is_topologically_ordered_and_uses_contract_ops_only() {
         for n in &g.node {
             assert!(allowed.contains(n.op_type()), "op {}", n.op_type());
             for i in &n.input {
-                assert!(known.contains(i.as_str()), "{} reads {i} before it exists", n.name());
+                assert!(
+                    known.contains(i.as_str()),
+                    "{} reads {i} before it exists",
+                    n.name()
+                );
             }
             for o in &n.output {
                 assert!(known.insert(o.as_str()), "{o} produced twice");
             }
         }
         for o in &g.output {
-            assert!(known.contains(o.name()), "output {} is never produced", o.name());
+            assert!(
+                known.contains(o.name()),
+                "output {} is never produced",
+                o.name()
+            );
         }
         let inputs: Vec<&str> = g.input.iter().map(|i| i.name()).collect();
         if class_input {
             assert_eq!(inputs, ["image", "stated_class"]);
             assert_eq!(dims(&g.input[1]).1, vec!["batch".to_string()]);
-            assert!(g.node.iter().any(|n| n.input.iter().any(|i| i == "stated_class")));
+            assert!(g
+                .node
+                .iter()
+                .any(|n| n.input.iter().any(|i| i == "stated_class")));
         } else {
             assert_eq!(inputs, ["image"]);
         }
@@ -203,7 +266,11 @@ fn initializers_hold_the_model_tensors() {
         assert_eq!(floats(found[0]), want, "{name}");
     }
     let convs = g.node.iter().filter(|n| n.op_type() == "Conv").count();
-    assert_eq!(convs, folded.len() / 2, "one Conv per folded conv, no pooling conv");
+    assert_eq!(
+        convs,
+        folded.len() / 2,
+        "one Conv per folded conv, no pooling conv"
+    );
     // The center bank is stored once, exactly.
     let centers = initializer(&g, "centers_");
     assert_eq!(centers.len(), 1);
@@ -219,7 +286,13 @@ fn initializers_hold_the_model_tensors() {
     ] {
         assert_eq!(initializer(&g, prefix)[0].dims, shape, "{prefix}");
     }
-    let w = p.adaptor.linear.weight.as_tensor().to_vec2::<f32>().unwrap();
+    let w = p
+        .adaptor
+        .linear
+        .weight
+        .as_tensor()
+        .to_vec2::<f32>()
+        .unwrap();
     let wt = floats(initializer(&g, "adaptor.weight_t_")[0]);
     assert_eq!(wt[64 + 3], w[3][1], "adaptor weight stored transposed");
 }
@@ -243,7 +316,8 @@ fn non_uniform_pooling_uses_the_pooling_conv_and_ablations_change_the_head() {
         .graph
         .unwrap();
     assert_eq!(initializer(&g, "fc1.weight_t_")[0].dims, vec![64, 64]);
-    assert!(!g.node.iter().any(|n| n.op_type() == "Concat" && n.input.len() == 2
+    assert!(!g.node.iter().any(|n| n.op_type() == "Concat"
+        && n.input.len() == 2
         && n.input.iter().any(|i| i.starts_with("sub_"))));
     // No center search: one Gather (the class's centers), no [B,P,P] ArgMax.
     let abl = serde_json::json!({"residual": true, "center_search": false});
@@ -255,5 +329,8 @@ fn non_uniform_pooling_uses_the_pooling_conv_and_ablations_change_the_head() {
     let full = export(&predictor(&[Layer::L2, Layer::L3], 64, None), false)
         .graph
         .unwrap();
-    assert_eq!(full.node.iter().filter(|n| n.op_type() == "ArgMax").count(), 2);
+    assert_eq!(
+        full.node.iter().filter(|n| n.op_type() == "ArgMax").count(),
+        2
+    );
 }

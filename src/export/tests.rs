@@ -277,15 +277,27 @@ fn initializers_hold_the_model_tensors() {
     assert_eq!(centers[0].dims, vec![3, 16, 64]);
     let want: Vec<f32> = p.bank.centers.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(floats(centers[0]), want);
-    // Head shapes: adaptor [D,D], fc1 [2D,D], fc2 [D,D/2], tail [D/2,1].
+    // Head shapes: adaptor [D,D], fc1 split in its f and residual halves [D,D] each,
+    // fc2 [D,D/2], tail [D/2,1].
     for (prefix, shape) in [
         ("adaptor.weight_t_", vec![64, 64]),
-        ("fc1.weight_t_", vec![128, 64]),
+        ("fc1.weight_t_", vec![64, 64]),
+        ("fc1.residual.weight_t_", vec![64, 64]),
         ("fc2.weight_t_", vec![64, 32]),
         ("tail.weight_t_", vec![32, 1]),
     ] {
         assert_eq!(initializer(&g, prefix)[0].dims, shape, "{prefix}");
     }
+    // The residual half holds W1[:, D:]ᵀ: element (i, o) = W1[o][D + i].
+    let w1 = p
+        .discriminator
+        .fc1
+        .weight
+        .as_tensor()
+        .to_vec2::<f32>()
+        .unwrap();
+    let res = floats(initializer(&g, "fc1.residual.weight_t_")[0]);
+    assert_eq!(res[5 * 64 + 7], w1[7][64 + 5]);
     let w = p
         .adaptor
         .linear
@@ -310,15 +322,14 @@ fn non_uniform_pooling_uses_the_pooling_conv_and_ablations_change_the_head() {
         let sum: f32 = w[r * 576..(r + 1) * 576].iter().sum();
         assert!((sum - 1.0).abs() < 1e-5, "row {r} averages: sum {sum}");
     }
-    // No residual half: fc1 reads f only ([D,D]) and no alignment is computed.
+    // No residual half: fc1 reads f only ([D,D]), no residual weights, no alignment.
     let abl = serde_json::json!({"residual": false, "center_search": true});
     let g = export(&predictor(&[Layer::L2, Layer::L3], 64, Some(abl)), false)
         .graph
         .unwrap();
     assert_eq!(initializer(&g, "fc1.weight_t_")[0].dims, vec![64, 64]);
-    assert!(!g.node.iter().any(|n| n.op_type() == "Concat"
-        && n.input.len() == 2
-        && n.input.iter().any(|i| i.starts_with("sub_"))));
+    assert!(initializer(&g, "fc1.residual.").is_empty());
+    assert!(!g.node.iter().any(|n| n.op_type() == "Sub"));
     // No center search: one Gather (the class's centers), no [B,P,P] ArgMax.
     let abl = serde_json::json!({"residual": true, "center_search": false});
     let g = export(&predictor(&[Layer::L2, Layer::L3], 64, Some(abl)), false)

@@ -345,3 +345,46 @@ fn non_uniform_pooling_uses_the_pooling_conv_and_ablations_change_the_head() {
         2
     );
 }
+
+#[test]
+fn file_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.safetensors");
+    let out = dir.path().join("m.onnx");
+    let e = export_file(&missing, &out, false).unwrap_err().to_string();
+    assert!(e.contains("missing.safetensors"), "{e}");
+    assert!(!out.exists());
+    // An output path below a regular file cannot be created.
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    let bad = file.join("m.onnx");
+    let e = write_onnx(&bad, b"bytes").unwrap_err().to_string();
+    assert!(
+        e.contains("cannot write the ONNX file") && e.contains("plain/m.onnx"),
+        "{e}"
+    );
+    // Round trip of a real export through the file.
+    let p = predictor(&[Layer::L2], 32, None);
+    let bytes = export_onnx(&p, &ExportOptions::default()).unwrap();
+    write_onnx(&out, &bytes).unwrap();
+    let back = pb::ModelProto::decode(std::fs::read(&out).unwrap().as_slice()).unwrap();
+    let meta: HashMap<&str, &str> = back
+        .metadata_props
+        .iter()
+        .map(|e| (e.key(), e.value()))
+        .collect();
+    assert_eq!(meta["cras.model_sha256"], "unknown");
+    // From a model file: its SHA-256 is recorded.
+    let model = dir.path().join("m.safetensors");
+    crate::train::pipeline::write_model(&model, &p.meta, &p).unwrap();
+    let summary = export_file(&model, &out, true).unwrap();
+    assert_eq!(summary.bytes as u64, std::fs::metadata(&out).unwrap().len());
+    let back = pb::ModelProto::decode(std::fs::read(&out).unwrap().as_slice()).unwrap();
+    let sha = back
+        .metadata_props
+        .iter()
+        .find(|e| e.key() == "cras.model_sha256")
+        .map(|e| e.value().to_string());
+    assert_eq!(sha, Some(crate::backbone::sha256_file(&model).unwrap()));
+    assert_eq!(back.graph.unwrap().input.len(), 2);
+}

@@ -143,8 +143,8 @@ pub fn head(
             let unit_k = g.gather(&unit_t, &class, 0); // [B,D,P]
             let fu = l2_normalize(g, &f, &eps);
             let cos = g.matmul(&fu, &unit_k); // [B,P,P]
-            let best = g.argmax(&cos, 2); // [B,P]
-                                          // Row index of the chosen center in the [K*P, D] bank: class * P + best.
+            let best = g.argmax(&cos, 2);
+            // Row of the chosen center in the [K*P, D] bank: class * P + best, [B,P].
             let base = g.unsqueeze(&class, &[1]);
             let pp = g.ints(&[p as i64]);
             let base = g.mul(&base, &pp);

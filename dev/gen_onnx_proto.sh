@@ -45,4 +45,5 @@ onnx_version="$( (python3 -c 'import onnx; print("onnx", onnx.__version__)' || /
   echo
   cat "$work/out/onnx.rs"
 } > "$repo/src/export/onnx_pb.rs"
+rustfmt --edition 2021 "$repo/src/export/onnx_pb.rs"
 echo "wrote $repo/src/export/onnx_pb.rs"

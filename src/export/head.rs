@@ -10,7 +10,7 @@
 //! from it (constant subgraphs: runtimes fold them when the session is created).
 
 use super::graph::{Dim, Elem, Graph};
-use super::source::{AffineSrc, LinearSrc, ModelSource};
+use super::source::{AffineSrc, HostTensor, LinearSrc, ModelSource};
 use crate::Result;
 
 /// `x / max(||x||, 1e-12)` along the last axis, as `model::layers::l2_normalize`.
@@ -21,15 +21,15 @@ fn l2_normalize(g: &mut Graph, x: &str, eps: &str) -> String {
     g.div(x, &norm)
 }
 
-/// `x Wᵀ (+ b)` with W `[out, in]` (optionally only the input columns `[from, from + width)`).
-fn linear(
+/// `x · W[:, from..from + width]ᵀ` with W `[out, in]` (all columns when `cols` is `None`).
+fn matmul_t(
     g: &mut Graph,
     x: &str,
-    l: &LinearSrc,
+    w: &HostTensor,
     name: &str,
     cols: Option<(usize, usize)>,
 ) -> String {
-    let wt = l.weight.transposed(); // [in, out]
+    let wt = w.transposed(); // [in, out]
     let (rows, out) = (wt.dims[0], wt.dims[1]);
     let (from, width) = cols.unwrap_or((0, rows));
     let w = g.init_f32(
@@ -37,7 +37,18 @@ fn linear(
         &[width, out],
         &wt.data[from * out..(from + width) * out],
     );
-    let y = g.matmul(x, &w);
+    g.matmul(x, &w)
+}
+
+/// `x Wᵀ (+ b)` (only the input columns `cols` of W when given).
+fn linear(
+    g: &mut Graph,
+    x: &str,
+    l: &LinearSrc,
+    name: &str,
+    cols: Option<(usize, usize)>,
+) -> String {
+    let y = matmul_t(g, x, &l.weight, name, cols);
     match &l.bias {
         Some(b) => {
             let b = g.init_f32(&format!("{name}.bias"), &b.dims, &b.data);
@@ -132,8 +143,8 @@ pub fn head(
             let unit_k = g.gather(&unit_t, &class, 0); // [B,D,P]
             let fu = l2_normalize(g, &f, &eps);
             let cos = g.matmul(&fu, &unit_k); // [B,P,P]
-            let best = g.argmax(&cos, 2); // [B,P]
-                                          // Row index of the chosen center in the [K*P, D] bank: class * P + best.
+            let best = g.argmax(&cos, 2);
+            // Row of the chosen center in the [K*P, D] bank: class * P + best, [B,P].
             let base = g.unsqueeze(&class, &[1]);
             let pp = g.ints(&[p as i64]);
             let base = g.mul(&base, &pp);
@@ -143,9 +154,11 @@ pub fn head(
         } else {
             g.gather(&centers, &class, 0) // the class's centers at the same positions
         };
+        // [f ; f - R] · W1ᵀ as f · W1[:, :D]ᵀ + (f - R) · W1[:, D:]ᵀ: no [B,P,2D] copy.
         let residual = g.sub(&f, &r);
-        let x = g.concat(&[&f, &residual], -1); // [B,P,2D]
-        linear(g, &x, &src.fc1, "fc1", None)
+        let top = linear(g, &f, &src.fc1, "fc1", Some((0, d)));
+        let bottom = matmul_t(g, &residual, &src.fc1.weight, "fc1.residual", Some((d, d)));
+        g.add(&top, &bottom)
     } else {
         // [f ; 0] · W1ᵀ = f · W1[:, :D]ᵀ: the zero half contributes nothing.
         linear(g, &f, &src.fc1, "fc1", Some((0, d)))
@@ -184,39 +197,14 @@ pub fn head(
 
 /// Declares the head's outputs in the contract's order.
 pub fn declare_outputs(g: &mut Graph, o: &HeadOutputs, grid: usize, s: usize) {
-    let b = Dim::Named("batch");
-    let (gd, sd) = (Dim::Fixed(grid), Dim::Fixed(s));
-    g.output(
-        &o.image_score,
-        "image_score",
-        Elem::F32,
-        std::slice::from_ref(&b),
-    );
-    g.output(
-        &o.patch_scores,
-        "patch_scores",
-        Elem::F32,
-        &[b.clone(), gd.clone(), gd],
-    );
-    g.output(
-        &o.anomaly_map,
-        "anomaly_map",
-        Elem::F32,
-        &[b.clone(), sd.clone(), sd],
-    );
-    g.output(
-        &o.class_index,
-        "class_index",
-        Elem::I64,
-        std::slice::from_ref(&b),
-    );
-    g.output(
-        &o.matched_class,
-        "matched_class",
-        Elem::I64,
-        std::slice::from_ref(&b),
-    );
-    g.output(&o.class_similarity, "class_similarity", Elem::F32, &[b]);
+    let b = || Dim::Named("batch");
+    let square = |n: usize| [b(), Dim::Fixed(n), Dim::Fixed(n)];
+    g.output(&o.image_score, "image_score", Elem::F32, &[b()]);
+    g.output(&o.patch_scores, "patch_scores", Elem::F32, &square(grid));
+    g.output(&o.anomaly_map, "anomaly_map", Elem::F32, &square(s));
+    g.output(&o.class_index, "class_index", Elem::I64, &[b()]);
+    g.output(&o.matched_class, "matched_class", Elem::I64, &[b()]);
+    g.output(&o.class_similarity, "class_similarity", Elem::F32, &[b()]);
 }
 
 #[cfg(test)]

@@ -189,7 +189,12 @@ pub fn export_file(model: &Path, out: &Path, class_input: bool) -> Result<Export
 
 /// Writes exported bytes to `path` atomically (temporary file + rename).
 pub fn write_onnx(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::error::write_atomic(path, bytes)
+    crate::error::write_atomic(path, bytes).map_err(|e| {
+        Error::Other(format!(
+            "cannot write the ONNX file {}: {e}",
+            path.display()
+        ))
+    })
 }
 
 #[cfg(test)]

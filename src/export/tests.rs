@@ -280,15 +280,27 @@ fn initializers_hold_the_model_tensors() {
     assert_eq!(centers[0].dims, vec![3, 16, 64]);
     let want: Vec<f32> = p.bank.centers.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(floats(centers[0]), want);
-    // Head shapes: adaptor [D,D], fc1 [2D,D], fc2 [D,D/2], tail [D/2,1].
+    // Head shapes: adaptor [D,D], fc1 split in its f and residual halves [D,D] each,
+    // fc2 [D,D/2], tail [D/2,1].
     for (prefix, shape) in [
         ("adaptor.weight_t_", vec![64, 64]),
-        ("fc1.weight_t_", vec![128, 64]),
+        ("fc1.weight_t_", vec![64, 64]),
+        ("fc1.residual.weight_t_", vec![64, 64]),
         ("fc2.weight_t_", vec![64, 32]),
         ("tail.weight_t_", vec![32, 1]),
     ] {
         assert_eq!(initializer(&g, prefix)[0].dims, shape, "{prefix}");
     }
+    // The residual half holds W1[:, D:]ᵀ: element (i, o) = W1[o][D + i].
+    let w1 = p
+        .discriminator
+        .fc1
+        .weight
+        .as_tensor()
+        .to_vec2::<f32>()
+        .unwrap();
+    let res = floats(initializer(&g, "fc1.residual.weight_t_")[0]);
+    assert_eq!(res[5 * 64 + 7], w1[7][64 + 5]);
     let w = p
         .adaptor
         .linear
@@ -313,15 +325,14 @@ fn non_uniform_pooling_uses_the_pooling_conv_and_ablations_change_the_head() {
         let sum: f32 = w[r * 576..(r + 1) * 576].iter().sum();
         assert!((sum - 1.0).abs() < 1e-5, "row {r} averages: sum {sum}");
     }
-    // No residual half: fc1 reads f only ([D,D]) and no alignment is computed.
+    // No residual half: fc1 reads f only ([D,D]), no residual weights, no alignment.
     let abl = serde_json::json!({"residual": false, "center_search": true});
     let g = export(&predictor(&[Layer::L2, Layer::L3], 64, Some(abl)), false)
         .graph
         .unwrap();
     assert_eq!(initializer(&g, "fc1.weight_t_")[0].dims, vec![64, 64]);
-    assert!(!g.node.iter().any(|n| n.op_type() == "Concat"
-        && n.input.len() == 2
-        && n.input.iter().any(|i| i.starts_with("sub_"))));
+    assert!(initializer(&g, "fc1.residual.").is_empty());
+    assert!(!g.node.iter().any(|n| n.op_type() == "Sub"));
     // No center search: one Gather (the class's centers), no [B,P,P] ArgMax.
     let abl = serde_json::json!({"residual": true, "center_search": false});
     let g = export(&predictor(&[Layer::L2, Layer::L3], 64, Some(abl)), false)
@@ -336,4 +347,47 @@ fn non_uniform_pooling_uses_the_pooling_conv_and_ablations_change_the_head() {
         full.node.iter().filter(|n| n.op_type() == "ArgMax").count(),
         2
     );
+}
+
+#[test]
+fn file_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.safetensors");
+    let out = dir.path().join("m.onnx");
+    let e = export_file(&missing, &out, false).unwrap_err().to_string();
+    assert!(e.contains("missing.safetensors"), "{e}");
+    assert!(!out.exists());
+    // An output path below a regular file cannot be created.
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    let bad = file.join("m.onnx");
+    let e = write_onnx(&bad, b"bytes").unwrap_err().to_string();
+    assert!(
+        e.contains("cannot write the ONNX file") && e.contains("plain/m.onnx"),
+        "{e}"
+    );
+    // Round trip of a real export through the file.
+    let p = predictor(&[Layer::L2], 32, None);
+    let bytes = export_onnx(&p, &ExportOptions::default()).unwrap();
+    write_onnx(&out, &bytes).unwrap();
+    let back = pb::ModelProto::decode(std::fs::read(&out).unwrap().as_slice()).unwrap();
+    let meta: HashMap<&str, &str> = back
+        .metadata_props
+        .iter()
+        .map(|e| (e.key(), e.value()))
+        .collect();
+    assert_eq!(meta["cras.model_sha256"], "unknown");
+    // From a model file: its SHA-256 is recorded.
+    let model = dir.path().join("m.safetensors");
+    p.save(&model).unwrap();
+    let summary = export_file(&model, &out, true).unwrap();
+    assert_eq!(summary.bytes as u64, std::fs::metadata(&out).unwrap().len());
+    let back = pb::ModelProto::decode(std::fs::read(&out).unwrap().as_slice()).unwrap();
+    let sha = back
+        .metadata_props
+        .iter()
+        .find(|e| e.key() == "cras.model_sha256")
+        .map(|e| e.value().to_string());
+    assert_eq!(sha, Some(crate::backbone::sha256_file(&model).unwrap()));
+    assert_eq!(back.graph.unwrap().input.len(), 2);
 }

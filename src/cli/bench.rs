@@ -8,9 +8,10 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 use cras::backbone::{Arch, BnStats, WeightSource};
 use cras::data::{MaskMode, Preprocess, ResizeMode};
+use cras::export::{ExportOptions, ExportStage};
 use cras::features::cache::{CachePrecision, FeatureCache};
 use cras::features::{DescriptorConfig, ExtractorSpec};
-use cras::infer::engine::{EngineChoice, EngineKind};
+use cras::infer::engine::{open_runtime, EngineChoice, EngineKind};
 use cras::infer::{ClassChoice, ModelMeta, Predictor};
 use cras::model::{Ablation, Adaptor, CenterBank, Discriminator};
 use cras::train::fit::{fit, FitConfig, FitObserver, HeadState};
@@ -129,6 +130,13 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         Ok(())
     })?;
     let b = a.batch_size as f64;
+    // Where the time goes: the same runtime on the graph cut after the backbone and after the
+    // descriptors (graph engines; candle's descriptor figure is the feature-cache build).
+    let stages = if candle {
+        None
+    } else {
+        Some(stage_times(&predictor, &a, &batch)?)
+    };
     // Training with cached features (candle only): one epoch over 2 batches of random
     // descriptors.
     let train_rate = if candle {
@@ -150,6 +158,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         "inference_s_per_image": t_infer / b,
         "latency_batch1_ms": t_lat * 1000.0,
         "training_images_per_s_cached": train_rate,
+        "stages_s_per_image": stages.map(|(bb, desc)| serde_json::json!({
+            "backbone": bb,
+            "descriptor": desc - bb,
+            "head_and_map": t_infer / b - desc,
+        })),
     });
     println!(
         "cras bench ({} {}px, {} dims, batch {}, {})",
@@ -175,6 +188,14 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         "  latency, batch 1:                            {:>9.1} ms",
         t_lat * 1000.0
     );
+    if let Some((bb, desc)) = stages {
+        let full = t_infer / b;
+        println!(
+            "  per stage (s/img): backbone {bb:.4}, descriptor {:.4}, head + map {:.4}",
+            desc - bb,
+            full - desc
+        );
+    }
     if let Some(r) = train_rate {
         println!("  training with cached features:               {r:>9.1} img/s");
     }
@@ -182,6 +203,30 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         cras::error::write_atomic(path, serde_json::to_string_pretty(&figures)?.as_bytes())?;
     }
     Ok(())
+}
+
+/// Seconds per image of the graph cut after the backbone and after the descriptors, on the
+/// predictor's engine.
+fn stage_times(p: &Predictor, a: &BenchArgs, batch: &Tensor) -> anyhow::Result<(f64, f64)> {
+    let host: Vec<f32> = batch.flatten_all()?.to_vec1()?;
+    let (n, s) = (batch.dim(0)?, batch.dim(2)?);
+    let mut t = [0.0; 2];
+    for (slot, stage) in t
+        .iter_mut()
+        .zip([ExportStage::Backbone, ExportStage::Descriptors])
+    {
+        let options = ExportOptions {
+            stop_after: Some(stage),
+            ..ExportOptions::default()
+        };
+        let onnx = cras::export::export_onnx(p, &options)?;
+        let mut rt = open_runtime(p.engine(), &onnx, &a.engine.options())?;
+        *slot = time_it(a.repeats, || {
+            rt.run_discarding(&host, n, s)?;
+            Ok(())
+        })? / n as f64;
+    }
+    Ok((t[0], t[1]))
 }
 
 /// Seconds for one training epoch over `n` random cached descriptors.

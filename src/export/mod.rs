@@ -65,6 +65,18 @@ pub struct ExportOptions {
     pub class_input: bool,
     /// SHA-256 of the model file, stored as `cras.model_sha256` (`unknown` when `None`).
     pub model_sha256: Option<String>,
+    /// Stop after a stage (for timing the stages, `cras bench`): the graph then outputs that
+    /// stage's result instead of the contract's outputs. `None`: the whole scoring path.
+    pub stop_after: Option<ExportStage>,
+}
+
+/// A prefix of the scoring path, for per-stage timings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportStage {
+    /// The backbone's stage outputs (`feature_0`, `feature_1`, ... `[B,C_i,H_i,W_i]`).
+    Backbone,
+    /// The patch descriptors (`descriptors` `[B,P,D]`).
+    Descriptors,
 }
 
 /// The serialised ONNX `ModelProto` of `predictor`'s scoring path.
@@ -93,9 +105,26 @@ pub fn export_onnx(predictor: &Predictor, options: &ExportOptions) -> Result<Vec
         .class_input
         .then(|| g.input("stated_class", Elem::I64, &[b]));
     let feats = backbone::backbone(&mut g, &src, &image)?;
-    let desc = descriptor::descriptor(&mut g, &src, &feats)?;
-    let outs = head::head(&mut g, &src, &desc, class_input.as_deref())?;
-    head::declare_outputs(&mut g, &outs, src.grid, s);
+    if options.stop_after == Some(ExportStage::Backbone) {
+        for (i, f) in feats.iter().enumerate() {
+            let dims = [
+                Dim::Named("batch"),
+                Dim::Named("c"),
+                Dim::Named("h"),
+                Dim::Named("w"),
+            ];
+            g.output(f, &format!("feature_{i}"), Elem::F32, &dims);
+        }
+    } else {
+        let desc = descriptor::descriptor(&mut g, &src, &feats)?;
+        if options.stop_after == Some(ExportStage::Descriptors) {
+            let dims = [Dim::Named("batch"), Dim::Named("p"), Dim::Fixed(src.dims)];
+            g.output(&desc, "descriptors", Elem::F32, &dims);
+        } else {
+            let outs = head::head(&mut g, &src, &desc, class_input.as_deref())?;
+            head::declare_outputs(&mut g, &outs, src.grid, s);
+        }
+    }
     if g.initializer_bytes > PROTOBUF_LIMIT {
         return Err(Error::Other(format!(
             "the model's constants take {} MiB, over ONNX's 2 GiB protobuf limit (external data is not supported)",
@@ -175,6 +204,7 @@ pub fn export_file(model: &Path, out: &Path, class_input: bool) -> Result<Export
     let options = ExportOptions {
         class_input,
         model_sha256: Some(crate::backbone::sha256_file(model)?),
+        stop_after: None,
     };
     let bytes = export_onnx(&predictor, &options)
         .map_err(|e| Error::checkpoint(model, format!("ONNX export: {e}")))?;

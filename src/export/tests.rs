@@ -70,6 +70,7 @@ fn export(p: &Predictor, class_input: bool) -> pb::ModelProto {
     let opts = ExportOptions {
         class_input,
         model_sha256: Some("ab".repeat(32)),
+        ..ExportOptions::default()
     };
     pb::ModelProto::decode(export_onnx(p, &opts).unwrap().as_slice()).unwrap()
 }
@@ -390,4 +391,26 @@ fn file_errors_name_the_file() {
         .map(|e| e.value().to_string());
     assert_eq!(sha, Some(crate::backbone::sha256_file(&model).unwrap()));
     assert_eq!(back.graph.unwrap().input.len(), 2);
+}
+
+#[test]
+fn stage_graphs_end_at_the_backbone_or_the_descriptors() {
+    let p = predictor(&[Layer::L2, Layer::L3], 48, None);
+    let names = |stage| -> Vec<String> {
+        let opts = ExportOptions {
+            stop_after: Some(stage),
+            ..ExportOptions::default()
+        };
+        let m = pb::ModelProto::decode(export_onnx(&p, &opts).unwrap().as_slice()).unwrap();
+        let g = m.graph.unwrap();
+        assert!(
+            g.node
+                .iter()
+                .all(|n| n.op_type.as_deref() != Some("Sigmoid")),
+            "a stage graph holds no discriminator"
+        );
+        g.output.iter().map(|o| o.name.clone().unwrap()).collect()
+    };
+    assert_eq!(names(ExportStage::Backbone), ["feature_0", "feature_1"]);
+    assert_eq!(names(ExportStage::Descriptors), ["descriptors"]);
 }

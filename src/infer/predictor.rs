@@ -118,6 +118,7 @@ impl Predictor {
             &crate::export::ExportOptions {
                 class_input: true,
                 model_sha256,
+                stop_after: None,
             },
         )?;
         let (side, patches) = (self.input_size(), self.meta.grid * self.meta.grid);

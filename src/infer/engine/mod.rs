@@ -179,6 +179,10 @@ pub trait GraphRuntime: Send {
         classes: &[i64],
     ) -> Result<GraphOutputs>;
 
+    /// Runs a graph on images only and discards its outputs (the stage graphs that
+    /// `cras bench` times; see [`crate::export::ExportStage`]).
+    fn run_discarding(&mut self, images: &[f32], batch: usize, side: usize) -> Result<()>;
+
     /// One line for logs and reports: runtime, version, library, precision, threads.
     fn describe(&self) -> String;
 

@@ -77,16 +77,6 @@ impl OrtRuntime {
             .map_err(|e| ort_error("threads", e))?
             .commit_from_memory(onnx)
             .map_err(|e| ort_error("loading the exported graph", e))?;
-        let has_class_input = session
-            .inputs()
-            .iter()
-            .any(|i| i.name() == names::CLASS_INDEX_IN);
-        if !has_class_input {
-            return Err(Error::Other(
-                "onnxruntime: the graph has no class_index input (export it with --class-input)"
-                    .into(),
-            ));
-        }
         Ok(Self {
             session,
             description: format!("onnxruntime, CPU provider, f32, {threads} threads, {lib}"),
@@ -136,6 +126,15 @@ impl GraphRuntime for OrtRuntime {
             matched_class: i64s(names::MATCHED_CLASS)?,
             class_similarity: f32s(names::CLASS_SIMILARITY)?,
         })
+    }
+
+    fn run_discarding(&mut self, images: &[f32], batch: usize, side: usize) -> Result<()> {
+        let image = TensorRef::from_array_view(([batch, 3, side, side], images))
+            .map_err(|e| ort_error("image tensor", e))?;
+        self.session
+            .run(ort::inputs![names::IMAGE => image])
+            .map_err(|e| ort_error("running the graph", e))?;
+        Ok(())
     }
 
     fn describe(&self) -> String {

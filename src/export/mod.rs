@@ -15,7 +15,7 @@
 //!   `class_index`: that is the name of an output, and ONNX values are named once (SSA).
 //! - Outputs, in this order: `image_score` float32 `[batch]` (max patch score),
 //!   `patch_scores` float32 `[batch,g,g]`, `anomaly_map` float32 `[batch,S,S]` (bilinear
-//!   upsampling + Gaussian blur sigma 4, as [`crate::anomaly_map`]), `class_index` int64
+//!   upsampling + Gaussian blur sigma 4, as [`crate::infer::anomaly_map`]), `class_index` int64
 //!   `[batch]` (class used for alignment), `matched_class` int64 `[batch]` (global match),
 //!   `class_similarity` float32 `[batch]`.
 //! - Metadata (`metadata_props`, strings): `cras.classes` (JSON list), `cras.thresholds` (JSON

@@ -8,8 +8,8 @@
 //!
 //! A [`GraphRuntime`] runs the exported graph on preprocessed images `[B,3,S,S]` (row-major f32)
 //! and one class index per image (`-1`: the global match) and returns [`GraphOutputs`]: image
-//! score [B], patch scores [B,h,w], anomaly map [B,S,S], class used [B], matched class [B],
-//! class similarity [B]. The runtime is built once per process (per model generation in `serve`)
+//! score `[B]`, patch scores `[B,h,w]`, anomaly map `[B,S,S]`, class used `[B]`, matched class
+//! `[B]`, class similarity `[B]`. The runtime is built once per process (per model generation in `serve`)
 //! and reused; [`crate::infer::Predictor`] hides which engine it holds.
 
 pub mod graph_engine;

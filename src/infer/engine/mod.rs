@@ -141,17 +141,17 @@ impl EngineOptions {
 /// What the exported graph returns for a batch of B images (row-major).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GraphOutputs {
-    /// [B]
+    /// `[B]`
     pub image_score: Vec<f32>,
-    /// [B, h, w]
+    /// `[B, h, w]`
     pub patch_scores: Vec<f32>,
-    /// [B, S, S]
+    /// `[B, S, S]`
     pub anomaly_map: Vec<f32>,
-    /// [B] class used for alignment.
+    /// `[B]` class used for alignment.
     pub class_index: Vec<i64>,
-    /// [B] class of the global match.
+    /// `[B]` class of the global match.
     pub matched_class: Vec<i64>,
-    /// [B]
+    /// `[B]`
     pub class_similarity: Vec<f32>,
 }
 

@@ -264,3 +264,79 @@ fn cli_predict_on_an_engine_prints_candles_scores() {
         assert!((sx - sy).abs() <= 1e-5, "{x} vs {y}");
     }
 }
+
+#[test]
+fn a_missing_runtime_names_what_to_install_and_the_variable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model) = trained(tmp.path(), &[]);
+    let image = std::fs::read_dir(
+        data.join(
+            std::fs::read_dir(&data)
+                .unwrap()
+                .flatten()
+                .find(|e| e.path().is_dir())
+                .unwrap()
+                .file_name(),
+        )
+        .join("train/good"),
+    )
+    .unwrap()
+    .flatten()
+    .next()
+    .unwrap()
+    .path();
+    let nowhere = tmp.path().join("nowhere");
+    for (engine, var, install) in [
+        ("onnxruntime", "ORT_DYLIB_PATH", "onnxruntime"),
+        ("openvino", "OPENVINO_INSTALL_DIR", "openvino"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cras"))
+            .args([
+                "predict",
+                "--model",
+                model.to_str().unwrap(),
+                image.to_str().unwrap(),
+            ])
+            .args(["--engine", engine, "--log=warn"])
+            .env(var, &nowhere)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{engine} with {var} pointing nowhere must fail"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(var) && err.contains(nowhere.to_str().unwrap()),
+            "{err}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "nothing is scored when the engine is missing"
+        );
+        // Without the variable and without any installation, the error says what to install.
+        let out = Command::new(env!("CARGO_BIN_EXE_cras"))
+            .args([
+                "predict",
+                "--model",
+                model.to_str().unwrap(),
+                image.to_str().unwrap(),
+            ])
+            .args(["--engine", engine, "--log=warn"])
+            .env_remove("ORT_DYLIB_PATH")
+            .env_remove("OPENVINO_INSTALL_DIR")
+            .env_remove("INTEL_OPENVINO_DIR")
+            .env_remove("VIRTUAL_ENV")
+            .env_remove("CONDA_PREFIX")
+            .env("LD_LIBRARY_PATH", &nowhere)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!("pip install {install}")) && err.contains(var),
+                "{err}"
+            );
+        } // else: the runtime is installed system-wide on this machine
+    }
+}

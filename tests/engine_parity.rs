@@ -269,22 +269,18 @@ fn cli_predict_on_an_engine_prints_candles_scores() {
 fn a_missing_runtime_names_what_to_install_and_the_variable() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, model) = trained(tmp.path(), &[]);
-    let image = std::fs::read_dir(
-        data.join(
-            std::fs::read_dir(&data)
-                .unwrap()
-                .flatten()
-                .find(|e| e.path().is_dir())
-                .unwrap()
-                .file_name(),
-        )
-        .join("train/good"),
-    )
-    .unwrap()
-    .flatten()
-    .next()
-    .unwrap()
-    .path();
+    let good = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("train/good"))
+        .find(|p| p.is_dir())
+        .unwrap();
+    let image = std::fs::read_dir(good)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
     let nowhere = tmp.path().join("nowhere");
     for (engine, var, install) in [
         ("onnxruntime", "ORT_DYLIB_PATH", "onnxruntime"),

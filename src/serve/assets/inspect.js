@@ -22,8 +22,9 @@ function heat(v) {
   return stops[stops.length - 1][1];
 }
 
-// Colours a base64 grayscale PNG; resolves to a data URL.
-function colourMap(b64) {
+// Colours a base64 grayscale PNG (patch scores 0..1 as 0..255) from the image's lowest patch
+// score (transparent blue) to `threshold` and above (opaque red); resolves to a data URL.
+function colourMap(b64, threshold) {
   return new Promise(resolve => {
     const img = new Image();
     img.onload = () => {
@@ -34,9 +35,14 @@ function colourMap(b64) {
       ctx.drawImage(img, 0, 0);
       const data = ctx.getImageData(0, 0, c.width, c.height);
       const px = data.data;
+      let lo = 255, hi = 0;
+      for (let i = 0; i < px.length; i += 4) { lo = Math.min(lo, px[i]); hi = Math.max(hi, px[i]); }
+      lo /= 255;
+      hi = Math.max(hi / 255, Number.isFinite(threshold) ? threshold : 0, lo + 1 / 255);
       for (let i = 0; i < px.length; i += 4) {
-        const [r, g, b] = heat(px[i] / 255);
-        px[i] = r; px[i + 1] = g; px[i + 2] = b; px[i + 3] = 255;
+        const t = Math.min(1, Math.max(0, (px[i] / 255 - lo) / (hi - lo)));
+        const [r, g, b] = heat(t);
+        px[i] = r; px[i + 1] = g; px[i + 2] = b; px[i + 3] = Math.round(255 * (0.1 + 0.9 * t));
       }
       ctx.putImageData(data, 0, 0);
       resolve(c.toDataURL('image/png'));
@@ -169,7 +175,7 @@ async function scoreChunk(items) {
   for (const item of items) form.append('image', item.file, item.name);
   try {
     const answer = await api('/v1/predict?map=png', { method: 'POST', body: form });
-    const maps = await Promise.all(answer.predictions.map(p => (p.map ? colourMap(p.map) : null)));
+    const maps = await Promise.all(answer.predictions.map(p => (p.map ? colourMap(p.map, p.threshold) : null)));
     answer.predictions.forEach((p, i) => {
       Object.assign(items[i], {
         score: p.score === null ? NaN : p.score, class: p.class, class_similarity: p.class_similarity,

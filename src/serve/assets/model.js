@@ -11,6 +11,13 @@ function facts(title, pairs) {
   return el('section', { class: 'card-box' }, el('h2', {}, title), dl);
 }
 
+function preprocessing(p) {
+  if (!p) return '-';
+  const how = p.mode === 'Square' ? 'resized to ' + p.crop + ' x ' + p.crop + ' (aspect ratio not kept)'
+    : 'shorter side to ' + p.resize + ', centre crop ' + p.crop + ' x ' + p.crop;
+  return how + '; masks ' + p.mask_mode;
+}
+
 function date(unix) {
   return unix ? new Date(unix * 1000).toLocaleString() : '-';
 }
@@ -44,7 +51,8 @@ function renderModel() {
     facts('Scoring', [
       ['engine', m.engine + ' (' + m.precision + ')'], ['engine details', m.engine_description],
       ['input', m.input_size + ' x ' + m.input_size + ' px, patch grid ' + m.grid + ' x ' + m.grid],
-      ['preprocessing', JSON.stringify(m.preprocessing)],
+      ['preprocessing', preprocessing(m.preprocessing)],
+      ['descriptor', m.descriptor ? Object.entries(m.descriptor).map(([k, v]) => k + ' ' + JSON.stringify(v)).join(', ') : '-'],
     ]),
     facts('Training', [
       ['epochs', fmt(t.epochs_done, 0)], ['images', fmt(t.images, 0)], ['seconds', fmt(t.seconds, 1)],

@@ -112,8 +112,8 @@ function renderRows() {
   const allHoldout = t.classes.flatMap(c => c.holdout_scores);
   const specs = [{
     key: '*', label: 'All classes', cls: null, holdout: allHoldout, stored: t.global.model,
-    note: 'moves every class at once' + (t.method ? '; stored: ' + t.method : ''),
-    current: () => globalTouched,
+    note: 'moves every class at once; global threshold ' + fmt(t.global.effective) + (t.method ? ' (stored: ' + t.method + ')' : ''),
+    current: () => (globalTouched !== null ? globalTouched : t.global.effective),
     set: v => { globalTouched = v; for (const c of t.classes) App.chosen[c.name] = v; redecide(); },
   }];
   for (const c of t.classes) {

@@ -6,7 +6,9 @@
 //! decisions, re-read on reload, and sit behind the token.
 //!
 //! `page_in_a_real_browser`: headless Chromium driven through chromedriver (WebDriver): sign in
-//! with the token, upload good and defective images, compare the shown scores with the API's,
+//! with the token (stored nowhere), upload good and defective images, compare the shown scores
+//! and decisions with the API's, change the map opacity, paste and drop an image, sort by score,
+//! open one large,
 //! move the sliders and check the decisions flip without re-scoring, save a threshold set, see a
 //! prediction made by another client in the line view, read the model view; at 1280x800 and at
 //! a phone's 390x844, with no horizontal overflow. Screenshots go to `$CRAS_SCREENSHOTS` when
@@ -410,6 +412,45 @@ fn page_in_a_real_browser() {
         assert_eq!(decision, p["decision"].as_str().unwrap(), "{name}");
     }
     screenshot(b, "inspect-desktop");
+
+    // The opacity control reaches the overlays.
+    let opacity = ok(b.eval(
+        "const o = document.querySelector('#opacity'); o.value = 80; \
+         o.dispatchEvent(new Event('input')); \
+         return getComputedStyle(document.querySelector('#results .overlay')).opacity;",
+        vec![],
+    ));
+    assert_eq!(opacity, json!("0.8"));
+    // Pasting and dropping an image (here the first upload again) score it like the upload.
+    for event in ["paste", "drop"] {
+        let count = cards(b).len();
+        ok(b.eval(
+            "const blob = App.items[0].file; \
+             { \
+               const dt = new DataTransfer(); \
+               dt.items.add(new File([blob], arguments[0] + '.png', {type: 'image/png'})); \
+               if (arguments[0] === 'paste') { \
+                 document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true})); \
+               } else { \
+                 document.querySelector('#drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true})); \
+               } return 1; }",
+            vec![json!(event)],
+        ));
+        ok(b.wait_for(
+            event,
+            &format!(
+                "return document.querySelectorAll('#results .card[data-score]').length === {};",
+                count + 1
+            ),
+            30,
+        ));
+        let added = cards(b);
+        let new = added
+            .iter()
+            .find(|c| c.0 == format!("{event}.png"))
+            .expect("the new card");
+        assert_eq!(new.1, added[0].1, "{event}: same image, same score");
+    }
     no_horizontal_overflow(b, "inspect at 1280");
 
     // Sorting by score.

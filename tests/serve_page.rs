@@ -8,10 +8,10 @@
 //! `page_in_a_real_browser`: headless Chromium driven through chromedriver (WebDriver): sign in
 //! with the token (stored nowhere), upload good and defective images, compare the shown scores
 //! and decisions with the API's, change the map opacity, paste and drop an image, sort by score,
-//! open one large,
-//! move the sliders and check the decisions flip without re-scoring, save a threshold set, see a
-//! prediction made by another client in the line view, read the model view; at 1280x800 and at
-//! a phone's 390x844, with no horizontal overflow. Screenshots go to `$CRAS_SCREENSHOTS` when
+//! open one large, move the sliders and check the decisions flip without re-scoring, save a
+//! threshold set and check the server then decides like the page, see a prediction made by
+//! another client in the line view, read the model view; at 1280x800 and at a phone's 390x844,
+//! with no horizontal overflow. Screenshots go to `$CRAS_SCREENSHOTS` when
 //! set. Without chromedriver or Chromium it says so and passes, unless `CRAS_REQUIRE_BROWSER=1`.
 
 mod serve_support;

@@ -73,6 +73,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             config.model.display(),
             server.local_addr()?
         );
+        eprintln!("inspection page: http://{}/", server.local_addr()?);
         tokio::spawn(reload_on_sighup(server.handle()));
         server.run(shutdown).await?;
         eprintln!("stopped");

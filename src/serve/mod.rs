@@ -2,13 +2,15 @@
 //!
 //! Routes: `POST /v1/predict` (see [`predict`]), `GET /v1/health`, `GET /v1/model` (the model's
 //! metadata), `GET /metrics` (Prometheus text, [`metrics`]) and `GET /v1/openapi.json`
-//! ([`openapi`]). Every error is JSON `{"error", "status"}` ([`api_error`]).
+//! ([`openapi`]). Every error is JSON `{"error", "status"}` ([`api_error`]). The inspection
+//! page ([`page`]) is served at `/` with `GET /v1/recent` ([`recent`]) and
+//! `GET|PUT|DELETE /v1/thresholds` ([`thresholds`]: saved threshold sets, applied to decisions).
 //!
 //! Requests are decoded on blocking threads, then scored by ONE worker thread with dynamic
 //! batching ([`batcher`]). Limits: body size (413), decoded pixels (413), queue length (503 with
 //! `Retry-After`), per-request time (504). The server binds loopback addresses only unless
 //! `allow_remote`; with a token file every route except `/v1/health` needs
-//! `Authorization: Bearer <token>` (401 otherwise). No request names a server file. The model
+//! `Authorization: Bearer <token>` (401 otherwise; the page's files stay open too). No request names a server file. The model
 //! can be swapped at run time ([`ServerHandle::reload`], called on SIGHUP by the CLI); shutdown
 //! is graceful: in-flight requests finish, then the worker is joined.
 
@@ -17,7 +19,10 @@ pub mod batcher;
 pub mod metrics;
 pub mod model_slot;
 pub mod openapi;
+pub mod page;
 pub mod predict;
+pub mod recent;
+pub mod thresholds;
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -133,6 +138,10 @@ pub struct AppState {
     pub started: Instant,
     /// The model path reloads read by default.
     pub model_path: PathBuf,
+    /// The last predictions, for the page's line view.
+    pub recent: recent::Recent,
+    /// The operator's saved thresholds.
+    pub thresholds: thresholds::ThresholdStore,
 }
 
 /// Refuses a non-loopback `addr` unless `allow_remote`; returns the resolved addresses.
@@ -188,6 +197,7 @@ impl Server {
         config.validate()?;
         let addrs = check_addr(&config.addr, config.allow_remote)?;
         let token = config.token_file.as_deref().map(read_token).transpose()?;
+        let saved = thresholds::ThresholdStore::open(thresholds::path_for(&config.model))?;
         let device = crate::device::select(&config.device)?;
         let path = config.model.clone();
         let engine = config.engine;
@@ -220,6 +230,8 @@ impl Server {
             token,
             started: Instant::now(),
             model_path: config.model.clone(),
+            recent: recent::Recent::default(),
+            thresholds: saved,
         });
         Ok(Self { listener, state })
     }
@@ -254,7 +266,11 @@ impl Server {
 
 impl ServerHandle {
     /// Reloads the model from the configured path; see [`ServerHandle::reload_from`].
+    /// The saved threshold set is re-read first (a damaged file keeps the set in force).
     pub fn reload(&self) -> Result<u64> {
+        if let Err(e) = self.state.thresholds.reload() {
+            tracing::error!("threshold set not reloaded, keeping the one in force: {e}");
+        }
         let path = self.state.model_path.clone();
         self.reload_from(&path)
     }
@@ -302,6 +318,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/openapi.json",
             get(|| async { Json(openapi::document()) }),
         )
+        .merge(page::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such route; see /v1/openapi.json")
         })
@@ -367,7 +384,7 @@ async fn require_token(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        let open = request.uri().path() == "/v1/health";
+        let open = request.uri().path() == "/v1/health" || page::is_public(request.uri().path());
         if !open && !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), token.as_bytes())) {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,

@@ -1,11 +1,12 @@
-//! The hand-written OpenAPI 3.0 document of the service, served at `GET /v1/openapi.json`.
+//! The hand-written OpenAPI 3.0 document of the service, served at `GET /v1/openapi.json`
+//! (the page's routes are added by [`super::page::document_routes`]).
 
 use serde_json::{json, Value};
 
 /// The OpenAPI 3.0.3 document describing every route, parameter and answer.
 pub fn document() -> Value {
     let error = json!({"$ref": "#/components/responses/Error"});
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "cras serve",
@@ -93,5 +94,7 @@ pub fn document() -> Value {
                 "responses": {"200": {"description": "OpenAPI 3.0.3.", "content": {"application/json": {"schema": {"type": "object"}}}}, "401": error}
             }}
         }
-    })
+    });
+    super::page::document_routes(&mut doc);
+    doc
 }

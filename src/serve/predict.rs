@@ -6,9 +6,11 @@
 //! is_anomalous, decision, ms, map?}, ...]}` in request order.
 //!
 //! Query parameters: `class` (a class name: skip the global match), `threshold` (a finite
-//! number overriding the stored threshold), `map=png` (add each image's anomaly map [S, S] as a
+//! number overriding every other threshold; without it a saved threshold set applies, see
+//! [`super::thresholds`], else the model's stored threshold), `map=png` (add each image's anomaly map [S, S] as a
 //! base64 grayscale PNG, 0..1 mapped to 0..255). Scores are those of `Predictor::predict_images`,
 //! bit for bit the numbers `cras predict` prints; the decision is [`crate::infer::decide`]'s.
+//! Every answered prediction is recorded in the recent ring ([`super::recent`]).
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -24,8 +26,8 @@ use serde_json::{json, Value};
 
 use super::api_error::ApiError;
 use super::batcher::Scored;
+use super::thresholds::{ThresholdSet, ThresholdStore};
 use super::AppState;
-use crate::infer::ThresholdChoice;
 use crate::report::heatmap::gray_map_png;
 
 /// Most images in one request.
@@ -120,10 +122,13 @@ pub async fn predict(
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let map = options.map;
     let threshold = options.threshold;
-    let body =
-        tokio::task::spawn_blocking(move || answer_json(&scored, &names, threshold, map, ms))
-            .await
-            .map_err(|e| ApiError::internal(format!("answer failed unexpectedly: {e}")))??;
+    let saved = state.thresholds.current();
+    let body = tokio::task::spawn_blocking(move || {
+        answer_json(&scored, &names, threshold, saved.as_deref(), map, ms)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("answer failed unexpectedly: {e}")))??;
+    state.recent.record(&body);
     Ok(Json(body))
 }
 
@@ -215,15 +220,16 @@ fn answer_json(
     scored: &Scored,
     names: &[String],
     threshold: Option<f32>,
+    saved: Option<&ThresholdSet>,
     map: bool,
     ms: f64,
 ) -> Result<Value, ApiError> {
     let predictor = &scored.model.predictor;
     let side = predictor.input_size() as u32;
-    let thresholds = threshold.map_or(ThresholdChoice::Stored, ThresholdChoice::Override);
     let mut predictions = Vec::with_capacity(names.len());
     for (p, name) in scored.predictions.iter().zip(names) {
-        let threshold = thresholds.for_class(&predictor.meta, p.class);
+        let threshold =
+            threshold.or_else(|| ThresholdStore::threshold_for(saved, &predictor.meta, p.class));
         let decision = crate::infer::decide(p.score, threshold);
         let mut item = json!({
             "name": name,

@@ -11,7 +11,10 @@
 //!
 //! Every decode first reads the header and refuses images above a pixel budget
 //! ([`DEFAULT_MAX_PIXELS`]) with a clear error, so that a decompression bomb cannot exhaust
-//! memory. Errors name the file.
+//! memory. The decoders' own allocations beyond the pixels are bounded too: a PNG's ancillary
+//! chunks (an iCCP profile or text inflating to a gigabyte) get at most
+//! [`PNG_ANCILLARY_BYTES`] (the `png` crate's limit; a profile above it is dropped, never used
+//! here anyway). Errors name the file.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -22,6 +25,10 @@ use crate::{Error, Result};
 
 /// Largest image, in pixels, that the decoders accept by default (100 megapixels).
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+/// Bytes a PNG decoder may allocate besides the image itself: ancillary chunks (iCCP, text,
+/// eXIf, inflated where compressed) and one row buffer (rows up to 2 million 16-bit RGBA pixels).
+pub const PNG_ANCILLARY_BYTES: u64 = 16 << 20;
 
 /// Decodes the image at `path` to 8-bit RGB exactly as Pillow's `convert("RGB")` does.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
@@ -85,8 +92,14 @@ fn decode_dynamic(bytes: &[u8], name: &str, max_pixels: u64) -> Result<DynamicIm
         .with_guessed_format()
         .map_err(|e| undecodable(&e))?;
     let mut limits = image::Limits::default();
-    // Room for the decoded image at 16 bits x 4 channels plus the decoder's own buffers.
-    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    limits.max_alloc = Some(if reader.format() == Some(image::ImageFormat::Png) {
+        // The `png` crate's limit covers its ancillary chunks and row buffer only; the image
+        // buffer is sized by the header (checked against `max_pixels` below).
+        PNG_ANCILLARY_BYTES
+    } else {
+        // Room for the decoded image at 16 bits x 4 channels plus the decoder's own buffers.
+        max_pixels.saturating_mul(8).saturating_add(64 << 20)
+    });
     reader.limits(limits);
     let decoder = reader.into_decoder().map_err(|e| undecodable(&e))?;
     let (w, h) = decoder.dimensions();

@@ -160,3 +160,27 @@ fn decompression_bomb_is_refused_before_allocation() {
     assert!(msg.contains("40x30") && msg.contains("1000"), "{msg}");
     assert!(decode_rgb_bytes_with_limit(&bytes, "ok.png", 1200).is_ok());
 }
+
+#[test]
+fn a_truncated_jpeg_is_an_error_naming_the_file() {
+    let img = DynamicImage::ImageRgb8(ImageBuffer::from_fn(64, 64, |x, y| {
+        Rgb([x as u8 * 4, y as u8 * 4, (x ^ y) as u8])
+    }));
+    let jpeg = encode(&img, ImageFormat::Jpeg);
+    assert_eq!(
+        decode_rgb_bytes(&jpeg, "whole.jpg").unwrap().dimensions(),
+        (64, 64)
+    );
+    let mut trailing = jpeg.clone();
+    trailing.extend_from_slice(b"trailing bytes after the end marker");
+    assert!(decode_rgb_bytes(&trailing, "trailing.jpg").is_ok());
+    for cut in [jpeg.len() / 2, jpeg.len() - 2] {
+        let msg = decode_rgb_bytes(&jpeg[..cut], "cut.jpg")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("cut.jpg") && msg.contains("truncated JPEG"),
+            "{msg}"
+        );
+    }
+}

@@ -166,3 +166,57 @@ fn masks_match_torchvision_in_both_modes() {
         assert!(nb > nt && nt > 0, "{}: {nb} vs {nt}", s.name);
     }
 }
+
+/// A deterministic noise image (no `rand` in the test's hands: a simple hash of the position).
+fn noise(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let v = (x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503)).wrapping_mul(97);
+        image::Rgb([(v >> 8) as u8, (v >> 16) as u8, (v >> 24) as u8])
+    })
+}
+
+#[test]
+fn resizing_only_the_crop_window_equals_resizing_then_cropping() {
+    use cras::data::preprocess::{resize_bilinear_pil, resize_crop_bilinear_pil};
+    let p = Preprocess {
+        resize: 37,
+        crop: 32,
+        mode: ResizeMode::ShorterSideThenCenterCrop,
+        mask_mode: MaskMode::Binarize,
+    };
+    for (w, h) in [
+        (50, 41),
+        (41, 50),
+        (37, 37),
+        (37, 200),
+        (300, 37),
+        (3, 90),
+        (20, 20),
+        (1, 7),
+    ] {
+        let img = noise(w, h);
+        let (rw, rh, left, top) = p.geometry(w, h);
+        let full = resize_bilinear_pil(img.as_raw(), w, h, 3, rw, rh);
+        let mut expected = Vec::new();
+        for y in top..top + 32 {
+            let start = ((y * rw + left) * 3) as usize;
+            expected.extend_from_slice(&full[start..start + 32 * 3]);
+        }
+        let got = resize_crop_bilinear_pil(img.as_raw(), (w, h), 3, (rw, rh), (left, top, 32, 32));
+        assert_eq!(got, expected, "{w}x{h}");
+        assert_eq!(p.resized_rgb(&img).into_raw(), expected, "{w}x{h}");
+    }
+}
+
+#[test]
+fn extreme_aspect_ratios_preprocess_in_bounded_memory() {
+    // Resizing the shorter side of 1 pixel to 329 makes the longer side 329 million pixels:
+    // resizing all of it (~100 GB) aborted the process; only the crop window is computed.
+    let p = Preprocess::reference();
+    for (w, h) in [(1, 1_000_000), (1_000_000, 1), (2, 20_000)] {
+        let img = RgbImage::from_pixel(w, h, image::Rgb([10, 128, 250]));
+        let out = p.resized_rgb(&img);
+        assert_eq!(out.dimensions(), (288, 288), "{w}x{h}");
+        assert!(out.pixels().all(|px| px.0 == [10, 128, 250]), "{w}x{h}");
+    }
+}

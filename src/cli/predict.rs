@@ -40,34 +40,93 @@ pub struct PredictArgs {
     pub engine: super::engine_args::EngineArgs,
 }
 
-/// Expands folders into their image files (sorted), keeps files as given.
-pub fn collect_images(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
+/// The image files of the arguments, and the arguments that could not be read.
+pub struct Collected {
+    /// Files as given, folders expanded into their image files (sorted per folder).
+    pub files: Vec<PathBuf>,
+    /// (path, what is wrong) for each argument or folder that could not be read.
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+/// Expands folders into their image files (sorted), keeps files as given. A missing path or an
+/// unreadable folder is reported in [`Collected::errors`], never stops the others. Symbolic
+/// links are followed, but each folder is walked once (by its canonical path), so link loops
+/// end and a folder reached twice is listed once.
+pub fn collect_images(paths: &[PathBuf]) -> Collected {
+    let mut out = Collected {
+        files: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut seen = std::collections::HashSet::new();
     for p in paths {
         if p.is_dir() {
             let mut found = Vec::new();
-            walk(p, &mut found)?;
+            walk(p, &mut found, &mut seen, &mut out.errors);
             found.sort();
-            out.extend(found);
+            out.files.extend(found);
         } else if p.exists() {
-            out.push(p.clone());
+            out.files.push(p.clone());
         } else {
-            anyhow::bail!("{}: no such file or folder", p.display());
+            out.errors
+                .push((p.clone(), "no such file or folder".to_string()));
         }
     }
-    Ok(out)
+    out
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    for e in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))? {
-        let p = e?.path();
+fn walk(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+    errors: &mut Vec<(PathBuf, String)>,
+) {
+    match std::fs::canonicalize(dir) {
+        Ok(real) => {
+            if !seen.insert(real) {
+                return;
+            }
+        }
+        Err(e) => return errors.push((dir.to_path_buf(), e.to_string())),
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => return errors.push((dir.to_path_buf(), e.to_string())),
+    };
+    for e in entries {
+        let p = match e {
+            Ok(e) => e.path(),
+            Err(e) => {
+                errors.push((dir.to_path_buf(), e.to_string()));
+                continue;
+            }
+        };
         if p.is_dir() {
-            walk(&p, out)?;
+            walk(&p, out, seen, errors);
         } else if is_image(&p) {
             out.push(p);
         }
     }
-    Ok(())
+}
+
+/// Heatmap file names unique within a run: `<stem>_map.png`, then `<stem>_2_map.png`, ... for
+/// images of the same stem in different folders.
+#[derive(Default)]
+struct MapNames(std::collections::HashSet<String>);
+
+impl MapNames {
+    fn name(&mut self, image: &Path) -> String {
+        let stem = image
+            .file_stem()
+            .map(|x| x.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        let mut name = format!("{stem}_map.png");
+        let mut n = 1;
+        while !self.0.insert(name.clone()) {
+            n += 1;
+            name = format!("{stem}_{n}_map.png");
+        }
+        name
+    }
 }
 
 fn is_image(p: &Path) -> bool {
@@ -84,14 +143,21 @@ fn is_image(p: &Path) -> bool {
 pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     let device = cras::device::select(&a.device)?;
     let predictor = Predictor::load_with(&a.model, &device, &a.engine.options())?;
-    let files = collect_images(&a.paths)?;
+    let Collected { files, errors } = collect_images(&a.paths);
+    let mut failures = errors.len();
+    for (p, e) in &errors {
+        println!(
+            "{}",
+            serde_json::json!({"path": p.display().to_string(), "error": e})
+        );
+    }
+    let mut map_names = MapNames::default();
     if let Some(dir) = &a.heatmaps {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     }
     let thresholds =
         ThresholdChoice::from_options(&predictor.meta, a.threshold, a.false_alarm_rate)?;
     let s = predictor.input_size() as u32;
-    let mut failures = 0usize;
     for chunk in files.chunks(a.batch_size.max(1)) {
         let started = std::time::Instant::now();
         let mut images = Vec::new();
@@ -132,8 +198,7 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
             });
             if let Some(dir) = &a.heatmaps {
                 let map = predictor.anomaly_map(p);
-                let stem = path.file_stem().and_then(|x| x.to_str()).unwrap_or("image");
-                let out = dir.join(format!("{stem}_map.png"));
+                let out = dir.join(map_names.name(path));
                 write_gray_png(&out, &gray_map_png(&map, s, s, 0.0, 1.0))?;
                 line["heatmap"] = out.display().to_string().into();
             }
@@ -142,8 +207,8 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     }
     if failures > 0 {
         anyhow::bail!(
-            "{failures} of {} images could not be read (see the error lines above)",
-            files.len()
+            "{failures} of {} images or paths could not be read (see the error lines above)",
+            files.len() + errors.len()
         );
     }
     Ok(())

@@ -11,7 +11,12 @@
 //!
 //! Every decode first reads the header and refuses images above a pixel budget
 //! ([`DEFAULT_MAX_PIXELS`]) with a clear error, so that a decompression bomb cannot exhaust
-//! memory. Errors name the file.
+//! memory. The decoders' own allocations beyond the pixels are bounded too: a PNG's ancillary
+//! chunks (an iCCP profile or text inflating to a gigabyte) get at most
+//! [`PNG_ANCILLARY_BYTES`] (the `png` crate's limit; a profile above it is dropped, never used
+//! here anyway). A JPEG whose data stops before its end-of-image marker is an error (the
+//! decoder would fill the missing rows with gray and only log it; Pillow refuses it too).
+//! Errors name the file.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -22,6 +27,10 @@ use crate::{Error, Result};
 
 /// Largest image, in pixels, that the decoders accept by default (100 megapixels).
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+/// Bytes a PNG decoder may allocate besides the image itself: ancillary chunks (iCCP, text,
+/// eXIf, inflated where compressed) and one row buffer (rows up to 2 million 16-bit RGBA pixels).
+pub const PNG_ANCILLARY_BYTES: u64 = 16 << 20;
 
 /// Decodes the image at `path` to 8-bit RGB exactly as Pillow's `convert("RGB")` does.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
@@ -84,9 +93,22 @@ fn decode_dynamic(bytes: &[u8], name: &str, max_pixels: u64) -> Result<DynamicIm
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| undecodable(&e))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_complete(bytes) {
+        return Err(Error::image(
+            name,
+            "truncated JPEG: the data ends before the end-of-image marker (missing data); \
+             the file is incomplete or damaged",
+        ));
+    }
     let mut limits = image::Limits::default();
-    // Room for the decoded image at 16 bits x 4 channels plus the decoder's own buffers.
-    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    limits.max_alloc = Some(if reader.format() == Some(image::ImageFormat::Png) {
+        // The `png` crate's limit covers its ancillary chunks and row buffer only; the image
+        // buffer is sized by the header (checked against `max_pixels` below).
+        PNG_ANCILLARY_BYTES
+    } else {
+        // Room for the decoded image at 16 bits x 4 channels plus the decoder's own buffers.
+        max_pixels.saturating_mul(8).saturating_add(64 << 20)
+    });
     reader.limits(limits);
     let decoder = reader.into_decoder().map_err(|e| undecodable(&e))?;
     let (w, h) = decoder.dimensions();
@@ -101,6 +123,15 @@ fn decode_dynamic(bytes: &[u8], name: &str, max_pixels: u64) -> Result<DynamicIm
         ));
     }
     DynamicImage::from_decoder(decoder).map_err(|e| undecodable(&e))
+}
+
+/// True when an end-of-image marker (FF D9) follows the last start-of-scan marker (FF DA).
+/// Inside entropy-coded data a 0xFF byte is always followed by 0x00 or a restart marker, so both
+/// byte pairs there are real markers; an embedded thumbnail's scan and end come before the main
+/// image's last scan.
+fn jpeg_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    last_scan.is_some_and(|s| bytes[s..].windows(2).any(|w| w == [0xFF, 0xD9]))
 }
 
 /// Converts any decoded image to RGB8 with Pillow's `convert("RGB")` rules (module docs).
@@ -139,6 +170,18 @@ fn to_pil_rgb(img: DynamicImage, name: &str) -> Result<RgbImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jpeg_completeness_needs_an_end_marker_after_the_last_scan() {
+        let scan = [0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0x00, 3];
+        assert!(!jpeg_complete(&scan));
+        let mut whole = scan.to_vec();
+        whole.extend_from_slice(&[0xFF, 0xD9, b'x', b'y']); // trailing bytes are fine
+        assert!(jpeg_complete(&whole));
+        // A thumbnail's end marker before the main scan does not count.
+        let thumb = [0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 5, 6];
+        assert!(!jpeg_complete(&thumb));
+    }
 
     #[test]
     fn pil_luma_matches_known_pillow_values() {

@@ -158,8 +158,13 @@ impl Preprocess {
 
     fn resize_and_crop(&self, src: &[u8], w: u32, h: u32, channels: usize) -> Vec<u8> {
         let (rw, rh, left, top) = self.geometry(w, h);
-        let resized = resize_bilinear_pil(src, w, h, channels, rw, rh);
-        crop(&resized, rw, channels, left, top, self.crop, self.crop)
+        resize_crop_bilinear_pil(
+            src,
+            (w, h),
+            channels,
+            (rw, rh),
+            (left, top, self.crop, self.crop),
+        )
     }
 }
 
@@ -187,22 +192,6 @@ pub fn center_crop_offset(len: u32, crop: u32) -> u32 {
     }
 }
 
-fn crop(src: &[u8], src_w: u32, ch: usize, left: u32, top: u32, w: u32, h: u32) -> Vec<u8> {
-    let (src_w, left, top, w, h) = (
-        src_w as usize,
-        left as usize,
-        top as usize,
-        w as usize,
-        h as usize,
-    );
-    let mut out = Vec::with_capacity(w * h * ch);
-    for y in top..top + h {
-        let start = (y * src_w + left) * ch;
-        out.extend_from_slice(&src[start..start + w * ch]);
-    }
-    out
-}
-
 /// Pillow's fixed-point precision for 8-bit resampling.
 const PRECISION_BITS: u32 = 22;
 
@@ -212,15 +201,32 @@ struct Windows {
     weights: Vec<Vec<i32>>,
 }
 
-/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the bilinear (triangle) filter.
-fn windows(in_size: u32, out_size: u32) -> Windows {
+impl Windows {
+    /// The input indices all these windows read: `[first, end)`.
+    fn span(&self) -> (usize, usize) {
+        let first = self.starts.iter().copied().min().unwrap_or(0);
+        let end = self
+            .starts
+            .iter()
+            .zip(&self.weights)
+            .map(|(s, w)| s + w.len())
+            .max()
+            .unwrap_or(first);
+        (first, end)
+    }
+}
+
+/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for the bilinear (triangle) filter,
+/// for the output pixels `from..to` of a resize from `in_size` to `out_size` only.
+fn windows(in_size: u32, out_size: u32, from: u32, to: u32) -> Windows {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = filter_scale; // triangle support 1.0, stretched when downscaling
     let inv_scale = 1.0 / filter_scale; // Pillow multiplies by the reciprocal: same rounding
-    let mut starts = Vec::with_capacity(out_size as usize);
-    let mut weights = Vec::with_capacity(out_size as usize);
-    for xx in 0..out_size {
+    let n = to.saturating_sub(from) as usize;
+    let mut starts = Vec::with_capacity(n);
+    let mut weights = Vec::with_capacity(n);
+    for xx in from..to {
         let center = (xx as f64 + 0.5) * scale;
         let xmin = ((center - support + 0.5) as i64).max(0);
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64);
@@ -267,21 +273,45 @@ pub fn resize_bilinear_pil(
     out_w: u32,
     out_h: u32,
 ) -> Vec<u8> {
+    resize_crop_bilinear_pil(src, (w, h), ch, (out_w, out_h), (0, 0, out_w, out_h))
+}
+
+/// The window `(left, top, crop_w, crop_h)` of [`resize_bilinear_pil`]'s output at
+/// `(out_w, out_h)`, bit-identical to resizing then cropping, but computing only the output
+/// pixels inside the window from the input rows and columns they read. Memory is bounded by the
+/// input and the window whatever the resized size (a 1x1000000 image resized to a shorter side
+/// of 329 would be 329 x 329000000 pixels).
+pub fn resize_crop_bilinear_pil(
+    src: &[u8],
+    (w, h): (u32, u32),
+    ch: usize,
+    (out_w, out_h): (u32, u32),
+    (left, top, crop_w, crop_h): (u32, u32, u32, u32),
+) -> Vec<u8> {
     let half = 1i64 << (PRECISION_BITS - 1);
-    // Horizontal pass (skipped, as in Pillow, when the width does not change).
-    let horizontal = if out_w != w {
-        let win = windows(w, out_w);
-        let (w, out_w) = (w as usize, out_w as usize);
-        let mut tmp = vec![0u8; out_w * h as usize * ch];
-        for (row, out_row) in src
-            .chunks_exact(w * ch)
-            .zip(tmp.chunks_exact_mut(out_w * ch))
+    let (cw, chh) = (crop_w as usize, crop_h as usize);
+    // Rows of the input the vertical pass reads (all of the window's rows when it is skipped).
+    let vertical = (out_h != h).then(|| windows(h, out_h, top, top + crop_h));
+    let (row0, row1) = match &vertical {
+        Some(win) => win.span(),
+        None => (top as usize, top as usize + chh),
+    };
+    // Horizontal pass over those rows, window columns only (skipped, as in Pillow, when the
+    // width does not change).
+    let src_stride = w as usize * ch;
+    let rows = &src[row0 * src_stride..row1 * src_stride];
+    let stride = cw * ch;
+    let horizontal: Vec<u8> = if out_w != w {
+        let win = windows(w, out_w, left, left + crop_w);
+        let mut tmp = vec![0u8; stride * (row1 - row0)];
+        for (row, out_row) in rows
+            .chunks_exact(src_stride)
+            .zip(tmp.chunks_exact_mut(stride))
         {
-            for xx in 0..out_w {
-                let start = win.starts[xx];
+            for (xx, (&start, weights)) in win.starts.iter().zip(&win.weights).enumerate() {
                 for c in 0..ch {
                     let mut acc = half;
-                    for (k, &wt) in win.weights[xx].iter().enumerate() {
+                    for (k, &wt) in weights.iter().enumerate() {
                         acc += row[(start + k) * ch + c] as i64 * wt as i64;
                     }
                     out_row[xx * ch + c] = clip8(acc);
@@ -290,16 +320,18 @@ pub fn resize_bilinear_pil(
         }
         tmp
     } else {
-        src.to_vec()
+        let from = left as usize * ch;
+        rows.chunks_exact(src_stride)
+            .flat_map(|row| &row[from..from + stride])
+            .copied()
+            .collect()
     };
-    if out_h == h {
+    let Some(win) = vertical else {
         return horizontal;
-    }
-    let win = windows(h, out_h);
-    let stride = out_w as usize * ch;
-    let mut out = vec![0u8; stride * out_h as usize];
+    };
+    let mut out = vec![0u8; stride * chh];
     for (yy, out_row) in out.chunks_exact_mut(stride).enumerate() {
-        let start = win.starts[yy];
+        let start = win.starts[yy] - row0;
         for (i, dst) in out_row.iter_mut().enumerate() {
             let mut acc = half;
             for (k, &wt) in win.weights[yy].iter().enumerate() {

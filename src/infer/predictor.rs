@@ -46,15 +46,60 @@ impl Predictor {
                 ))
             }
         };
-        let extractor = FeatureExtractor::new(backbone, f.meta.descriptor.clone())?;
-        Ok(Self::from_parts(
+        let extractor = FeatureExtractor::new(backbone, f.meta.descriptor.clone())
+            .map_err(|e| Error::checkpoint(path, e.to_string()))?;
+        let predictor = Self::from_parts(
             f.meta,
             extractor,
             f.adaptor,
             f.discriminator,
             f.bank,
             device,
-        ))
+        );
+        predictor
+            .self_test()
+            .map_err(|e| Error::checkpoint(path, format!("test forward pass: {e}")))?;
+        Ok(predictor)
+    }
+
+    /// A test forward pass, cheap whatever the model's input size: the backbone and descriptor
+    /// on a 32x32 gray image (their output must be finite and of the model's width), then the
+    /// head on the first class's centers as descriptors [1, P, D] (finite scores, one per
+    /// patch). Catches what the static checks cannot (e.g. a degenerate batch-norm variance).
+    pub fn self_test(&self) -> Result<()> {
+        let d = self.meta.descriptor.dims;
+        let image = Tensor::zeros((1, 3, 32, 32), candle_core::DType::F32, &self.device)?;
+        let g = self.extractor.descriptors(&image)?;
+        if g.dim(2)? != d {
+            return Err(Error::Other(format!(
+                "the descriptor is {} wide, the metadata says {d}",
+                g.dim(2)?
+            )));
+        }
+        if crate::model::check::non_finite(&g)? > 0 {
+            return Err(Error::Other(
+                "the backbone gives NaN or infinite features".into(),
+            ));
+        }
+        let g = self.bank.centers.narrow(0, 0, 1)?;
+        let p = self.score_descriptors(&g, &ClassChoice::Match)?;
+        let patches = self.meta.grid * self.meta.grid;
+        match p.first() {
+            Some(p)
+                if p.patch_scores.len() == patches
+                    && p.score.is_finite()
+                    && p.patch_scores.iter().all(|s| s.is_finite()) =>
+            {
+                Ok(())
+            }
+            Some(p) => Err(Error::Other(format!(
+                "the head gives score {} over {} patch scores (expected a finite score over \
+                 {patches})",
+                p.score,
+                p.patch_scores.len()
+            ))),
+            None => Err(Error::Other("the head gives no prediction".into())),
+        }
     }
 
     /// Builds a predictor from the parts of a training run (no file round trip).

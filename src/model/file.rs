@@ -292,10 +292,12 @@ pub fn save_partial(
 }
 
 /// Reads a model file or partial checkpoint onto `device`, checking the metadata and that the
-/// tensors it needs are present and consistent.
+/// tensors it needs are present, finite and of the shapes the metadata implies
+/// ([`super::check`]).
 pub fn load(path: &Path, device: &Device) -> Result<ModelFile> {
     let raw = read_raw(path)?;
     let meta = ModelMeta::from_json(path, &raw.meta)?;
+    super::check::check_tensors(path, &raw.tensors)?;
     let tensors: HashMap<String, Tensor> = raw
         .tensors
         .into_iter()
@@ -318,6 +320,7 @@ pub fn load(path: &Path, device: &Device) -> Result<ModelFile> {
             ),
         ));
     }
+    super::check::check_meta(path, &meta, &bank, &adaptor, &discriminator)?;
     let (backbone, optimisers) = if meta.partial {
         let mut sets = Vec::with_capacity(2);
         for tag in OPTIMISERS {

@@ -11,6 +11,7 @@
 //! `model` depends on `backbone`, `features` and `data` only (never on `train` or `infer`).
 
 pub mod center;
+pub mod check;
 pub mod file;
 pub mod head;
 pub mod layers;

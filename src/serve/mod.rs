@@ -309,6 +309,7 @@ impl ServerHandle {
 /// answer, errors included, reaches a client still sending its body), then the token check.
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.limits.max_body;
+    let auth = state.token.is_some();
     Router::new()
         .route("/v1/predict", post(predict::predict))
         .route("/v1/health", get(health))
@@ -316,11 +317,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .route(
             "/v1/openapi.json",
-            get(|| async { Json(openapi::document()) }),
+            get(move || async move { Json(openapi::document_for(auth)) }),
         )
         .merge(page::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such route; see /v1/openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route; see /v1/openapi.json",
+            )
         })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -383,7 +390,7 @@ async fn require_token(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_token);
         let open = request.uri().path() == "/v1/health" || page::is_public(request.uri().path());
         if !open && !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), token.as_bytes())) {
             let mut response = ApiError::new(
@@ -425,6 +432,15 @@ async fn buffer_body(State(state): State<Arc<AppState>>, request: Request, next:
     }
 }
 
+/// The token of an `Authorization` value `<scheme> <token>` whose scheme is `Bearer`, in any
+/// case (RFC 9110: the scheme is case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
 /// Compares without an early exit on the first differing byte.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -463,6 +479,15 @@ mod tests {
         assert!(err.contains("--allow-remote"), "{err}");
         assert!(check_addr("0.0.0.0:8080", true).is_ok());
         assert!(check_addr("not an address", false).is_err());
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
     }
 
     #[test]

@@ -3,7 +3,33 @@
 
 use serde_json::{json, Value};
 
-/// The OpenAPI 3.0.3 document describing every route, parameter and answer.
+/// The document for a server running with a bearer token (`auth`) or without: without one, no
+/// security scheme is declared and no route answers 401.
+pub fn document_for(auth: bool) -> Value {
+    let mut doc = document();
+    if !auth {
+        if let Some(o) = doc.as_object_mut() {
+            o.remove("security");
+        }
+        if let Some(c) = doc["components"].as_object_mut() {
+            c.remove("securitySchemes");
+        }
+        if let Some(paths) = doc["paths"].as_object_mut() {
+            for op in paths.values_mut().filter_map(|p| p.as_object_mut()) {
+                for method in op.values_mut().filter_map(|m| m.as_object_mut()) {
+                    method.remove("security");
+                    if let Some(r) = method.get_mut("responses").and_then(|r| r.as_object_mut()) {
+                        r.remove("401");
+                    }
+                }
+            }
+        }
+    }
+    doc
+}
+
+/// The OpenAPI 3.0.3 document describing every route, parameter and answer, for a server
+/// running with a bearer token (see [`document_for`]).
 pub fn document() -> Value {
     let error = json!({"$ref": "#/components/responses/Error"});
     let mut doc = json!({

@@ -1,0 +1,31 @@
+//! Decoding memory under hostile inputs, measured as this process's peak RSS (one test per
+//! binary, so no other test shares the high-water mark): a 1 MiB PNG whose iCCP profile
+//! inflates to 1 GiB costs a bounded few MiB, and a 1x1000000 image preprocesses without
+//! allocating its resized size.
+
+#[path = "common/hostile.rs"]
+mod hostile;
+
+use cras::data::decode::decode_rgb_bytes;
+use cras::data::Preprocess;
+
+#[test]
+fn hostile_images_decode_and_preprocess_in_bounded_memory() {
+    let bomb = hostile::iccp_bomb(1 << 30);
+    assert!(
+        bomb.len() < 2 << 20,
+        "the bomb is small: {} bytes",
+        bomb.len()
+    );
+    let tall = hostile::png(1, 1_000_000);
+    let before = hostile::peak_rss_kib();
+    let img = decode_rgb_bytes(&bomb, "bomb.png").expect("the pixels are fine");
+    assert_eq!(img.dimensions(), (8, 8));
+    let tall = decode_rgb_bytes(&tall, "tall.png").unwrap();
+    let input = Preprocess::reference().image(&tall);
+    assert_eq!(input.len(), 3 * 288 * 288);
+    let grown_mib = (hostile::peak_rss_kib() - before) / 1024;
+    // Before: the profile was inflated up to the 864 MiB allocation limit and the tall image
+    // resized whole (329 x 329000000 pixels: an abort).
+    assert!(grown_mib < 64, "peak RSS grew by {grown_mib} MiB");
+}

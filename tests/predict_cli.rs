@@ -1,0 +1,98 @@
+//! `cras predict` over awkward file trees: symbolic-link loops end (each image once), heatmaps
+//! of images sharing a stem in different folders do not overwrite each other, a missing path
+//! among the arguments is reported while the others are scored, `--threshold NaN` is refused.
+
+mod serve_support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serve_support::tiny_model;
+
+fn predict(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cras"))
+        .args(["predict", "--device", "cpu", "--model"])
+        .arg(&tiny_model().model)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn copy_image(to: &Path, which: usize) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(&tiny_model().images[which], to).unwrap();
+}
+
+#[test]
+fn symlink_loops_end_and_list_each_image_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("images");
+    copy_image(&root.join("a.png"), 0);
+    std::os::unix::fs::symlink(".", root.join("self1")).unwrap();
+    std::os::unix::fs::symlink(".", root.join("self2")).unwrap();
+    std::os::unix::fs::symlink("..", root.join("up")).unwrap();
+    let out = predict(&[root.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = lines(&out);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0]["score"].is_number());
+}
+
+#[test]
+fn heatmaps_of_images_with_the_same_stem_are_kept_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("images");
+    copy_image(&root.join("x/img.png"), 0);
+    copy_image(&root.join("y/img.png"), 2);
+    let maps = dir.path().join("maps");
+    let out = predict(&["--heatmaps".as_ref(), maps.as_os_str(), root.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = lines(&out);
+    assert_eq!(found.len(), 2);
+    let a = std::fs::read(found[0]["heatmap"].as_str().unwrap()).unwrap();
+    let b = std::fs::read(found[1]["heatmap"].as_str().unwrap()).unwrap();
+    assert_ne!(found[0]["heatmap"], found[1]["heatmap"]);
+    assert_ne!(a, b, "each line's heatmap is its own image's map");
+}
+
+#[test]
+fn a_missing_path_is_reported_and_the_others_are_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.png");
+    let good = &tiny_model().images[0];
+    let out = predict(&[missing.as_os_str(), good.as_os_str()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failure is still an error exit"
+    );
+    let found = lines(&out);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0]["path"].as_str().unwrap().ends_with("missing.png"));
+    assert!(found[0]["error"].as_str().unwrap().contains("no such file"));
+    assert!(found[1]["score"].is_number(), "{found:?}");
+}
+
+#[test]
+fn a_nan_threshold_is_refused() {
+    let good = &tiny_model().images[0];
+    let out = predict(&["--threshold".as_ref(), "NaN".as_ref(), good.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("finite"));
+    assert!(out.stdout.is_empty());
+}

@@ -93,7 +93,7 @@ impl TestProbe {
 
     /// Mean over classes of (image AUROC, pixel AUROC) for the current head. With
     /// `vote_group`, every image takes its group's majority match ([`ClassChoice::BatchVote`]
-    /// over [`TestProbe::chunks`]), as the reference's `_predict` does.
+    /// over each class's runs of `vote_group` images), as the reference's `_predict` does.
     pub fn evaluate(
         &self,
         state: &HeadState,

@@ -67,7 +67,16 @@ fn expected() -> serde_json::Value {
 fn imported_model_scores_as_the_authors_predict() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("imported.safetensors");
-    let out = import(&model, &["--classes", "plaid,spots", "--dims", "32"]);
+    let out = import(
+        &model,
+        &[
+            "--classes",
+            "plaid,spots",
+            "--dims",
+            "32",
+            "--reference-masks",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -80,6 +89,11 @@ fn imported_model_scores_as_the_authors_predict() {
         "ckpt_best_* was chosen on the test set"
     );
     assert!(p.meta.thresholds.is_none());
+    assert_eq!(
+        p.meta.preprocess.mask_mode,
+        cras::data::MaskMode::ReferenceTruncate
+    );
+    assert_eq!((p.meta.preprocess.resize, p.meta.preprocess.crop), (72, 64));
     let e = expected();
     let names: Vec<String> = e["images"]
         .as_array()

@@ -45,6 +45,10 @@ pub struct ImportReferenceArgs {
     /// published models saw) or clean.
     #[arg(long, value_enum, default_value = "reference")]
     pub bn_stats: super::train::BnStatsArg,
+    /// Store the reference's mask handling in the model (`cras eval` then resizes the raw
+    /// grey masks and counts only exact 1.0, as the authors' evaluation).
+    #[arg(long)]
+    pub reference_masks: bool,
     /// Device: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
@@ -55,7 +59,14 @@ pub fn run(a: ImportReferenceArgs) -> anyhow::Result<()> {
     let cfg = ImportConfig {
         backbone: a.backbone,
         bn_stats: a.bn_stats.into(),
-        preprocess: super::embed::preprocess_from_flags(a.image_size, a.resize, false),
+        preprocess: cras::data::Preprocess {
+            mask_mode: if a.reference_masks {
+                cras::data::MaskMode::ReferenceTruncate
+            } else {
+                cras::data::MaskMode::Binarize
+            },
+            ..super::embed::preprocess_from_flags(a.image_size, a.resize, false)
+        },
         descriptor: DescriptorConfig {
             dims: a.dims,
             layers: a.layers.clone(),

@@ -173,31 +173,75 @@ fn selection_scores_the_test_set_as_eval_batch_vote_does() {
     assert_eq!(r.config["vote_group"], 4);
 }
 
+/// A dataset whose first class's test folder also holds the other class's images (sorted
+/// after its own), so that a vote over a group that spans both changes the routing.
+fn mixed_dataset(t: &Trained, classes: &[String], dir: &std::path::Path) -> PathBuf {
+    let root = dir.join("mixed");
+    let (a, b) = (&classes[0], &classes[1]);
+    let good = root.join(a).join("test/good");
+    std::fs::create_dir_all(&good).unwrap();
+    std::fs::create_dir_all(root.join(a).join("train/good")).unwrap();
+    let copy = |from: PathBuf, to: PathBuf| std::fs::copy(from, to).unwrap();
+    copy(
+        t.data.join(a).join("train/good/000.png"),
+        root.join(a).join("train/good/000.png"),
+    );
+    for i in 0..3 {
+        copy(
+            t.data.join(a).join(format!("test/good/{i:03}.png")),
+            good.join(format!("a{i}.png")),
+        );
+    }
+    for i in 0..2 {
+        copy(
+            t.data.join(b).join(format!("test/good/{i:03}.png")),
+            good.join(format!("b{i}.png")),
+        );
+    }
+    root
+}
+
 /// `--vote-group N`: each class's images, in order, vote in runs of N.
 #[test]
 fn batch_vote_votes_over_groups_of_the_vote_group() {
     let t = trained();
     let p = predictor(t);
-    let ds = discover(&t.data, None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = mixed_dataset(t, &p.meta.classes, dir.path());
+    let ds = discover(&root, None).unwrap();
     let matched = scoring_pass(&p, &ds, &quiet(EvalOptions::default())).unwrap();
-    for g in [1usize, 3, 32] {
+    let ms: Vec<usize> = matched.classes[0]
+        .images
+        .iter()
+        .map(|r| r.matched)
+        .collect();
+    assert_eq!(
+        ms,
+        [0, 0, 0, 1, 1],
+        "the tiny model routes these images to their classes"
+    );
+    for (g, expect) in [
+        (1usize, vec![0, 0, 0, 1, 1]),
+        (2, vec![0, 0, 0, 0, 1]), // groups [0 0] [0 1] (a tie: the smaller index) [1]
+        (3, vec![0, 0, 0, 1, 1]),
+        (4, vec![0, 0, 0, 0, 1]),
+        (32, vec![0, 0, 0, 0, 0]),
+    ] {
         let opts = quiet(EvalOptions {
             batch_vote: true,
             vote_group: g,
             ..EvalOptions::default()
         });
         let voted = scoring_pass(&p, &ds, &opts).unwrap();
-        for (m, v) in matched.classes.iter().zip(&voted.classes) {
-            let ms: Vec<usize> = m.images.iter().map(|r| r.matched).collect();
-            let expect: Vec<usize> = ms
-                .chunks(g)
-                .flat_map(|c| vec![batch_vote(c, 2); c.len()])
-                .collect();
-            let got: Vec<usize> = v.images.iter().map(|r| r.class).collect();
-            assert_eq!(got, expect, "group {g}, class {}", m.name);
-            let same: Vec<usize> = v.images.iter().map(|r| r.matched).collect();
-            assert_eq!(same, ms, "the global match is still recorded");
-        }
+        let got: Vec<usize> = voted.classes[0].images.iter().map(|r| r.class).collect();
+        assert_eq!(got, expect, "group {g}");
+        let from_votes: Vec<usize> = ms
+            .chunks(g)
+            .flat_map(|c| vec![batch_vote(c, 2); c.len()])
+            .collect();
+        assert_eq!(got, from_votes, "group {g}");
+        let still: Vec<usize> = voted.classes[0].images.iter().map(|r| r.matched).collect();
+        assert_eq!(still, ms, "the global match is still recorded");
     }
 }
 

@@ -28,7 +28,8 @@ pub struct EvalArgs {
     /// match.
     #[arg(long)]
     pub batch_vote: bool,
-    /// Images per vote with --batch-vote (the reference's test batch: 32 by default).
+    /// Images per vote with --batch-vote: the reference votes over its test batch, which is its
+    /// --batch_size (32 multi-class, 8 for a single-class model).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
     pub vote_group: u64,
     /// AUPRO: standard (exact, FPR <= 0.3) or reference (the authors' compute_pro: 200

@@ -160,3 +160,25 @@ impl BestHead {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vote_groups_are_runs_of_each_class_in_order() {
+        let cache = FeatureCache::new(5, 1, 2, CachePrecision::F32, u64::MAX, None).unwrap();
+        let probe = TestProbe {
+            cache,
+            classes: vec![0, 1, 0, 0, 1],
+            labels: vec![false; 5],
+            masks: vec![None; 5],
+            n_classes: 2,
+            grid: 1,
+            size: 1,
+        };
+        assert_eq!(probe.chunks(Some(2)), vec![vec![0, 2], vec![3], vec![1, 4]]);
+        assert_eq!(probe.chunks(Some(32)), vec![vec![0, 2, 3], vec![1, 4]]);
+        assert_eq!(probe.chunks(None), vec![vec![0, 1, 2, 3, 4]]);
+    }
+}

@@ -351,3 +351,29 @@ fn accumulator_reference_pro_matches_the_function() {
     assert!(want.is_some());
     assert_eq!(acc.aupro_reference(200), want);
 }
+
+/// Parity with torchvision on a grey mask (levels 0, 60, 200, 255; fixture by
+/// `dev/gen_grey_mask_fixture.py`): `--reference-masks` gives exactly the reference's truncated
+/// mask, while binarising first would count the grey regions.
+#[test]
+fn reference_masks_match_torchvision_on_a_grey_mask() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess");
+    let file = dir.join("grey_mask_45x31.png");
+    for (name, resize, crop, mode) in [
+        ("short_20_16", 20, 16, ResizeMode::ShorterSideThenCenterCrop),
+        ("square_16", 16, 16, ResizeMode::Square),
+    ] {
+        let pre = |mask_mode| Preprocess {
+            resize,
+            crop,
+            mode,
+            mask_mode,
+        };
+        let want = std::fs::read(dir.join(format!("grey_mask__{name}.u8"))).unwrap();
+        let got = pre(MaskMode::ReferenceTruncate).load_mask(&file).unwrap();
+        assert_eq!(got, want, "{name}");
+        let binarised = pre(MaskMode::Binarize).load_mask(&file).unwrap();
+        let count = |v: &[u8]| v.iter().map(|&x| x as usize).sum::<usize>();
+        assert!(count(&binarised) > count(&got), "{name}");
+    }
+}

@@ -377,3 +377,45 @@ fn reference_masks_match_torchvision_on_a_grey_mask() {
         assert!(count(&binarised) > count(&got), "{name}");
     }
 }
+
+/// `cras eval --reference-masks` overrides the model's mask handling for one evaluation.
+#[test]
+fn eval_mask_mode_override_is_applied_and_reported() {
+    let t = trained();
+    let p = predictor(t);
+    let dir = tempfile::tempdir().unwrap();
+    let as_trained = evaluate(
+        &p,
+        &t.model,
+        &t.data,
+        dir.path(),
+        &quiet(EvalOptions::default()),
+    )
+    .unwrap();
+    assert_eq!(as_trained.config["mask_mode"], "ReferenceTruncate");
+    let opts = quiet(EvalOptions {
+        mask_mode: Some(MaskMode::Binarize),
+        ..EvalOptions::default()
+    });
+    let overridden = evaluate(&p, &t.model, &t.data, &dir.path().join("b"), &opts).unwrap();
+    assert_eq!(overridden.config["mask_mode"], "Binarize");
+    let out = dir.path().join("cli");
+    cras(&[
+        "eval",
+        "--model",
+        t.model.to_str().unwrap(),
+        "--data",
+        t.data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--reference-masks",
+        "--gallery",
+        "0",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["config"]["mask_mode"], "ReferenceTruncate");
+}

@@ -36,6 +36,10 @@ pub struct EvalArgs {
     /// thresholds, 5x5-dilated predictions, min-max rescaled FPR axis).
     #[arg(long, value_enum, default_value = "standard")]
     pub pro: ProArg,
+    /// Masks the reference's way for this evaluation (the raw grey mask resized, only exact
+    /// 1.0 counts), whatever the model was trained with.
+    #[arg(long)]
+    pub reference_masks: bool,
     /// Decision threshold for every class (overrides the stored ones).
     #[arg(long)]
     pub threshold: Option<f32>,
@@ -71,6 +75,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         class_given: a.class_given,
         batch_vote: a.batch_vote,
         vote_group: a.vote_group as usize,
+        mask_mode: a
+            .reference_masks
+            .then_some(cras::data::MaskMode::ReferenceTruncate),
         pro: match a.pro {
             ProArg::Standard => ProMode::Standard,
             ProArg::Reference => ProMode::Reference,

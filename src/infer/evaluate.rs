@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{decode, discover, loader, Dataset};
+use crate::data::{decode, discover, loader, Dataset, MaskMode, Preprocess};
 use crate::metrics::{ranking, EvalAccumulator, MetricSet};
 use crate::report::curves::{line_plot_svg, pr_points, roc_points, Curve};
 use crate::report::gallery::{write_gallery_html, GalleryEntry};
@@ -38,6 +38,8 @@ pub struct EvalOptions {
     pub vote_group: usize,
     /// How AUPRO is computed.
     pub pro: ProMode,
+    /// Mask handling for this evaluation (None: the model's, as trained).
+    pub mask_mode: Option<MaskMode>,
     /// Override every stored threshold.
     pub threshold: Option<f32>,
     pub batch_size: usize,
@@ -55,6 +57,7 @@ impl Default for EvalOptions {
             batch_vote: false,
             vote_group: 32,
             pro: ProMode::Standard,
+            mask_mode: None,
             threshold: None,
             batch_size: 16,
             gallery_per_class: 8,
@@ -167,7 +170,10 @@ pub fn scoring_pass(
     let started = std::time::Instant::now();
     let meta = &predictor.meta;
     let s = predictor.input_size();
-    let pre = &meta.preprocess;
+    let pre = &Preprocess {
+        mask_mode: opts.mask_mode.unwrap_or(meta.preprocess.mask_mode),
+        ..meta.preprocess.clone()
+    };
     let thresholds = ThresholdChoice::from_options(meta, opts.threshold, None)?;
     let total_images: usize = ds.classes.iter().map(|c| c.test.len()).sum();
     let bar = progress_bar(opts.progress, total_images);
@@ -386,7 +392,7 @@ pub fn write_report(
             "threshold_override": opts.threshold,
             "fpr_limit": opts.fpr_limit,
             "preprocess": meta.preprocess,
-            "mask_mode": meta.preprocess.mask_mode,
+            "mask_mode": opts.mask_mode.unwrap_or(meta.preprocess.mask_mode),
         }),
         classes: class_reports,
         mean,

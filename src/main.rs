@@ -33,6 +33,8 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Evaluate a model on a test split: metrics, report, curves, heatmap gallery.
     Eval(cli::eval::EvalArgs),
+    /// Write a cras model from the authors' released checkpoint and centers.
+    ImportReference(cli::import_reference::ImportReferenceArgs),
     /// Score images with a model: one JSON line per image.
     Predict(cli::predict::PredictArgs),
     /// The whole product on generated data: synth, train, eval (a few minutes on a CPU).
@@ -78,6 +80,7 @@ fn main() {
         Command::Embed(a) => cli::embed::run(a),
         Command::Train(a) => cli::train::run(a),
         Command::Eval(a) => cli::eval::run(a),
+        Command::ImportReference(a) => cli::import_reference::run(a),
         Command::Predict(a) => cli::predict::run(a),
         Command::Demo(a) => cli::demo::run(a),
         Command::Bench(a) => cli::bench::run(a),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cras::infer::evaluate::{evaluate, EvalOptions};
+use cras::infer::evaluate::{evaluate, EvalOptions, ProMode};
 use cras::infer::Predictor;
 
 /// Evaluate a model on a dataset's test split.
@@ -23,13 +23,27 @@ pub struct EvalArgs {
     /// Align with the true class instead of the globally matched one.
     #[arg(long)]
     pub class_given: bool,
-    /// The reference's batch-vote class assignment (parity only; needs single-class batches).
+    /// The reference's batch-vote class assignment (parity only): each class's test images, in
+    /// order, are voted on in groups of --vote-group, every image taking its group's majority
+    /// match.
     #[arg(long)]
     pub batch_vote: bool,
+    /// Images per vote with --batch-vote: the reference votes over its test batch, which is its
+    /// --batch_size (32 multi-class, 8 for a single-class model).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub vote_group: u64,
+    /// AUPRO: standard (exact, FPR <= 0.3) or reference (the authors' compute_pro: 200
+    /// thresholds, 5x5-dilated predictions, min-max rescaled FPR axis).
+    #[arg(long, value_enum, default_value = "standard")]
+    pub pro: ProArg,
+    /// Masks the reference's way for this evaluation (the raw grey mask resized, only exact
+    /// 1.0 counts), whatever the model was trained with.
+    #[arg(long)]
+    pub reference_masks: bool,
     /// Decision threshold for every class (overrides the stored ones).
     #[arg(long)]
     pub threshold: Option<f32>,
-    /// Images per batch.
+    /// Images per batch (not used for --batch-vote, whose batches are the vote groups).
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Heatmap panels per class in the gallery (0 = none).
@@ -45,6 +59,13 @@ pub struct EvalArgs {
     pub engine: super::engine_args::EngineArgs,
 }
 
+/// `--pro` choice.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum ProArg {
+    Standard,
+    Reference,
+}
+
 /// Runs `cras eval`.
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let device = cras::device::select(&a.device)?;
@@ -53,6 +74,14 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         classes: a.classes.clone(),
         class_given: a.class_given,
         batch_vote: a.batch_vote,
+        vote_group: a.vote_group as usize,
+        mask_mode: a
+            .reference_masks
+            .then_some(cras::data::MaskMode::ReferenceTruncate),
+        pro: match a.pro {
+            ProArg::Standard => ProMode::Standard,
+            ProArg::Reference => ProMode::Reference,
+        },
         threshold: a.threshold,
         batch_size: a.batch_size,
         gallery_per_class: a.gallery,

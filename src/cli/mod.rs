@@ -7,6 +7,7 @@ pub mod embed;
 pub mod engine_args;
 pub mod eval;
 pub mod export;
+pub mod import_reference;
 pub mod predict;
 pub mod serve;
 pub mod synth;

@@ -68,16 +68,19 @@ pub struct TrainArgs {
     /// Adaptor learning rate (AdamW).
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
-    /// Discriminator learning rate (Adam with L2 decay 1e-5).
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr_discriminator: f64,
+    /// Discriminator learning rate (Adam with L2 decay 1e-5) [default: twice --lr, as the
+    /// reference's --lr sets it: 2e-4 at the default --lr].
+    #[arg(long)]
+    pub lr_discriminator: Option<f64>,
     /// BatchNorm statistics: reference (the authors' load-time perturbation) or clean.
     #[arg(long, value_enum, default_value = "reference")]
     pub bn_stats: BnStatsArg,
     /// Re-estimate BatchNorm statistics on this many training images (random backbones; 0 = off).
     #[arg(long, default_value_t = 0)]
     pub recalibrate_bn: usize,
-    /// Share of each class's train/good images held out to calibrate thresholds.
+    /// Share of each class's train/good images held out to calibrate thresholds (training and
+    /// the centers see the rest). 0 = the paper's protocol: every normal image trains, and the
+    /// model stores no thresholds: scores only, until --threshold is given at run time.
     #[arg(long, default_value_t = 0.1)]
     pub holdout: f64,
     /// Threshold = this quantile of the held-out normal scores.
@@ -89,7 +92,9 @@ pub struct TrainArgs {
     /// Store cached descriptors in f16 (half the memory; not bit-identical training).
     #[arg(long)]
     pub cache_f16: bool,
-    /// Masks: binarise at >= 0.5 (default) or the reference's truncation (only exact 1.0 counts).
+    /// Masks (for --eval-every, and stored for `cras eval`): by default every nonzero pixel of the
+    /// file is defective, binarised before resizing, >= 0.5 after; with this flag the
+    /// reference's way: the raw grey mask is resized and only exact 1.0 (255) counts.
     #[arg(long)]
     pub reference_masks: bool,
     /// Continue an interrupted run from <out>.partial.
@@ -112,6 +117,11 @@ pub struct TrainArgs {
     /// every report made from it are marked "test-selected (optimistic)".
     #[arg(long)]
     pub select_on_test: bool,
+    /// Score the test-set evaluations as the reference does (with --eval-every): each class's
+    /// test images in order, in groups of --batch-size, every image taking its group's majority
+    /// class (batch vote). With --select-on-test and --reference-masks: the reference's selection.
+    #[arg(long)]
+    pub select_batch_vote: bool,
     /// Stop after this epoch, keeping <out>.partial; continue later with --resume.
     #[arg(long)]
     pub stop_after: Option<usize>,
@@ -166,7 +176,7 @@ impl TrainArgs {
             epochs: self.epochs.unwrap_or(if single { 640 } else { 100 }),
             batch_size: self.batch_size.unwrap_or(if single { 8 } else { 32 }),
             lr_adaptor: self.lr,
-            lr_discriminator: self.lr_discriminator,
+            lr_discriminator: self.lr_discriminator.unwrap_or(2.0 * self.lr),
             k: self.k,
             seed: self.seed,
             ablation: Ablation {
@@ -215,6 +225,7 @@ impl TrainArgs {
             progress: !self.quiet,
             eval_every: self.eval_every,
             select_on_test: self.select_on_test,
+            select_batch_vote: self.select_batch_vote,
             stop_after: self.stop_after,
         })
     }

@@ -8,6 +8,8 @@
 //!   of each sample; 16-bit gray (Pillow mode "I;16") is CLIPPED to 255, not rescaled, so any value
 //!   above 255 becomes white.
 //! - [`decode_mask`]: an 8-bit binary mask, 255 where Pillow's `convert("L")` is nonzero, else 0.
+//! - [`decode_mask_gray`]: the raw 8-bit grey levels of Pillow's `convert("L")` (the reference
+//!   resizes these, then truncates).
 //!
 //! Every decode first reads the header and refuses images above a pixel budget
 //! ([`DEFAULT_MAX_PIXELS`]) with a clear error, so that a decompression bomb cannot exhaust
@@ -56,8 +58,27 @@ pub fn decode_mask(path: &Path) -> Result<GrayImage> {
     decode_mask_bytes(&bytes, &path.to_string_lossy())
 }
 
+/// The mask's grey levels as Pillow's `Image.open(p).convert("L")` gives them, not binarised.
+pub fn decode_mask_gray(path: &Path) -> Result<GrayImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_gray_levels(&bytes, &path.to_string_lossy())
+}
+
 /// As [`decode_mask`] on encoded `bytes`; `name` labels errors.
 pub fn decode_mask_bytes(bytes: &[u8], name: &str) -> Result<GrayImage> {
+    let gray = decode_gray_levels(bytes, name)?;
+    let (w, h) = (gray.width(), gray.height());
+    let binary: Vec<u8> = gray
+        .into_raw()
+        .into_iter()
+        .map(|v| if v > 0 { 255 } else { 0 })
+        .collect();
+    GrayImage::from_raw(w, h, binary)
+        .ok_or_else(|| Error::image(name, "mask buffer does not match its dimensions"))
+}
+
+/// Pillow's `convert("L")` of encoded `bytes`; `name` labels errors.
+fn decode_gray_levels(bytes: &[u8], name: &str) -> Result<GrayImage> {
     let img = decode_dynamic(bytes, name, DEFAULT_MAX_PIXELS)?;
     let (w, h) = (img.width(), img.height());
     let gray = match img {
@@ -69,11 +90,7 @@ pub fn decode_mask_bytes(bytes: &[u8], name: &str) -> Result<GrayImage> {
             .map(|p| pil_luma(p.0))
             .collect::<Vec<u8>>(),
     };
-    let binary: Vec<u8> = gray
-        .into_iter()
-        .map(|v| if v > 0 { 255 } else { 0 })
-        .collect();
-    GrayImage::from_raw(w, h, binary)
+    GrayImage::from_raw(w, h, gray)
         .ok_or_else(|| Error::image(name, "mask buffer does not match its dimensions"))
 }
 

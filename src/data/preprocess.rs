@@ -38,13 +38,15 @@ pub enum ResizeMode {
     Square,
 }
 
-/// How a resized ground-truth mask (values in [0, 1] after `/255`) becomes binary.
+/// How a ground-truth mask file becomes a binary mask under the model's geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum MaskMode {
-    /// A pixel is defective when its resized value is >= 0.5.
+    /// Every nonzero pixel of the file is defective; that binary mask is resized and a pixel
+    /// is defective when its resized value is >= 0.5.
     #[default]
     Binarize,
-    /// The reference's behaviour: only resized values of exactly 1.0 count as defective.
+    /// The reference's behaviour: the file's raw grey levels are resized, and only resized
+    /// values of exactly 1.0 (255) count as defective.
     ReferenceTruncate,
 }
 
@@ -154,6 +156,16 @@ impl Preprocess {
             .into_iter()
             .map(|v| u8::from(v >= threshold))
             .collect()
+    }
+
+    /// Reads the mask file at `path` per [`MaskMode`] (binarised first, or the raw grey levels
+    /// for [`MaskMode::ReferenceTruncate`]) and returns [`Preprocess::mask`] of it.
+    pub fn load_mask(&self, path: &std::path::Path) -> Result<Vec<u8>> {
+        let m = match self.mask_mode {
+            MaskMode::Binarize => crate::data::decode::decode_mask(path)?,
+            MaskMode::ReferenceTruncate => crate::data::decode::decode_mask_gray(path)?,
+        };
+        Ok(self.mask(&m))
     }
 
     fn resize_and_crop(&self, src: &[u8], w: u32, h: u32, channels: usize) -> Vec<u8> {

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{decode, discover, loader, Dataset};
+use crate::data::{decode, discover, loader, Dataset, MaskMode, Preprocess};
 use crate::metrics::{ranking, EvalAccumulator, MetricSet};
 use crate::report::curves::{line_plot_svg, pr_points, roc_points, Curve};
 use crate::report::gallery::{write_gallery_html, GalleryEntry};
@@ -21,6 +21,9 @@ use crate::{Error, Result};
 use super::decision::{decide, Decision, ThresholdChoice};
 use super::predictor::{ClassChoice, Predictor};
 
+/// Thresholds of the reference's `compute_pro` (its `num_th`).
+pub const REFERENCE_PRO_THRESHOLDS: usize = 200;
+
 /// Options of one evaluation.
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
@@ -30,6 +33,13 @@ pub struct EvalOptions {
     pub class_given: bool,
     /// The reference's batch-vote class assignment (parity only).
     pub batch_vote: bool,
+    /// With `batch_vote`: each class's test images, in order, are voted on in groups of this
+    /// many (the reference votes over its test batch: 32 by default).
+    pub vote_group: usize,
+    /// How AUPRO is computed.
+    pub pro: ProMode,
+    /// Mask handling for this evaluation (None: the model's, as trained).
+    pub mask_mode: Option<MaskMode>,
     /// Override every stored threshold.
     pub threshold: Option<f32>,
     pub batch_size: usize,
@@ -45,6 +55,9 @@ impl Default for EvalOptions {
             classes: None,
             class_given: false,
             batch_vote: false,
+            vote_group: 32,
+            pro: ProMode::Standard,
+            mask_mode: None,
             threshold: None,
             batch_size: 16,
             gallery_per_class: 8,
@@ -52,6 +65,18 @@ impl Default for EvalOptions {
             progress: true,
         }
     }
+}
+
+/// Which PRO figure fills the reports' AUPRO column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProMode {
+    /// Exact per-region overlap integrated to the FPR limit, divided by it (our default).
+    #[default]
+    Standard,
+    /// The reference's `compute_pro` ([`crate::metrics::pro::aupro_reference`], 200
+    /// thresholds, dilated predictions, rescaled FPR axis): for parity with published figures.
+    Reference,
 }
 
 /// A gallery panel chosen during the scoring pass.
@@ -69,6 +94,8 @@ pub struct ImageRecord {
     pub anomalous: bool,
     /// Class index of the global match.
     pub matched: usize,
+    /// Class index the image was aligned with (the match, the stated or the voted class).
+    pub class: usize,
     pub score: f32,
     /// The threshold in force for the image's class, if any.
     pub threshold: Option<f32>,
@@ -143,7 +170,10 @@ pub fn scoring_pass(
     let started = std::time::Instant::now();
     let meta = &predictor.meta;
     let s = predictor.input_size();
-    let pre = &meta.preprocess;
+    let pre = &Preprocess {
+        mask_mode: opts.mask_mode.unwrap_or(meta.preprocess.mask_mode),
+        ..meta.preprocess.clone()
+    };
     let thresholds = ThresholdChoice::from_options(meta, opts.threshold, None)?;
     let total_images: usize = ds.classes.iter().map(|c| c.test.len()).sum();
     let bar = progress_bar(opts.progress, total_images);
@@ -157,7 +187,13 @@ pub fn scoring_pass(
         let mut images = Vec::with_capacity(class.test.len());
         let paths: Vec<PathBuf> = class.test.iter().map(|t| t.path.clone()).collect();
         let (mut shown_defect, mut shown_good) = (0usize, 0usize);
-        for batch in loader::batches(paths, pre.clone(), opts.batch_size.max(1), false) {
+        // A vote covers exactly one batch, so batch-vote batches are the vote groups.
+        let batch_size = if opts.batch_vote && !opts.class_given {
+            opts.vote_group
+        } else {
+            opts.batch_size
+        };
+        for batch in loader::batches(paths, pre.clone(), batch_size.max(1), false) {
             let batch = batch?;
             let t = batch.to_tensor(&predictor.device)?;
             let choice = if opts.class_given {
@@ -170,7 +206,7 @@ pub fn scoring_pass(
             for p in predictor.predict_batch(&t, &choice)? {
                 let item = &class.test[images.len()];
                 let mask = match &item.mask {
-                    Some(m) => Some(pre.mask(&decode::decode_mask(m)?)),
+                    Some(m) => Some(pre.load_mask(m)?),
                     None => None,
                 };
                 let map = predictor.anomaly_map(&p);
@@ -181,6 +217,7 @@ pub fn scoring_pass(
                     defect: item.defect.clone(),
                     anomalous,
                     matched: p.matched,
+                    class: p.class,
                     score: p.score,
                     threshold,
                     decision: decide(p.score, threshold),
@@ -256,8 +293,16 @@ pub fn write_report(
     let mut image_curves = (Vec::new(), Vec::new());
     let mut score_rows: Vec<Vec<String>> = Vec::new();
     let mut all: Vec<&ImageRecord> = Vec::new();
+    let metrics_of = |acc: &EvalAccumulator| {
+        let mut set = acc.compute(opts.fpr_limit);
+        if opts.pro == ProMode::Reference {
+            set.aupro = acc.aupro_reference(REFERENCE_PRO_THRESHOLDS);
+            set = set.with_mad();
+        }
+        set
+    };
     for c in &pass.classes {
-        let set = c.acc.compute(opts.fpr_limit);
+        let set = metrics_of(&c.acc);
         pooled.merge(&c.acc);
         let (scores, labels) = c.acc.image_scores();
         let routed = c.images.iter().filter(|r| r.matched == c.index).count();
@@ -298,7 +343,7 @@ pub fn write_report(
         });
         per_class_sets.push(set);
     }
-    let pooled_set = pooled.compute(opts.fpr_limit);
+    let pooled_set = metrics_of(&pooled);
     let mean = MetricSet::mean_of(&per_class_sets);
     let total = all.len();
     let routed: usize = pass
@@ -342,10 +387,12 @@ pub fn write_report(
         config: serde_json::json!({
             "data": data.display().to_string(),
             "class_choice": if opts.class_given { "stated" } else if opts.batch_vote { "batch-vote" } else { "global-match" },
+            "vote_group": (opts.batch_vote && !opts.class_given).then_some(opts.vote_group),
+            "pro": opts.pro,
             "threshold_override": opts.threshold,
             "fpr_limit": opts.fpr_limit,
             "preprocess": meta.preprocess,
-            "mask_mode": meta.preprocess.mask_mode,
+            "mask_mode": opts.mask_mode.unwrap_or(meta.preprocess.mask_mode),
         }),
         classes: class_reports,
         mean,

@@ -131,6 +131,28 @@ impl EvalAccumulator {
         (&self.scores, &self.labels)
     }
 
+    /// The reference's PRO ([`super::pro::aupro_reference`] with `num_thresholds`) over every
+    /// image of the group; None where that is undefined or the images' map sides differ.
+    pub fn aupro_reference(&self, num_thresholds: usize) -> Option<f64> {
+        let side = *self.sides.first()?;
+        if self.sides.iter().any(|&s| s != side) {
+            return None;
+        }
+        let n = side * side;
+        let zeros = vec![0u8; n];
+        let maps: Vec<&[f32]> = self
+            .map_starts
+            .iter()
+            .map(|&s| &self.maps[s..s + n])
+            .collect();
+        let masks: Vec<&[u8]> = self
+            .mask_starts
+            .iter()
+            .map(|s| s.map_or(&zeros[..], |s| &self.masks[s..s + n]))
+            .collect();
+        super::pro::aupro_reference(&maps, &masks, side, side, num_thresholds)
+    }
+
     /// The seven metrics (and mAD) with AUPRO integrated up to `fpr_limit` (0.3 by convention).
     /// Metrics that are undefined for this group (see [`super::ranking`]) are None.
     pub fn compute(&self, fpr_limit: f64) -> MetricSet {

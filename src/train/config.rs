@@ -57,6 +57,10 @@ pub struct TrainConfig {
     /// Keep the epoch with the best test I-AUROC + P-AUROC (optimistic; marks the model).
     #[serde(default)]
     pub select_on_test: bool,
+    /// Score the test-set evaluations as the reference does: each class's test images in
+    /// order, in groups of the batch size, every image taking its group's majority match.
+    #[serde(default)]
+    pub select_batch_vote: bool,
     /// Stop after this epoch of the schedule, keeping `<out>.partial` (continue with resume).
     #[serde(default)]
     pub stop_after: Option<usize>,
@@ -87,6 +91,7 @@ impl TrainConfig {
             progress: true,
             eval_every: 0,
             select_on_test: false,
+            select_batch_vote: false,
             stop_after: None,
         }
     }

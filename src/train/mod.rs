@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod fit;
+pub mod import;
 pub mod pipeline;
 pub mod selection;
 

@@ -316,7 +316,8 @@ pub fn fit_with_checkpoints(
     let mut on_epoch = |s: &HeadState, e: &EpochStats| -> Result<()> {
         if let Some(probe) = probe {
             if s.epochs_done.is_multiple_of(cfg.eval_every) {
-                let (i, p) = probe.evaluate(s, bank, cfg.fit.ablation, device)?;
+                let vote_group = cfg.select_batch_vote.then_some(cfg.fit.batch_size);
+                let (i, p) = probe.evaluate(s, bank, cfg.fit.ablation, vote_group, device)?;
                 tracing::info!(
                     epoch = s.epochs_done,
                     image_auroc = format!("{i:.4}"),
@@ -424,6 +425,13 @@ pub fn train(
 ) -> Result<TrainSummary> {
     let started = std::time::Instant::now();
     cfg.preprocess.validate()?;
+    if cfg.select_batch_vote && cfg.eval_every == 0 {
+        return Err(Error::config(
+            "select-batch-vote",
+            true,
+            "needs --eval-every N (it sets how the test-set evaluation assigns classes)",
+        ));
+    }
     if cfg.select_on_test && cfg.eval_every == 0 {
         return Err(Error::config(
             "select-on-test",

@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Largest decoded image in pixels (then 413).
     #[arg(long, default_value_t = 40_000_000)]
     pub max_pixels: u64,
+    /// Most decoded pixels held at once across all requests (a larger request gets 413, one
+    /// that does not fit beside those in flight 503 with Retry-After).
+    #[arg(long, default_value_t = 160_000_000)]
+    pub max_inflight_pixels: u64,
     /// File holding a bearer token; requests other than /v1/health must send
     /// `Authorization: Bearer <token>`.
     #[arg(long)]
@@ -72,6 +76,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         timeout_ms: a.timeout_ms,
         max_body_mb: a.max_body_mb,
         max_pixels: a.max_pixels,
+        max_inflight_pixels: a.max_inflight_pixels,
         token_file: a.token_file,
         allow_remote: a.allow_remote,
         max_connections: a.max_connections,

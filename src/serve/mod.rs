@@ -15,6 +15,7 @@
 
 pub mod api_error;
 pub mod batcher;
+pub mod budget;
 pub mod conn;
 pub mod metrics;
 pub mod model_slot;
@@ -65,6 +66,8 @@ pub struct ServeConfig {
     pub max_body_mb: u64,
     /// Largest decoded image, in pixels.
     pub max_pixels: u64,
+    /// Most decoded pixels held at once across all requests (413 above, 503 when busy).
+    pub max_inflight_pixels: u64,
     /// File holding the bearer token clients must send.
     pub token_file: Option<PathBuf>,
     /// Allow binding a non-loopback address.
@@ -93,6 +96,7 @@ impl ServeConfig {
             timeout_ms: 10_000,
             max_body_mb: 32,
             max_pixels: 40_000_000,
+            max_inflight_pixels: 160_000_000,
             token_file: None,
             allow_remote: false,
             max_connections: 256,
@@ -110,6 +114,7 @@ impl ServeConfig {
             ("timeout-ms", self.timeout_ms),
             ("max-body-mb", self.max_body_mb),
             ("max-pixels", self.max_pixels),
+            ("max-inflight-pixels", self.max_inflight_pixels),
             ("max-connections", self.max_connections as u64),
             ("header-timeout-ms", self.header_timeout_ms),
             ("body-timeout-ms", self.body_timeout_ms),
@@ -148,6 +153,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The bearer token, when one is required.
     pub token: Option<String>,
+    /// Decoded pixels in flight across requests.
+    pub budget: budget::PixelBudget,
     /// When the server started.
     pub started: Instant,
     /// The model path reloads read by default.
@@ -239,6 +246,7 @@ impl Server {
                 body_timeout: Duration::from_millis(config.body_timeout_ms),
             },
             token,
+            budget: budget::PixelBudget::new(config.max_inflight_pixels),
             started: Instant::now(),
             model_path: config.model.clone(),
         });

@@ -266,7 +266,7 @@ pub fn resume_head(
             )));
         }
     }
-    if f.meta.config.get("noise") != serde_json::to_value(&cfg.noise).ok().as_ref() {
+    if f.meta.config.get("noise") != serde_json::to_value(cfg.noise).ok().as_ref() {
         return Err(cannot(format!(
             "the checkpoint was trained with noise {}, this run asks for {:?}",
             f.meta

@@ -242,40 +242,7 @@ pub fn resume_head(
             "made with another backbone or descriptor configuration".into(),
         ));
     }
-    // The rest of the schedule must be the one the checkpoint started: another seed, learning
-    // rate, batch size, noise or ablation would silently train another model.
-    let recorded = f.meta.config.get("fit").cloned().unwrap_or_default();
-    let asked = serde_json::to_value(&cfg.fit).unwrap_or_default();
-    for key in [
-        "seed",
-        "batch_size",
-        "lr_adaptor",
-        "lr_discriminator",
-        "weight_decay_adaptor",
-        "weight_decay_discriminator",
-        "noise",
-        "k",
-        "ablation",
-    ] {
-        if recorded.get(key) != asked.get(key) {
-            return Err(cannot(format!(
-                "the checkpoint was trained with {key} = {}, this run asks for {}; resume with \
-                 the same settings or train from scratch",
-                recorded.get(key).unwrap_or(&serde_json::Value::Null),
-                asked.get(key).unwrap_or(&serde_json::Value::Null)
-            )));
-        }
-    }
-    if f.meta.config.get("noise") != serde_json::to_value(cfg.noise).ok().as_ref() {
-        return Err(cannot(format!(
-            "the checkpoint was trained with noise {}, this run asks for {:?}",
-            f.meta
-                .config
-                .get("noise")
-                .unwrap_or(&serde_json::Value::Null),
-            cfg.noise
-        )));
-    }
+    super::config::same_schedule(&f.meta.config, cfg).map_err(cannot)?;
     let mut st = HeadState::new(f.adaptor, f.discriminator, &cfg.fit)?;
     let [m_adaptor, m_disc] = f
         .optimisers

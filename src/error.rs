@@ -91,16 +91,67 @@ impl Error {
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename, so
 /// that a failed run never leaves a half-written file behind nor destroys an older one.
+///
+/// The temporary file is `.<name>.<pid>.<n>.cras-tmp`; one left by a killed earlier write of
+/// the same `path` is removed first (so at most one can be left over, until the next write). The
+/// file gets the permissions of the `path` it replaces, else the usual ones for a new file
+/// (0666 less the umask), not the 0600 of a private temporary file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::io(path, std::io::Error::other("not a file path")))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    let prefix = {
+        let mut p = std::ffi::OsString::from(".");
+        p.push(name);
+        p.push(".");
+        p
+    };
+    remove_leftovers(dir, &prefix);
+    let mut tmp_name = prefix;
+    tmp_name.push(format!(
+        "{}.{}.cras-tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = dir.join(tmp_name);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        if let Ok(old) = std::fs::metadata(path) {
+            file.set_permissions(old.permissions())?;
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
     Ok(())
+}
+
+/// Removes `<prefix>*.cras-tmp` files in `dir`: temporary files of killed writes.
+fn remove_leftovers(dir: &Path, prefix: &std::ffi::OsStr) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = prefix.as_encoded_bytes();
+    for e in entries.flatten() {
+        let n = e.file_name();
+        let b = n.as_encoded_bytes();
+        if b.starts_with(prefix) && b.ends_with(b".cras-tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }

@@ -173,3 +173,22 @@ fn undecodable_file_is_an_error_naming_it() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_non_utf8_class_or_defect_folder_is_named_not_reported_missing() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    // A class folder.
+    let dir = tempfile::tempdir().unwrap();
+    make_class(dir.path(), "ok");
+    make_class(&dir.path().join(bad), "x");
+    let msg = err_of(dir.path(), None);
+    assert!(msg.contains("not valid UTF-8"), "{msg}");
+    assert!(!msg.contains("missing"), "{msg}");
+    // A defect folder.
+    let dir = tempfile::tempdir().unwrap();
+    let c = make_class(dir.path(), "ok");
+    png(&c.join("test").join(bad).join("000.png"), 8, 6);
+    let msg = err_of(dir.path(), None);
+    assert!(msg.contains("not valid UTF-8"), "{msg}");
+}

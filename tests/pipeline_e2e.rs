@@ -353,7 +353,26 @@ fn interrupted_run_resumes_to_the_same_model() {
         Predictor::load(&s.model, &candle_core::Device::Cpu).is_err(),
         "a partial checkpoint is not servable"
     );
+    // Resuming with another seed, learning rate or noise would silently train another model.
+    for change in ["seed", "lr", "noise"] {
+        let mut other = config(&data, 4);
+        match change {
+            "seed" => other.fit.seed += 1,
+            "lr" => other.fit.lr_adaptor *= 2.0,
+            _ => other.noise = NoiseScale::Fixed(0.02),
+        }
+        let err = train(&other, &model, true, None).unwrap_err().to_string();
+        assert!(
+            err.contains("cannot resume")
+                && err.contains(if change == "lr" { "lr_adaptor" } else { change }),
+            "{change}: {err}"
+        );
+    }
     let done = train(&config(&data, 4), &model, true, None).unwrap();
+    // The noise of the remaining epochs is the checkpoint's (measured before training), not
+    // one measured again on the trained adaptor.
+    let uninterrupted = cras::model::file::load(&whole, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(done.meta.training.noise, uninterrupted.meta.training.noise);
     assert_eq!(done.meta.training.epochs_done, 2);
     assert_eq!(done.history.len(), 1, "only the remaining epoch ran");
     // Same center bank and backbone; the head equals the uninterrupted one up to the rounding

@@ -96,3 +96,27 @@ fn a_nan_threshold_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("finite"));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_non_utf8_path_comes_back_with_its_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.png");
+    let path = dir.path().join(name);
+    copy_image(&path, 0);
+    let out = predict(&[dir.path().as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = lines(&out);
+    assert_eq!(found.len(), 1);
+    let bytes: Vec<u8> = found[0]["path_bytes"]
+        .as_array()
+        .expect("path_bytes")
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!(bytes, path.as_os_str().as_bytes());
+}

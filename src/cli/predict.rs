@@ -1,5 +1,6 @@
 //! `cras predict`: one JSON line per image (path, class, score, decision, threshold,
-//! milliseconds), optional heatmap PNGs. Exit code 0 even when defects are found.
+//! milliseconds; `path_bytes`, the path's raw bytes, when it is not UTF-8), optional heatmap
+//! PNGs. Exit code 0 even when defects are found.
 
 use std::path::{Path, PathBuf};
 
@@ -139,6 +140,19 @@ fn is_image(p: &Path) -> bool {
     )
 }
 
+/// The raw bytes of a path that is not UTF-8 (its `path` field is then lossy, with U+FFFD),
+/// so that a line can still be mapped to its file.
+#[cfg(unix)]
+fn path_bytes(p: &Path) -> serde_json::Value {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str().as_bytes().to_vec().into()
+}
+
+#[cfg(not(unix))]
+fn path_bytes(p: &Path) -> serde_json::Value {
+    p.as_os_str().as_encoded_bytes().to_vec().into()
+}
+
 /// Runs `cras predict`.
 pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     let device = cras::device::select(&a.device)?;
@@ -201,6 +215,9 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
                 let out = dir.join(map_names.name(path));
                 write_gray_png(&out, &gray_map_png(&map, s, s, 0.0, 1.0))?;
                 line["heatmap"] = out.display().to_string().into();
+            }
+            if path.to_str().is_none() {
+                line["path_bytes"] = path_bytes(path);
             }
             println!("{line}");
         }

@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Largest decoded image in pixels (then 413).
     #[arg(long, default_value_t = 40_000_000)]
     pub max_pixels: u64,
+    /// Most decoded pixels held at once across all requests (a larger request gets 413, one
+    /// that does not fit beside those in flight 503 with Retry-After).
+    #[arg(long, default_value_t = 160_000_000)]
+    pub max_inflight_pixels: u64,
     /// File holding a bearer token; requests other than /v1/health must send
     /// `Authorization: Bearer <token>`.
     #[arg(long)]
@@ -43,6 +47,18 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Most connections open at once (further clients wait to be accepted).
+    #[arg(long, default_value_t = 256)]
+    pub max_connections: usize,
+    /// Longest wait for a request head in milliseconds (idle connections close then).
+    #[arg(long, default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Longest wait for a request body in milliseconds (then 408).
+    #[arg(long, default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, longest wait for open connections in milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    pub shutdown_grace_ms: u64,
     #[command(flatten)]
     pub engine: super::engine_args::EngineArgs,
 }
@@ -60,8 +76,13 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         timeout_ms: a.timeout_ms,
         max_body_mb: a.max_body_mb,
         max_pixels: a.max_pixels,
+        max_inflight_pixels: a.max_inflight_pixels,
         token_file: a.token_file,
         allow_remote: a.allow_remote,
+        max_connections: a.max_connections,
+        header_timeout_ms: a.header_timeout_ms,
+        body_timeout_ms: a.body_timeout_ms,
+        shutdown_grace_ms: a.shutdown_grace_ms,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {

@@ -231,6 +231,27 @@ impl TrainArgs {
     }
 }
 
+/// A file whose write errors name it (a full disk under the training log says which file).
+struct NamedWriter<'a> {
+    path: &'a std::path::Path,
+    file: std::fs::File,
+}
+
+impl std::io::Write for NamedWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf).map_err(|e| self.named(e))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush().map_err(|e| self.named(e))
+    }
+}
+
+impl NamedWriter<'_> {
+    fn named(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
+    }
+}
+
 /// Runs `cras train`.
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     let cfg = a.config()?;
@@ -239,13 +260,17 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         s.push(".log.jsonl");
         PathBuf::from(s)
     });
-    let mut log = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .create(true)
         .append(a.resume)
         .write(true)
         .truncate(!a.resume)
         .open(&log_path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", log_path.display()))?;
+    let mut log = NamedWriter {
+        path: &log_path,
+        file,
+    };
     let summary = train(&cfg, &a.out, a.resume, Some(&mut log))?;
     let m = &summary.meta;
     if m.partial {

@@ -10,7 +10,7 @@
 //!
 //! Discovery reads only file headers. It fails with an error naming the path and saying what to
 //! do on: a missing `train/good`, a class without training images, a requested class that does
-//! not exist, a defect image without a mask, a mask without an image, a mask whose size differs
+//! not exist, a class or defect folder whose name is not UTF-8, a defect image without a mask, a mask without an image, a mask whose size differs
 //! from its image, or a file whose header cannot be read. Stray non-image files (`.DS_Store`,
 //! `Thumbs.db`, `.txt`, ...) are skipped with a debug log line.
 
@@ -326,12 +326,23 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Names of the non-hidden subfolders of `dir`, sorted.
+/// Names of the non-hidden subfolders of `dir`, sorted. A folder whose name is not UTF-8 is
+/// an error naming it (class and defect names are text in the model and the reports; a lossy
+/// name would point at a folder that does not exist).
 fn subfolders(dir: &Path) -> Result<Vec<String>> {
-    Ok(read_dir_sorted(dir)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .filter(|n| !n.starts_with('.'))
-        .collect())
+    let mut out = Vec::new();
+    for p in read_dir_sorted(dir)?.into_iter().filter(|p| p.is_dir()) {
+        let Some(name) = p.file_name() else { continue };
+        let name = name.to_str().ok_or_else(|| {
+            Error::dataset(
+                &p,
+                "the folder name is not valid UTF-8; class and defect folders need text names, \
+                 rename it",
+            )
+        })?;
+        if !name.starts_with('.') {
+            out.push(name.to_string());
+        }
+    }
+    Ok(out)
 }

@@ -7,8 +7,9 @@
 //! `GET|PUT|DELETE /v1/thresholds` ([`thresholds`]: saved threshold sets, applied to decisions).
 //!
 //! Requests are decoded on blocking threads, then scored by ONE worker thread with dynamic
-//! batching ([`batcher`]). Limits: body size (413), decoded pixels (413), queue length (503 with
-//! `Retry-After`), per-request time (504). The server binds loopback addresses only unless
+//! batching ([`batcher`]). Limits: body size (413), body read time (408), decoded pixels (413),
+//! queue length (503 with `Retry-After`), per-request time (504); open connections, request
+//! head read time and the shutdown grace period ([`conn`]). The server binds loopback addresses only unless
 //! `allow_remote`; with a token file every route except `/v1/health` needs
 //! `Authorization: Bearer <token>` (401 otherwise; the page's files stay open too). No request names a server file. The model
 //! can be swapped at run time ([`ServerHandle::reload`], called on SIGHUP by the CLI); shutdown
@@ -16,6 +17,8 @@
 
 pub mod api_error;
 pub mod batcher;
+pub mod budget;
+pub mod conn;
 pub mod metrics;
 pub mod model_slot;
 pub mod openapi;
@@ -68,10 +71,20 @@ pub struct ServeConfig {
     pub max_body_mb: u64,
     /// Largest decoded image, in pixels.
     pub max_pixels: u64,
+    /// Most decoded pixels held at once across all requests (413 above, 503 when busy).
+    pub max_inflight_pixels: u64,
     /// File holding the bearer token clients must send.
     pub token_file: Option<PathBuf>,
     /// Allow binding a non-loopback address.
     pub allow_remote: bool,
+    /// Most connections open at once (keep it under the process's file-descriptor limit).
+    pub max_connections: usize,
+    /// Longest wait for a request head, in milliseconds (idle connections are closed then).
+    pub header_timeout_ms: u64,
+    /// Longest wait for a request body, in milliseconds (408 after).
+    pub body_timeout_ms: u64,
+    /// Longest wait for open connections after a shutdown signal, in milliseconds.
+    pub shutdown_grace_ms: u64,
 }
 
 impl ServeConfig {
@@ -88,8 +101,13 @@ impl ServeConfig {
             timeout_ms: 10_000,
             max_body_mb: 32,
             max_pixels: 40_000_000,
+            max_inflight_pixels: 160_000_000,
             token_file: None,
             allow_remote: false,
+            max_connections: 256,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            shutdown_grace_ms: 15_000,
         }
     }
 
@@ -101,6 +119,10 @@ impl ServeConfig {
             ("timeout-ms", self.timeout_ms),
             ("max-body-mb", self.max_body_mb),
             ("max-pixels", self.max_pixels),
+            ("max-inflight-pixels", self.max_inflight_pixels),
+            ("max-connections", self.max_connections as u64),
+            ("header-timeout-ms", self.header_timeout_ms),
+            ("body-timeout-ms", self.body_timeout_ms),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -120,6 +142,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Largest request body, in bytes.
     pub max_body: usize,
+    /// Longest wait for the whole request body.
+    pub body_timeout: Duration,
 }
 
 /// State shared by the handlers.
@@ -134,6 +158,8 @@ pub struct AppState {
     pub limits: Limits,
     /// The bearer token, when one is required.
     pub token: Option<String>,
+    /// Decoded pixels in flight across requests.
+    pub budget: budget::PixelBudget,
     /// When the server started.
     pub started: Instant,
     /// The model path reloads read by default.
@@ -183,6 +209,7 @@ pub fn read_token(path: &Path) -> Result<String> {
 pub struct Server {
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    conn: conn::ConnLimits,
 }
 
 /// A handle to a running server: reloads, pause, counters.
@@ -226,14 +253,25 @@ impl Server {
                 max_pixels: config.max_pixels,
                 timeout: Duration::from_millis(config.timeout_ms),
                 max_body,
+                body_timeout: Duration::from_millis(config.body_timeout_ms),
             },
             token,
+            budget: budget::PixelBudget::new(config.max_inflight_pixels),
             started: Instant::now(),
             model_path: config.model.clone(),
             recent: recent::Recent::default(),
             thresholds: saved,
         });
-        Ok(Self { listener, state })
+        let conn = conn::ConnLimits {
+            max_connections: config.max_connections,
+            header_timeout: Duration::from_millis(config.header_timeout_ms),
+            shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+        };
+        Ok(Self {
+            listener,
+            state,
+            conn,
+        })
     }
 
     /// The bound address.
@@ -253,14 +291,11 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes in-flight requests and stops the worker.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let app = router(self.state.clone());
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        conn::serve(self.listener, app, self.conn, shutdown).await;
         let state = self.state;
         tokio::task::spawn_blocking(move || state.batcher.shutdown())
             .await
-            .map_err(|e| Error::Other(format!("stopping the worker: {e}")))?;
-        served.map_err(|e| Error::Other(format!("server error: {e}")))
+            .map_err(|e| Error::Other(format!("stopping the worker: {e}")))
     }
 }
 
@@ -305,8 +340,9 @@ impl ServerHandle {
     }
 }
 
-/// The routes with their middleware: metrics outermost, then body buffering (so that every
-/// answer, errors included, reaches a client still sending its body), then the token check.
+/// The routes with their middleware: metrics outermost, then the token check (an
+/// unauthenticated body is read and discarded, never buffered), then body buffering (so that
+/// every answer, errors included, reaches a client still sending its body).
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.limits.max_body;
     let auth = state.token.is_some();
@@ -330,8 +366,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .with_state(state)
 }
@@ -379,7 +415,9 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// 401 without the bearer token (health stays open for probes).
+/// 401 without the bearer token (health stays open for probes). The body of a refused request
+/// is read and dropped chunk by chunk (up to the body limit and time), so the client reads the
+/// 401 instead of a broken pipe, without the server holding the body.
 async fn require_token(
     State(state): State<Arc<AppState>>,
     request: Request,
@@ -393,6 +431,12 @@ async fn require_token(
             .and_then(bearer_token);
         let open = request.uri().path() == "/v1/health" || page::is_public(request.uri().path());
         if !open && !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), token.as_bytes())) {
+            let limits = state.limits;
+            let _ = tokio::time::timeout(
+                limits.body_timeout,
+                discard_body(request.into_body(), limits.max_body),
+            )
+            .await;
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong 'Authorization: Bearer <token>' header",
@@ -407,12 +451,39 @@ async fn require_token(
     next.run(request).await
 }
 
+/// Reads `body` to its end or past `limit` bytes, keeping nothing.
+async fn discard_body(mut body: axum::body::Body, limit: usize) {
+    use axum::body::HttpBody;
+    let mut read = 0usize;
+    while read <= limit {
+        let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx));
+        match frame.await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
+}
+
 /// Reads the whole body (up to the body limit, else 413) before any handler runs. A server
 /// that answers early and closes makes clients still writing fail with a broken pipe instead
 /// of reading the answer; buffering first lets every error message reach the client.
 async fn buffer_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    match axum::body::to_bytes(body, state.limits.max_body).await {
+    let read = tokio::time::timeout(
+        state.limits.body_timeout,
+        axum::body::to_bytes(body, state.limits.max_body),
+    );
+    let Ok(read) = read.await else {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body was not received within the server's {} ms",
+                state.limits.body_timeout.as_millis()
+            ),
+        )
+        .into_response();
+    };
+    match read {
         Ok(bytes) => {
             next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
                 .await

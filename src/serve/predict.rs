@@ -1,6 +1,7 @@
 //! `POST /v1/predict`: reads one image (raw body with an `image/*` or
 //! `application/octet-stream` content type) or several (`multipart/form-data`, one image per
-//! part), decodes them off the async threads under the pixel limit, queues them on the
+//! part), reserves their decoded pixels in the server's in-flight budget ([`super::budget`]),
+//! decodes them off the async threads under the pixel limit, queues them on the
 //! [`Batcher`](super::batcher::Batcher) and answers
 //! `{"model_generation": n, "predictions": [{name, class, class_similarity, score, threshold,
 //! is_anomalous, decision, ms, map?}, ...]}` in request order.
@@ -100,6 +101,10 @@ pub async fn predict(
     let options = parse_options(query, &state)?;
     let parts = read_parts(request).await?;
     let max_pixels = state.limits.max_pixels;
+    // Reserve the decoded pixels of every part (from the headers) before decoding any; held
+    // until the answer (see `super::budget`).
+    let pixels: u64 = parts.iter().map(|(_, b)| header_pixels(b)).sum();
+    let _reservation = state.budget.reserve(pixels)?;
     let images = tokio::task::spawn_blocking(move || {
         parts
             .into_iter()
@@ -191,6 +196,15 @@ async fn read_parts(request: Request) -> Result<Vec<(String, axum::body::Bytes)>
             ),
         ))
     }
+}
+
+/// Pixels of an encoded image from its header (0 when unreadable: decoding will say why).
+fn header_pixels(bytes: &[u8]) -> u64 {
+    image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok())
+        .map_or(0, |(w, h)| w as u64 * h as u64)
 }
 
 /// Decodes one image, answering 413 above `max_pixels` and 400 when it cannot be decoded.

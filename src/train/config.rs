@@ -96,3 +96,40 @@ impl TrainConfig {
         }
     }
 }
+
+/// Checks that `cfg` continues the schedule recorded in a checkpoint's `config` (the
+/// [`TrainConfig`] it was started with): another seed, learning rate, batch size, noise or
+/// ablation would silently train another model. The number of epochs may change.
+pub fn same_schedule(recorded: &serde_json::Value, cfg: &TrainConfig) -> Result<(), String> {
+    let fit = recorded.get("fit").cloned().unwrap_or_default();
+    let asked = serde_json::to_value(&cfg.fit).unwrap_or_default();
+    let null = serde_json::Value::Null;
+    for key in [
+        "seed",
+        "batch_size",
+        "lr_adaptor",
+        "lr_discriminator",
+        "weight_decay_adaptor",
+        "weight_decay_discriminator",
+        "noise",
+        "k",
+        "ablation",
+    ] {
+        if fit.get(key) != asked.get(key) {
+            return Err(format!(
+                "the checkpoint was trained with {key} = {}, this run asks for {}; resume with \
+                 the same settings or train from scratch",
+                fit.get(key).unwrap_or(&null),
+                asked.get(key).unwrap_or(&null)
+            ));
+        }
+    }
+    let noise = serde_json::to_value(cfg.noise).unwrap_or_default();
+    if recorded.get("noise") != Some(&noise) {
+        return Err(format!(
+            "the checkpoint was trained with noise {}, this run asks for {noise}",
+            recorded.get("noise").unwrap_or(&null)
+        ));
+    }
+    Ok(())
+}

@@ -242,6 +242,7 @@ pub fn resume_head(
             "made with another backbone or descriptor configuration".into(),
         ));
     }
+    super::config::same_schedule(&f.meta.config, cfg).map_err(cannot)?;
     let mut st = HeadState::new(f.adaptor, f.discriminator, &cfg.fit)?;
     let [m_adaptor, m_disc] = f
         .optimisers
@@ -451,8 +452,12 @@ pub fn train(
         (state, bank, TrainingStats::default())
     };
     let mut state = state;
-    let median =
-        median_center_distance(cfg, &state.adaptor, &bank, &cache, &split.labels, &device)?;
+    // Measured on the adaptor before training; a resumed run reuses the checkpoint's figure
+    // (its adaptor is trained: measuring again would change the noise and so the model).
+    let median = match stats.median_center_distance.filter(|_| resume) {
+        Some(m) => m,
+        None => median_center_distance(cfg, &state.adaptor, &bank, &cache, &split.labels, &device)?,
+    };
     let mut fit_cfg = cfg.fit.clone();
     let stop_early = cfg.stop_after.filter(|&n| n < cfg.fit.epochs);
     if let Some(n) = stop_early {

@@ -155,6 +155,24 @@ pub struct GraphOutputs {
     pub class_similarity: Vec<f32>,
 }
 
+impl GraphOutputs {
+    /// Reads every output of the contract by name with a runtime's readers of f32 and i64
+    /// tensors.
+    pub(crate) fn read(
+        f32s: impl Fn(&str) -> Result<Vec<f32>>,
+        i64s: impl Fn(&str) -> Result<Vec<i64>>,
+    ) -> Result<Self> {
+        Ok(GraphOutputs {
+            image_score: f32s(names::IMAGE_SCORE)?,
+            patch_scores: f32s(names::PATCH_SCORES)?,
+            anomaly_map: f32s(names::ANOMALY_MAP)?,
+            class_index: i64s(names::CLASS_INDEX)?,
+            matched_class: i64s(names::MATCHED_CLASS)?,
+            class_similarity: f32s(names::CLASS_SIMILARITY)?,
+        })
+    }
+}
+
 /// Names of the exported graph's inputs and outputs (the graph contract, see
 /// [`crate::export`]).
 pub mod names {

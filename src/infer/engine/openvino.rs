@@ -142,14 +142,7 @@ impl GraphRuntime for OvRuntime {
             let t = request.get_tensor(name).map_err(|e| ov_error(name, e))?;
             Ok(t.get_data::<i64>().map_err(|e| ov_error(name, e))?.to_vec())
         };
-        Ok(GraphOutputs {
-            image_score: f32s(names::IMAGE_SCORE)?,
-            patch_scores: f32s(names::PATCH_SCORES)?,
-            anomaly_map: f32s(names::ANOMALY_MAP)?,
-            class_index: i64s(names::CLASS_INDEX)?,
-            matched_class: i64s(names::MATCHED_CLASS)?,
-            class_similarity: f32s(names::CLASS_SIMILARITY)?,
-        })
+        GraphOutputs::read(f32s, i64s)
     }
 
     fn run_discarding(&mut self, images: &[f32], batch: usize, side: usize) -> Result<()> {

@@ -7,6 +7,8 @@
 //! these tests print why and pass; with `CRAS_REQUIRE_RUNTIMES=1` (what `.ci/run` sets) a
 //! missing runtime fails them.
 
+mod common;
+use common::cras;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -14,20 +16,6 @@ use candle_core::{Device, Tensor};
 use cras::infer::engine::{EngineChoice, EngineKind, EngineOptions, Precision};
 use cras::infer::predictor::ClassChoice;
 use cras::infer::{Prediction, Predictor};
-
-fn cras(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cras"))
-        .args(args)
-        .arg("--log=warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cras {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// A tiny dataset and a model trained on it with `extra` train options.
 fn trained(dir: &Path, extra: &[&str]) -> (PathBuf, PathBuf) {
@@ -282,21 +270,18 @@ fn a_missing_runtime_names_what_to_install_and_the_variable() {
         .unwrap()
         .path();
     let nowhere = tmp.path().join("nowhere");
+    let predict = |engine: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cras"));
+        c.args(["predict", "--model", model.to_str().unwrap()])
+            .arg(&image)
+            .args(["--engine", engine, "--log=warn"]);
+        c
+    };
     for (engine, var, install) in [
         ("onnxruntime", "ORT_DYLIB_PATH", "onnxruntime"),
         ("openvino", "OPENVINO_INSTALL_DIR", "openvino"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_cras"))
-            .args([
-                "predict",
-                "--model",
-                model.to_str().unwrap(),
-                image.to_str().unwrap(),
-            ])
-            .args(["--engine", engine, "--log=warn"])
-            .env(var, &nowhere)
-            .output()
-            .unwrap();
+        let out = predict(engine).env(var, &nowhere).output().unwrap();
         assert!(
             !out.status.success(),
             "{engine} with {var} pointing nowhere must fail"
@@ -311,14 +296,7 @@ fn a_missing_runtime_names_what_to_install_and_the_variable() {
             "nothing is scored when the engine is missing"
         );
         // Without the variable and without any installation, the error says what to install.
-        let out = Command::new(env!("CARGO_BIN_EXE_cras"))
-            .args([
-                "predict",
-                "--model",
-                model.to_str().unwrap(),
-                image.to_str().unwrap(),
-            ])
-            .args(["--engine", engine, "--log=warn"])
+        let out = predict(engine)
             .env_remove("ORT_DYLIB_PATH")
             .env_remove("OPENVINO_INSTALL_DIR")
             .env_remove("INTEL_OPENVINO_DIR")

@@ -3,8 +3,9 @@
 //! the discriminator's rate, the test-set selection's batch vote, `cras eval --batch-vote
 //! --vote-group`, `cras eval --pro reference` and `--reference-masks` on grey masks.
 
+mod common;
+use common::cras;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
 
 use cras::data::{discover, MaskMode, Preprocess, ResizeMode};
@@ -12,20 +13,6 @@ use cras::infer::evaluate::{evaluate, scoring_pass, EvalOptions, ProMode};
 use cras::infer::scoring::batch_vote;
 use cras::infer::Predictor;
 use cras::metrics::pro::aupro_reference;
-
-fn cras(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_cras"))
-        .args(args)
-        .arg("--log=warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cras {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 struct Trained {
     _dir: tempfile::TempDir,

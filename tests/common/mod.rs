@@ -76,3 +76,19 @@ pub fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
         .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
         / scale
 }
+
+/// Runs the `cras` binary with `args` (logging at warn), asserts it succeeded and returns its
+/// standard output.
+pub fn cras(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cras"))
+        .args(args)
+        .arg("--log=warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cras {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

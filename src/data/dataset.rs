@@ -40,6 +40,9 @@ pub struct ClassSplit {
     pub name: String,
     /// `train/good` images, sorted.
     pub train: Vec<PathBuf>,
+    /// Normal images set aside for threshold calibration (`val` rows; none in MVTec AD
+    /// layout, where training holds out a share of `train` instead).
+    pub val: Vec<PathBuf>,
     /// Test images, sorted by defect type then path.
     pub test: Vec<TestItem>,
 }
@@ -51,14 +54,22 @@ pub struct TestItem {
     pub path: PathBuf,
     /// Its defect type (the folder name); `"good"` for normal images.
     pub defect: String,
-    /// Its ground-truth mask; `None` for good images.
+    /// Its ground-truth mask; `None` for good images (and defect images without masks,
+    /// outside the MVTec AD layout).
     pub mask: Option<PathBuf>,
+    /// Further masks of the same image (MVTec LOCO): the defect region is their union.
+    pub more_masks: Vec<PathBuf>,
 }
 
 impl TestItem {
     /// Whether the image shows a defect.
     pub fn is_anomalous(&self) -> bool {
         self.defect != "good"
+    }
+
+    /// Every mask of the image (`mask`, then `more_masks`).
+    pub fn masks(&self) -> impl Iterator<Item = &PathBuf> {
+        self.mask.iter().chain(&self.more_masks)
     }
 }
 
@@ -78,6 +89,7 @@ impl ClassSplit {
             .filter(|t| t.is_anomalous())
             .map(|t| t.defect.clone())
             .collect();
+        d.sort();
         d.dedup();
         d
     }
@@ -172,6 +184,7 @@ fn discover_class(dir: &Path, name: &str) -> Result<ClassSplit> {
                 path,
                 defect: defect.clone(),
                 mask: None,
+                more_masks: Vec::new(),
             }));
         } else {
             test.extend(pair_masks(&gt_dir.join(defect), defect, images)?);
@@ -190,6 +203,7 @@ fn discover_class(dir: &Path, name: &str) -> Result<ClassSplit> {
     Ok(ClassSplit {
         name: name.to_string(),
         train,
+        val: Vec::new(),
         test,
     })
 }
@@ -230,6 +244,7 @@ fn pair_masks(mask_dir: &Path, defect: &str, images: Vec<PathBuf>) -> Result<Vec
             path,
             defect: defect.to_string(),
             mask: Some(mask),
+            more_masks: Vec::new(),
         });
     }
     if let Some(i) = used.iter().position(|u| !u) {
@@ -289,7 +304,7 @@ fn check_headers(paths: &[PathBuf]) -> Result<()> {
         .try_for_each(|p| header_dims(p).map(|_| ()))
 }
 
-fn file_stem(p: &Path) -> String {
+pub(crate) fn file_stem(p: &Path) -> String {
     p.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
@@ -311,7 +326,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Image files directly in `dir`, sorted; other entries are skipped with a debug line.
-fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in read_dir_sorted(dir)? {
         let hidden = p
@@ -329,7 +344,7 @@ fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Names of the non-hidden subfolders of `dir`, sorted. A folder whose name is not UTF-8 is
 /// an error naming it (class and defect names are text in the model and the reports; a lossy
 /// name would point at a folder that does not exist).
-fn subfolders(dir: &Path) -> Result<Vec<String>> {
+pub(crate) fn subfolders(dir: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for p in read_dir_sorted(dir)?.into_iter().filter(|p| p.is_dir()) {
         let Some(name) = p.file_name() else { continue };

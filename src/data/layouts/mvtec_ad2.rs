@@ -1,0 +1,72 @@
+//! MVTec AD 2 as published: `<root>/<class>/train/good/*` (training),
+//! `<root>/<class>/validation/good/*` (rows of split `val`: thresholds are calibrated on them
+//! instead of a hold-out carved from train), `<root>/<class>/test_public/good/*` and
+//! `<root>/<class>/test_public/bad/*` (test), with the masks of the bad images at
+//! `<root>/<class>/test_public/ground_truth/bad/<stem>_mask.png`. The private test sets
+//! (`test_private*`, without labels) are not read. A bad image without a mask is read
+//! without one (pixel metrics are then `null`).
+
+use std::path::Path;
+
+use super::folders::masks_by_stem;
+use crate::data::dataset::{file_stem, image_files, subfolders};
+use crate::data::manifest::{Label, Sample, Split, GOOD};
+use crate::Result;
+
+/// The rows of the MVTec AD 2 dataset at `root`.
+pub fn samples(root: &Path) -> Result<Vec<Sample>> {
+    let mut out = Vec::new();
+    for class in subfolders(root)? {
+        let dir = root.join(&class);
+        if !dir.join("test_public").is_dir() && !dir.join("train").is_dir() {
+            continue;
+        }
+        let train = dir.join("train").join(GOOD);
+        super::require_dir(&train, "MVTec AD 2 classes hold train/good")?;
+        let row = |split, label, defect: &str, image, masks| Sample {
+            class: class.clone(),
+            split,
+            label,
+            defect: defect.to_string(),
+            image,
+            masks,
+        };
+        for p in image_files(&train)? {
+            out.push(row(Split::Train, Label::Normal, GOOD, p, Vec::new()));
+        }
+        let val = dir.join("validation").join(GOOD);
+        if val.is_dir() {
+            for p in image_files(&val)? {
+                out.push(row(Split::Val, Label::Normal, GOOD, p, Vec::new()));
+            }
+        }
+        let test = dir.join("test_public");
+        if test.join(GOOD).is_dir() {
+            for p in image_files(&test.join(GOOD))? {
+                out.push(row(Split::Test, Label::Normal, GOOD, p, Vec::new()));
+            }
+        }
+        if test.join("bad").is_dir() {
+            let mut masks = masks_by_stem(&test.join("ground_truth").join("bad"))?;
+            for p in image_files(&test.join("bad"))? {
+                let stem = file_stem(&p);
+                let mask = masks.remove(&format!("{stem}_mask"));
+                out.push(row(
+                    Split::Test,
+                    Label::Anomalous,
+                    "bad",
+                    p,
+                    mask.into_iter().collect(),
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(crate::Error::dataset(
+            root,
+            "no MVTec AD 2 class folders found; expected <root>/<class>/train/good and \
+             <root>/<class>/test_public",
+        ));
+    }
+    Ok(out)
+}

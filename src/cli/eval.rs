@@ -11,9 +11,12 @@ pub struct EvalArgs {
     /// Model file written by `cras train`.
     #[arg(long)]
     pub model: PathBuf,
-    /// Dataset root in MVTec AD layout.
+    /// Dataset: a folder in any layout `cras train` reads, or a manifest (.csv / .jsonl).
     #[arg(long)]
     pub data: PathBuf,
+    /// Layout of --data [default: detected].
+    #[arg(long, value_enum)]
+    pub format: Option<cras::data::Format>,
     /// Output folder (metrics.json, metrics.csv, scores.csv, report.md, curves, gallery/).
     #[arg(long)]
     pub out: PathBuf,
@@ -72,6 +75,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let predictor = Predictor::load_with(&a.model, &device, &a.engine.options())?;
     let opts = EvalOptions {
         classes: a.classes.clone(),
+        format: a.format,
         class_given: a.class_given,
         batch_vote: a.batch_vote,
         vote_group: a.vote_group as usize,

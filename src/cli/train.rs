@@ -13,9 +13,13 @@ use cras::train::pipeline::{train, NoiseScale, Setting, TrainConfig};
 /// Train one CRAS model on the normal (train/good) images of every class.
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
-    /// Dataset root in MVTec AD layout (<root>/<class>/train/good/...).
+    /// Dataset: a folder (MVTec AD, your own folders, VisA, MVTec AD 2, LOCO, Real-IAD) or a
+    /// manifest (.csv / .jsonl); see the README's "Your own data".
     #[arg(long)]
     pub data: PathBuf,
+    /// Layout of --data [default: detected].
+    #[arg(long, value_enum)]
+    pub format: Option<cras::data::Format>,
     /// Classes to use, comma-separated, in this order (default: every subfolder, sorted).
     #[arg(long, value_delimiter = ',')]
     pub classes: Option<Vec<String>>,
@@ -81,6 +85,8 @@ pub struct TrainArgs {
     /// Share of each class's train/good images held out to calibrate thresholds (training and
     /// the centers see the rest). 0 = the paper's protocol: every normal image trains, and the
     /// model stores no thresholds: scores only, until --threshold is given at run time.
+    /// Classes with validation images (MVTec AD 2, LOCO, `val` rows) calibrate on those
+    /// instead and keep every training image.
     #[arg(long, default_value_t = 0.1)]
     pub holdout: f64,
     /// Threshold = this quantile of the held-out normal scores.
@@ -192,6 +198,7 @@ impl TrainArgs {
         );
         Ok(TrainConfig {
             data: self.data.clone(),
+            format: self.format,
             classes: self.classes.clone(),
             setting: self.setting,
             backbone: self.backbone,

@@ -7,10 +7,13 @@
 //! ground-truth mask [S, S] go into an [`EvalAccumulator`]; metrics per class, their mean, and
 //! pooled over all classes; routing accuracy (matched vs true class); precision/recall/F1 at
 //! the stored (or overriding) threshold; ROC/PR curves (SVG) and a heatmap gallery (HTML).
+//! An image with several masks (MVTec LOCO) is scored against their union. A class with a
+//! defect image that has no mask gets image metrics only: its pixel metrics (and the pooled
+//! ones) are `null`, and `config.pixel_metrics_null` in metrics.json (and report.md) says why.
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{decode, discover, loader, Dataset, MaskMode, Preprocess};
+use crate::data::{decode, layouts, loader, Dataset, Format, MaskMode, Preprocess};
 use crate::metrics::{ranking, EvalAccumulator, MetricSet};
 use crate::report::curves::{line_plot_svg, pr_points, roc_points, Curve};
 use crate::report::gallery::{write_gallery_html, GalleryEntry};
@@ -29,6 +32,8 @@ pub const REFERENCE_PRO_THRESHOLDS: usize = 200;
 pub struct EvalOptions {
     /// Restrict to these classes (None: every model class the dataset holds).
     pub classes: Option<Vec<String>>,
+    /// Layout of the dataset (None: detected).
+    pub format: Option<Format>,
     /// Align with the true class instead of the matched one.
     pub class_given: bool,
     /// The reference's batch-vote class assignment (parity only).
@@ -53,6 +58,7 @@ impl Default for EvalOptions {
     fn default() -> Self {
         Self {
             classes: None,
+            format: None,
             class_given: false,
             batch_vote: false,
             vote_group: 32,
@@ -112,6 +118,8 @@ pub struct ClassScores {
     pub acc: EvalAccumulator,
     /// One record per test image, in the dataset's order.
     pub images: Vec<ImageRecord>,
+    /// Defect images without a mask (their pixel metrics cannot be computed).
+    pub unmasked_defects: usize,
 }
 
 /// The scoring pass over a test split: per class, every image scored once.
@@ -139,7 +147,7 @@ pub fn evaluate(
     for c in &wanted {
         meta.class_index(c)?;
     }
-    let ds: Dataset = discover(data, Some(&wanted))?;
+    let ds: Dataset = layouts::load(data, opts.format, Some(&wanted))?;
     let pass = scoring_pass(predictor, &ds, opts)?;
     write_report(predictor, model_path, data, out, opts, pass)
 }
@@ -205,10 +213,7 @@ pub fn scoring_pass(
             };
             for p in predictor.predict_batch(&t, &choice)? {
                 let item = &class.test[images.len()];
-                let mask = match &item.mask {
-                    Some(m) => Some(pre.load_mask(m)?),
-                    None => None,
-                };
+                let mask = union_mask(pre, item.masks())?;
                 let map = predictor.anomaly_map(&p);
                 let anomalous = item.is_anomalous();
                 acc.push(p.score, anomalous, &map, mask.as_deref())?;
@@ -260,6 +265,11 @@ pub fn scoring_pass(
             n_train: class.train.len(),
             acc,
             images,
+            unmasked_defects: class
+                .test
+                .iter()
+                .filter(|t| t.is_anomalous() && t.mask.is_none())
+                .count(),
         });
     }
     bar.finish_and_clear();
@@ -301,8 +311,20 @@ pub fn write_report(
         }
         set
     };
+    let mut pixel_null = serde_json::Map::new();
     for c in &pass.classes {
-        let set = metrics_of(&c.acc);
+        let mut set = metrics_of(&c.acc);
+        if c.unmasked_defects > 0 {
+            set = without_pixel_metrics(set);
+            pixel_null.insert(
+                c.name.clone(),
+                format!(
+                    "{} of its defect images have no ground-truth mask: image metrics only",
+                    c.unmasked_defects
+                )
+                .into(),
+            );
+        }
         pooled.merge(&c.acc);
         let (scores, labels) = c.acc.image_scores();
         let routed = c.images.iter().filter(|r| r.matched == c.index).count();
@@ -343,7 +365,10 @@ pub fn write_report(
         });
         per_class_sets.push(set);
     }
-    let pooled_set = metrics_of(&pooled);
+    let mut pooled_set = metrics_of(&pooled);
+    if !pixel_null.is_empty() {
+        pooled_set = without_pixel_metrics(pooled_set);
+    }
     let mean = MetricSet::mean_of(&per_class_sets);
     let total = all.len();
     let routed: usize = pass
@@ -368,6 +393,19 @@ pub fn write_report(
         r
     });
     let seconds = pass.seconds;
+    let mut config = serde_json::json!({
+            "data": data.display().to_string(),
+            "class_choice": if opts.class_given { "stated" } else if opts.batch_vote { "batch-vote" } else { "global-match" },
+            "vote_group": (opts.batch_vote && !opts.class_given).then_some(opts.vote_group),
+            "pro": opts.pro,
+            "threshold_override": opts.threshold,
+            "fpr_limit": opts.fpr_limit,
+            "preprocess": meta.preprocess,
+            "mask_mode": opts.mask_mode.unwrap_or(meta.preprocess.mask_mode),
+    });
+    if !pixel_null.is_empty() {
+        config[eval_report::PIXEL_METRICS_NULL] = pixel_null.into();
+    }
     let report = EvalReport {
         format: eval_report::FORMAT_VERSION,
         tool: EvalReport::tool_name(),
@@ -384,16 +422,7 @@ pub fn write_report(
         }),
         test_selected: meta.test_selected,
         random_backbone: meta.random_backbone(),
-        config: serde_json::json!({
-            "data": data.display().to_string(),
-            "class_choice": if opts.class_given { "stated" } else if opts.batch_vote { "batch-vote" } else { "global-match" },
-            "vote_group": (opts.batch_vote && !opts.class_given).then_some(opts.vote_group),
-            "pro": opts.pro,
-            "threshold_override": opts.threshold,
-            "fpr_limit": opts.fpr_limit,
-            "preprocess": meta.preprocess,
-            "mask_mode": opts.mask_mode.unwrap_or(meta.preprocess.mask_mode),
-        }),
+        config,
         classes: class_reports,
         mean,
         pooled: pooled_set,
@@ -445,6 +474,34 @@ fn threshold_report<'a>(
         tn: c.tn,
         fn_: c.fn_,
     }
+}
+
+/// The union of an image's masks, preprocessed (None when it has none).
+fn union_mask<'a>(
+    pre: &Preprocess,
+    masks: impl Iterator<Item = &'a PathBuf>,
+) -> Result<Option<Vec<u8>>> {
+    let mut union: Option<Vec<u8>> = None;
+    for m in masks {
+        let mask = pre.load_mask(m)?;
+        match union.as_mut() {
+            None => union = Some(mask),
+            Some(u) => u.iter_mut().zip(&mask).for_each(|(a, b)| *a = (*a).max(*b)),
+        }
+    }
+    Ok(union)
+}
+
+/// `set` with its pixel metrics (and mAD) undefined.
+fn without_pixel_metrics(set: MetricSet) -> MetricSet {
+    MetricSet {
+        pixel_auroc: None,
+        pixel_ap: None,
+        pixel_f1max: None,
+        aupro: None,
+        ..set
+    }
+    .with_mad()
 }
 
 fn sanitize(s: &str) -> String {

@@ -33,6 +33,9 @@ pub const PR_IMAGE_SVG: &str = "pr_image.svg";
 pub const ROC_PIXEL_SVG: &str = "roc_pixel.svg";
 pub const PR_PIXEL_SVG: &str = "pr_pixel.svg";
 pub const GALLERY_INDEX: &str = "gallery/index.html";
+/// Key in `config` of the classes whose pixel metrics are `null` by design, each with the
+/// reason (defect images without masks).
+pub const PIXEL_METRICS_NULL: &str = "pixel_metrics_null";
 
 /// Banner shown when the checkpoint's epoch was selected on the test set.
 pub const WARN_TEST_SELECTED: &str =
@@ -430,6 +433,20 @@ impl EvalReport {
              ranked together. `routing`: share of test images matched to their own class. \
              `-`: undefined (for example no defect image in a class).\n",
         );
+        if let Some(why) = self
+            .config
+            .get(PIXEL_METRICS_NULL)
+            .and_then(|v| v.as_object())
+        {
+            md.push_str(
+                "\nPixel metrics are undefined (`null`) for these classes, and for `pooled`; \
+                 `mean` averages the classes that have them:\n\n",
+            );
+            for (class, reason) in why {
+                let reason = reason.as_str().unwrap_or_default();
+                md.push_str(&format!("- {class}: {reason}\n"));
+            }
+        }
         let mut trows: Vec<Vec<String>> = self
             .classes
             .iter()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::fit::FitConfig;
 use crate::backbone::{Arch, BnStats};
-use crate::data::Preprocess;
+use crate::data::{Format, Preprocess};
 use crate::features::cache::CachePrecision;
 use crate::features::DescriptorConfig;
 
@@ -32,6 +32,9 @@ pub enum NoiseScale {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     pub data: PathBuf,
+    /// Layout of `data` (None: detected, [`crate::data::layouts::detect`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
     pub classes: Option<Vec<String>>,
     pub setting: Setting,
     pub backbone: Arch,
@@ -43,7 +46,8 @@ pub struct TrainConfig {
     pub descriptor: DescriptorConfig,
     pub fit: FitConfig,
     pub noise: NoiseScale,
-    /// Share of each class's train/good images held out for threshold calibration.
+    /// Share of each class's train/good images held out for threshold calibration (classes
+    /// with `val` images calibrate on those instead).
     pub holdout: f64,
     /// Quantile of held-out normal scores used as the threshold.
     pub threshold_quantile: f64,
@@ -73,6 +77,7 @@ impl TrainConfig {
     pub fn paper(data: impl Into<PathBuf>) -> Self {
         Self {
             data: data.into(),
+            format: None,
             classes: None,
             setting: Setting::Multi,
             backbone: Arch::WideResnet50_2,

@@ -1,6 +1,7 @@
 //! End-to-end training: dataset folder -> model file, in five steps, one function each:
-//! 1. [`split`]: discover the classes; hold out a share of each class's train/good images for
-//!    threshold calibration (seeded);
+//! 1. [`split`]: read the dataset (any layout, [`crate::data::layouts`]); per class, its `val`
+//!    images calibrate the thresholds where the layout has some (MVTec AD 2, LOCO, manifests),
+//!    else a seeded share of its training images is held out for that;
 //! 2. [`training_extractor`]: the backbone + descriptor ([`ExtractorSpec`]; weights or seeded
 //!    random init, BatchNorm as the reference or clean, optional recalibration for random
 //!    backbones); every training image's descriptors go once into a [`FeatureCache`];
@@ -22,7 +23,7 @@ pub use super::config::{NoiseScale, Setting, TrainConfig};
 use super::fit::{derive_seed, fit, EpochStats, FitObserver, HeadState};
 use super::selection::{BestHead, TestProbe};
 use crate::backbone::WeightSource;
-use crate::data::{discover, loader, Dataset};
+use crate::data::{layouts, loader, Dataset};
 use crate::features::cache::FeatureCache;
 use crate::features::{ExtractorSpec, FeatureExtractor};
 use crate::infer::predictor::{ClassChoice, Predictor};
@@ -56,9 +57,10 @@ pub struct Split {
     pub holdout: Vec<Vec<PathBuf>>,
 }
 
-/// Step 1: discovers the dataset and holds out `cfg.holdout` of each class's training images.
+/// Step 1: reads the dataset; per class, its `val` images are the calibration set, or, when it
+/// has none, `cfg.holdout` of its training images are held out.
 pub fn split(cfg: &TrainConfig) -> Result<Split> {
-    let dataset = discover(&cfg.data, cfg.classes.as_deref())?;
+    let dataset = layouts::load(&cfg.data, cfg.format, cfg.classes.as_deref())?;
     let classes = dataset.class_names();
     if cfg.setting == Setting::Single && classes.len() != 1 {
         return Err(Error::config(
@@ -69,7 +71,11 @@ pub fn split(cfg: &TrainConfig) -> Result<Split> {
     }
     let (mut train, mut labels, mut holdout) = (Vec::new(), Vec::new(), Vec::new());
     for (k, c) in dataset.classes.iter().enumerate() {
-        let (t, h) = split_holdout(&c.train, cfg.holdout, cfg.fit.seed, k);
+        let (t, h) = if c.val.is_empty() {
+            split_holdout(&c.train, cfg.holdout, cfg.fit.seed, k)
+        } else {
+            (c.train.clone(), c.val.clone())
+        };
         labels.extend(std::iter::repeat_n(k, t.len()));
         train.extend(t);
         holdout.push(h);

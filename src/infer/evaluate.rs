@@ -570,3 +570,32 @@ fn write_visuals(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_masks_are_united() {
+        let tmp = tempfile::tempdir().unwrap();
+        let save = |name: &str, f: fn(u32, u32) -> bool| {
+            let p = tmp.path().join(name);
+            image::GrayImage::from_fn(4, 4, |x, y| image::Luma([if f(x, y) { 255 } else { 0 }]))
+                .save(&p)
+                .unwrap();
+            p
+        };
+        let left = save("left.png", |x, _| x < 2);
+        let top = save("top.png", |_, y| y < 1);
+        let pre = Preprocess {
+            resize: 4,
+            crop: 4,
+            mode: crate::data::ResizeMode::Square,
+            mask_mode: MaskMode::Binarize,
+        };
+        let u = union_mask(&pre, [left, top].iter()).unwrap().unwrap();
+        // 8 left-half pixels plus the 2 top pixels of the right half.
+        assert_eq!(u.iter().filter(|&&v| v == 1).count(), 10);
+        assert_eq!(union_mask(&pre, [].iter()).unwrap(), None);
+    }
+}

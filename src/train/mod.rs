@@ -6,5 +6,6 @@ pub mod fit;
 pub mod import;
 pub mod pipeline;
 pub mod selection;
+pub mod split;
 
 pub use fit::{fit, EpochStats, FitConfig, FitObserver, HeadState};

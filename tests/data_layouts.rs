@@ -2,6 +2,8 @@
 //! the rows (class, split, label, defect, image, masks) are the expected ones, and a manifest
 //! written from them reads back to the same rows.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use cras::data::layouts::{detect, samples};
@@ -421,4 +423,37 @@ fn mvtec_layout_reads_as_discovery_did() {
     write_manifest(&file, &s).unwrap();
     let from_manifest = load(&file, None, None).unwrap();
     assert_eq!(from_manifest.classes, discover(root, None).unwrap().classes);
+}
+
+#[test]
+fn cli_writes_the_manifest_it_read_and_inspects_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    png(&root.join("bolt/good/0.png"));
+    png(&root.join("bolt/good/1.png"));
+    png(&root.join("bolt/test/good/0.png"));
+    png(&root.join("bolt/test/scratch/0.png"));
+    let file = root.join("rows.csv");
+    let out = common::cras(&[
+        "data",
+        "manifest",
+        root.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.contains("4 rows, 1 classes"), "{out}");
+    assert_eq!(
+        read_manifest(&file).unwrap(),
+        samples(root, None, None).unwrap()
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("bolt,test,anomalous,scratch,bolt/test/scratch/0.png,"),
+        "{text}"
+    );
+    let out = common::cras(&["data", "inspect", file.to_str().unwrap()]);
+    let line = out.lines().find(|l| l.starts_with("bolt")).unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // class, train, val, test good, test defect, defect images without a mask.
+    assert_eq!(fields[..6], ["bolt", "2", "0", "1", "1", "1"], "{out}");
 }

@@ -1,7 +1,8 @@
 //! The data layer: dataset rows and manifests ([`manifest`]), the dataset layouts read as
 //! published ([`layouts`]: MVTec AD, your own folders, VisA, MVTec AD 2, LOCO, Real-IAD),
-//! MVTec AD discovery ([`dataset`]), Pillow-exact decoding ([`decode`]), the reference's torchvision preprocessing ([`preprocess`]), a deterministic
-//! synthetic benchmark ([`synth`]) and a parallel, bounded-memory batch loader ([`loader`]).
+//! MVTec AD discovery ([`dataset`]), Pillow-exact decoding ([`decode`]), the reference's
+//! torchvision preprocessing ([`preprocess`]), a deterministic synthetic benchmark
+//! ([`synth`]) and a parallel, bounded-memory batch loader ([`loader`]).
 
 pub mod dataset;
 pub mod decode;

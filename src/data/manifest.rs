@@ -102,6 +102,32 @@ pub struct Sample {
     pub masks: Vec<PathBuf>,
 }
 
+impl Sample {
+    /// A normal image of `class` in `split`.
+    pub fn normal(class: &str, split: Split, image: PathBuf) -> Sample {
+        Sample {
+            class: class.to_string(),
+            split,
+            label: Label::Normal,
+            defect: GOOD.to_string(),
+            image,
+            masks: Vec::new(),
+        }
+    }
+
+    /// A test image of `class` showing `defect`, with its masks (possibly none).
+    pub fn anomalous(class: &str, defect: &str, image: PathBuf, masks: Vec<PathBuf>) -> Sample {
+        Sample {
+            class: class.to_string(),
+            split: Split::Test,
+            label: Label::Anomalous,
+            defect: defect.to_string(),
+            image,
+            masks,
+        }
+    }
+}
+
 /// A row as read from a manifest-like source, before it is checked.
 pub(crate) struct RawRow {
     /// The file the row comes from and where in it ("line 7", "test record 3").
@@ -514,27 +540,20 @@ fn check_sizes(classes: &[ClassSplit]) -> Result<()> {
 pub fn samples_of(ds: &Dataset) -> Vec<Sample> {
     let mut out = Vec::new();
     for c in &ds.classes {
-        let normal = |split: Split, image: &PathBuf| Sample {
-            class: c.name.clone(),
-            split,
-            label: Label::Normal,
-            defect: GOOD.to_string(),
-            image: image.clone(),
-            masks: Vec::new(),
-        };
-        out.extend(c.train.iter().map(|p| normal(Split::Train, p)));
-        out.extend(c.val.iter().map(|p| normal(Split::Val, p)));
-        out.extend(c.test.iter().map(|t| Sample {
-            class: c.name.clone(),
-            split: Split::Test,
-            label: if t.is_anomalous() {
-                Label::Anomalous
+        let normal = |split| move |p: &PathBuf| Sample::normal(&c.name, split, p.clone());
+        out.extend(c.train.iter().map(normal(Split::Train)));
+        out.extend(c.val.iter().map(normal(Split::Val)));
+        out.extend(c.test.iter().map(|t| {
+            if t.is_anomalous() {
+                Sample::anomalous(
+                    &c.name,
+                    &t.defect,
+                    t.path.clone(),
+                    t.masks().cloned().collect(),
+                )
             } else {
-                Label::Normal
-            },
-            defect: t.defect.clone(),
-            image: t.path.clone(),
-            masks: t.masks().cloned().collect(),
+                Sample::normal(&c.name, Split::Test, t.path.clone())
+            }
         }));
     }
     out

@@ -13,8 +13,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::normal_rows;
 use crate::data::dataset::{file_stem, image_files, subfolders};
-use crate::data::manifest::{Label, Sample, Split, GOOD};
+use crate::data::manifest::{Sample, Split, GOOD};
 use crate::{Error, Result};
 
 /// The rows of the folders at `root` (see the module docs).
@@ -49,41 +50,24 @@ pub fn samples(root: &Path) -> Result<Vec<Sample>> {
 
 /// The rows of one class folder: `good/` for training, `test/` and `ground_truth/` if present.
 fn class_samples(dir: &Path, class: &str) -> Result<Vec<Sample>> {
-    let row = |split, label, defect: &str, image: PathBuf, masks| Sample {
-        class: class.to_string(),
-        split,
-        label,
-        defect: defect.to_string(),
-        image,
-        masks,
-    };
-    let mut out: Vec<Sample> = image_files(&dir.join(GOOD))?
-        .into_iter()
-        .map(|p| row(Split::Train, Label::Normal, GOOD, p, Vec::new()))
-        .collect();
+    let mut out = normal_rows(class, Split::Train, &dir.join(GOOD))?;
     let test = dir.join("test");
     if !test.is_dir() {
         return Ok(out);
     }
     for defect in subfolders(&test)? {
-        let images = image_files(&test.join(&defect))?;
         if defect == GOOD {
-            out.extend(
-                images
-                    .into_iter()
-                    .map(|p| row(Split::Test, Label::Normal, GOOD, p, Vec::new())),
-            );
+            out.extend(normal_rows(class, Split::Test, &test.join(GOOD))?);
             continue;
         }
         let mut masks = masks_by_stem(&dir.join("ground_truth").join(&defect))?;
-        for p in images {
+        for p in image_files(&test.join(&defect))? {
             let stem = file_stem(&p);
             let mask = masks
                 .remove(&format!("{stem}_mask"))
                 .or_else(|| masks.remove(&stem));
-            out.push(row(
-                Split::Test,
-                Label::Anomalous,
+            out.push(Sample::anomalous(
+                class,
                 &defect,
                 p,
                 mask.into_iter().collect(),

@@ -7,8 +7,9 @@
 
 use std::path::Path;
 
+use super::{normal_rows, require_dir};
 use crate::data::dataset::{file_stem, image_files, subfolders};
-use crate::data::manifest::{Label, Sample, Split, GOOD};
+use crate::data::manifest::{Sample, Split, GOOD};
 use crate::Result;
 
 /// The rows of the MVTec LOCO dataset at `root`.
@@ -20,42 +21,30 @@ pub fn samples(root: &Path) -> Result<Vec<Sample>> {
             continue;
         }
         let train = dir.join("train").join(GOOD);
-        super::require_dir(&train, "MVTec LOCO classes hold train/good")?;
-        let row = |split, label, defect: &str, image, masks| Sample {
-            class: class.clone(),
-            split,
-            label,
-            defect: defect.to_string(),
-            image,
-            masks,
-        };
-        for p in image_files(&train)? {
-            out.push(row(Split::Train, Label::Normal, GOOD, p, Vec::new()));
-        }
-        let val = dir.join("validation").join(GOOD);
-        if val.is_dir() {
-            for p in image_files(&val)? {
-                out.push(row(Split::Val, Label::Normal, GOOD, p, Vec::new()));
-            }
-        }
+        require_dir(&train, "MVTec LOCO classes hold train/good")?;
+        out.extend(normal_rows(&class, Split::Train, &train)?);
+        out.extend(normal_rows(
+            &class,
+            Split::Val,
+            &dir.join("validation").join(GOOD),
+        )?);
         let test = dir.join("test");
         if !test.is_dir() {
             continue;
         }
         for defect in subfolders(&test)? {
-            let images = image_files(&test.join(&defect))?;
-            for p in images {
-                if defect == GOOD {
-                    out.push(row(Split::Test, Label::Normal, GOOD, p, Vec::new()));
-                    continue;
-                }
+            if defect == GOOD {
+                out.extend(normal_rows(&class, Split::Test, &test.join(GOOD))?);
+                continue;
+            }
+            for p in image_files(&test.join(&defect))? {
                 let mask_dir = dir.join("ground_truth").join(&defect).join(file_stem(&p));
                 let masks = if mask_dir.is_dir() {
                     image_files(&mask_dir)?
                 } else {
                     Vec::new()
                 };
-                out.push(row(Split::Test, Label::Anomalous, &defect, p, masks));
+                out.push(Sample::anomalous(&class, &defect, p, masks));
             }
         }
     }

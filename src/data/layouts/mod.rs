@@ -24,8 +24,8 @@ pub mod visa;
 
 use std::path::Path;
 
-use super::dataset::{subfolders, Dataset};
-use super::manifest::{into_dataset, read_manifest, Sample};
+use super::dataset::{image_files, subfolders, Dataset};
+use super::manifest::{into_dataset, read_manifest, Sample, Split};
 use crate::{Error, Result};
 
 /// A dataset layout (`--format`).
@@ -51,13 +51,16 @@ pub enum Format {
     Manifest,
 }
 
-/// Guesses the format of `data`: a file is a manifest; a folder holding `split_csv/1cls.csv`
+/// Guesses the format of `data`: a file (or a `.csv` / `.jsonl` path) is a manifest; a folder holding `split_csv/1cls.csv`
 /// is VisA, one holding `realiad_jsons/` is Real-IAD; otherwise its class folders decide:
 /// `test_public/` means MVTec AD 2, `test/logical_anomalies` or `test/structural_anomalies`
 /// means LOCO, `train/good` means MVTec AD, `good/` means your own folders; a `good/` folder
 /// directly in `data` is one product in your own folders.
 pub fn detect(data: &Path) -> Result<Format> {
-    if data.is_file() {
+    let listed = data
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv") || e.eq_ignore_ascii_case("jsonl"));
+    if data.is_file() || listed {
         return Ok(Format::Manifest);
     }
     if !data.is_dir() {
@@ -120,6 +123,17 @@ pub fn samples(
 /// The dataset at `data` (see [`samples`] and [`into_dataset`]).
 pub fn load(data: &Path, format: Option<Format>, classes: Option<&[String]>) -> Result<Dataset> {
     into_dataset(data, samples(data, format, classes)?, classes)
+}
+
+/// The images of `dir` (none if it does not exist) as normal rows of `class` in `split`.
+pub(crate) fn normal_rows(class: &str, split: Split, dir: &Path) -> Result<Vec<Sample>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    Ok(image_files(dir)?
+        .into_iter()
+        .map(|p| Sample::normal(class, split, p))
+        .collect())
 }
 
 /// Requires `dir` to be a folder, naming it and the layout otherwise.

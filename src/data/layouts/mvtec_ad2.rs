@@ -9,8 +9,9 @@
 use std::path::Path;
 
 use super::folders::masks_by_stem;
+use super::{normal_rows, require_dir};
 use crate::data::dataset::{file_stem, image_files, subfolders};
-use crate::data::manifest::{Label, Sample, Split, GOOD};
+use crate::data::manifest::{Sample, Split, GOOD};
 use crate::Result;
 
 /// The rows of the MVTec AD 2 dataset at `root`.
@@ -22,38 +23,21 @@ pub fn samples(root: &Path) -> Result<Vec<Sample>> {
             continue;
         }
         let train = dir.join("train").join(GOOD);
-        super::require_dir(&train, "MVTec AD 2 classes hold train/good")?;
-        let row = |split, label, defect: &str, image, masks| Sample {
-            class: class.clone(),
-            split,
-            label,
-            defect: defect.to_string(),
-            image,
-            masks,
-        };
-        for p in image_files(&train)? {
-            out.push(row(Split::Train, Label::Normal, GOOD, p, Vec::new()));
-        }
-        let val = dir.join("validation").join(GOOD);
-        if val.is_dir() {
-            for p in image_files(&val)? {
-                out.push(row(Split::Val, Label::Normal, GOOD, p, Vec::new()));
-            }
-        }
+        require_dir(&train, "MVTec AD 2 classes hold train/good")?;
+        out.extend(normal_rows(&class, Split::Train, &train)?);
+        out.extend(normal_rows(
+            &class,
+            Split::Val,
+            &dir.join("validation").join(GOOD),
+        )?);
         let test = dir.join("test_public");
-        if test.join(GOOD).is_dir() {
-            for p in image_files(&test.join(GOOD))? {
-                out.push(row(Split::Test, Label::Normal, GOOD, p, Vec::new()));
-            }
-        }
+        out.extend(normal_rows(&class, Split::Test, &test.join(GOOD))?);
         if test.join("bad").is_dir() {
             let mut masks = masks_by_stem(&test.join("ground_truth").join("bad"))?;
             for p in image_files(&test.join("bad"))? {
-                let stem = file_stem(&p);
-                let mask = masks.remove(&format!("{stem}_mask"));
-                out.push(row(
-                    Split::Test,
-                    Label::Anomalous,
+                let mask = masks.remove(&format!("{}_mask", file_stem(&p)));
+                out.push(Sample::anomalous(
+                    &class,
                     "bad",
                     p,
                     mask.into_iter().collect(),

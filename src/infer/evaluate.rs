@@ -203,7 +203,8 @@ pub fn scoring_pass(
             } else {
                 ClassChoice::Match
             };
-            for p in predictor.predict_batch(&t, &choice)? {
+            // The image is decided at its dataset class's threshold.
+            for p in predictor.predict_batch_at(&t, &choice, &|_, _| threshold)? {
                 let item = &class.test[images.len()];
                 let mask = match &item.mask {
                     Some(m) => Some(pre.load_mask(m)?),

@@ -28,7 +28,10 @@ impl CenterBank {
     /// From a [K, P, D] tensor.
     pub fn new(centers: Tensor) -> Result<Self> {
         let (k, p, d) = centers.dims3()?;
-        let centers = centers.to_dtype(DType::F32)?;
+        // A constant: detached from the adaptor that computed it (the reference computes it
+        // under `torch.no_grad()`). Kept attached, training would send gradient through the
+        // centers into the adaptor, and a bank read back from a checkpoint (no graph) would not.
+        let centers = centers.to_dtype(DType::F32)?.detach();
         let unit = l2_normalize(&centers)?;
         let unit_flat = l2_normalize(&centers.reshape((k, p * d))?)?;
         Ok(Self {
@@ -115,7 +118,8 @@ impl CenterAccumulator {
     /// Adds f [B, P, D] whose images all belong to class `k`.
     pub fn add(&mut self, k: usize, f: &Tensor) -> Result<()> {
         let b = f.dim(0)?;
-        let s = f.to_dtype(DType::F64)?.sum(0)?;
+        // Detached: no autograd graph (holding every image's forward pass) is built or kept.
+        let s = f.detach().to_dtype(DType::F64)?.sum(0)?;
         self.sums[k] = Some(match self.sums[k].take() {
             Some(acc) => (acc + s)?,
             None => s,

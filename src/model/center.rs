@@ -143,3 +143,39 @@ impl CenterAccumulator {
         CenterBank::new(Tensor::stack(&rows, 0)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// loss = sum(R * f) for a one-image bank built from f itself: d loss / d f must be R alone,
+    /// with no second term through the centers (which would make the gradient 2 R here).
+    #[test]
+    fn the_bank_passes_no_gradient_to_the_features_it_was_built_from() {
+        let dev = Device::Cpu;
+        let v = Tensor::new(&[[[1f32, 2.], [3., -1.]]], &dev).unwrap(); // [1, P 2, D 2]
+        let accumulated = |f: &Tensor| {
+            let mut acc = CenterAccumulator::new(1);
+            acc.add(0, f).unwrap();
+            acc.finish(&["a".into()]).unwrap()
+        };
+        let direct = |f: &Tensor| CenterBank::new(f.clone()).unwrap();
+        for build in [&accumulated as &dyn Fn(&Tensor) -> CenterBank, &direct] {
+            let w = Var::from_tensor(&v).unwrap();
+            let bank = build(w.as_tensor());
+            let r = bank.align(w.as_tensor(), &[0], true).unwrap();
+            let loss = (&r * w.as_tensor()).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            let g: Vec<f32> = grads
+                .get(w.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let want: Vec<f32> = r.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(g, want);
+        }
+    }
+}

@@ -1,10 +1,12 @@
 //! Training: the loop over cached descriptors ([`fit()`]) and the end-to-end pipeline from a
-//! dataset folder to a self-describing model file ([`pipeline`], configured by [`config`]).
+//! dataset folder to a self-describing model file ([`pipeline`], configured by [`config`]; its
+//! first step, the seeded train / held-out split, is [`mod@split`]).
 
 pub mod config;
 pub mod fit;
 pub mod import;
 pub mod pipeline;
 pub mod selection;
+pub mod split;
 
 pub use fit::{fit, EpochStats, FitConfig, FitObserver, HeadState};

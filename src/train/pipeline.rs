@@ -22,7 +22,7 @@ pub use super::config::{NoiseScale, Setting, TrainConfig};
 use super::fit::{derive_seed, fit, EpochStats, FitObserver, HeadState};
 use super::selection::{BestHead, TestProbe};
 use crate::backbone::WeightSource;
-use crate::data::{discover, loader, Dataset};
+use crate::data::{discover_splits, loader, Dataset, Splits};
 use crate::features::cache::FeatureCache;
 use crate::features::{ExtractorSpec, FeatureExtractor};
 use crate::infer::predictor::{ClassChoice, Predictor};
@@ -57,8 +57,15 @@ pub struct Split {
 }
 
 /// Step 1: discovers the dataset and holds out `cfg.holdout` of each class's training images.
+/// Only the train split is read and checked, unless the test-set probe (`eval_every`) reads the
+/// test split too.
 pub fn split(cfg: &TrainConfig) -> Result<Split> {
-    let dataset = discover(&cfg.data, cfg.classes.as_deref())?;
+    let splits = if cfg.eval_every > 0 {
+        Splits::Both
+    } else {
+        Splits::Train
+    };
+    let dataset = discover_splits(&cfg.data, cfg.classes.as_deref(), splits)?;
     let classes = dataset.class_names();
     if cfg.setting == Setting::Single && classes.len() != 1 {
         return Err(Error::config(

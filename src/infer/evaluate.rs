@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{decode, discover, loader, Dataset, MaskMode, Preprocess};
+use crate::data::{decode, discover_splits, loader, Dataset, MaskMode, Preprocess, Splits};
 use crate::metrics::{ranking, EvalAccumulator, MetricSet};
 use crate::report::curves::{line_plot_svg, pr_points, roc_points, Curve};
 use crate::report::gallery::{write_gallery_html, GalleryEntry};
@@ -139,7 +139,7 @@ pub fn evaluate(
     for c in &wanted {
         meta.class_index(c)?;
     }
-    let ds: Dataset = discover(data, Some(&wanted))?;
+    let ds: Dataset = discover_splits(data, Some(&wanted), Splits::Test)?;
     let pass = scoring_pass(predictor, &ds, opts)?;
     write_report(predictor, model_path, data, out, opts, pass)
 }

@@ -29,6 +29,7 @@ use super::api_error::ApiError;
 use super::batcher::Scored;
 use super::thresholds::InForce;
 use super::AppState;
+use crate::data::decode::header_of_bytes;
 use crate::report::heatmap::gray_map_png;
 
 /// Most images in one request.
@@ -203,11 +204,7 @@ async fn read_parts(request: Request) -> Result<Vec<(String, axum::body::Bytes)>
 
 /// Pixels of an encoded image from its header (0 when unreadable: decoding will say why).
 fn header_pixels(bytes: &[u8]) -> u64 {
-    image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()
-        .and_then(|r| r.into_dimensions().ok())
-        .map_or(0, |(w, h)| w as u64 * h as u64)
+    header_of_bytes(bytes, "").map_or(0, |h| h.pixels())
 }
 
 /// Decodes one image, answering 413 above `max_pixels` and 400 when it cannot be decoded.
@@ -216,12 +213,8 @@ pub fn decode_image(bytes: &[u8], name: &str, max_pixels: u64) -> Result<RgbImag
         return Err(ApiError::bad_request(format!("{name}: the image is empty")));
     }
     // Header only: refuse oversized images with 413 before any pixel is decoded.
-    let dims = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()
-        .and_then(|r| r.into_dimensions().ok());
-    if let Some((w, h)) = dims {
-        let pixels = w as u64 * h as u64;
+    if let Ok(h) = header_of_bytes(bytes, name) {
+        let (w, h, pixels) = (h.width, h.height, h.pixels());
         if pixels > max_pixels {
             return Err(ApiError::too_large(format!(
                 "{name}: image is {w}x{h} = {pixels} pixels, above the server's limit of {max_pixels} pixels"

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha12Rng;
 
 use super::config::{Setting, TrainConfig};
 use super::fit::derive_seed;
-use crate::data::{discover, Dataset};
+use crate::data::{discover_splits, Dataset, Splits};
 use crate::{Error, Result};
 
 /// The dataset of a run, split.
@@ -26,8 +26,15 @@ pub struct Split {
 }
 
 /// Step 1: discovers the dataset and holds out `cfg.holdout` of each class's training images.
+/// Only the train split is read and checked, unless the test-set probe (`eval_every`) reads the
+/// test split too.
 pub fn split(cfg: &TrainConfig) -> Result<Split> {
-    let dataset = discover(&cfg.data, cfg.classes.as_deref())?;
+    let splits = if cfg.eval_every > 0 {
+        Splits::Both
+    } else {
+        Splits::Train
+    };
+    let dataset = discover_splits(&cfg.data, cfg.classes.as_deref(), splits)?;
     let classes = dataset.class_names();
     if cfg.setting == Setting::Single && classes.len() != 1 {
         return Err(Error::config(

@@ -1,6 +1,6 @@
 //! The exported graph run by real runtimes (ONNX Runtime, OpenVINO) scores as the candle path:
-//! f32 image scores within 1e-5, maps within 1e-4, the same classes; bf16 keeps the decisions
-//! of images that are not within bf16's error of their threshold.
+//! f32 image scores within 1e-5, maps within 1e-4, the same classes; at bf16 every decision is
+//! candle's (images near their threshold are re-scored at f32).
 //!
 //! The runtimes' shared libraries are found as users find them (ORT_DYLIB_PATH /
 //! OPENVINO_INSTALL_DIR, the system library path, a pip install in VIRTUAL_ENV). Without them
@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use candle_core::{Device, Tensor};
-use cras::infer::engine::{EngineChoice, EngineKind, EngineOptions, Precision};
+use cras::infer::engine::{
+    EngineChoice, EngineKind, EngineOptions, Precision, DEFAULT_CONFIRM_BAND,
+};
 use cras::infer::predictor::ClassChoice;
-use cras::infer::{Prediction, Predictor};
+use cras::infer::{decide, near_threshold, Prediction, Predictor};
 
 /// A tiny dataset and a model trained on it with `extra` train options.
 fn trained(dir: &Path, extra: &[&str]) -> (PathBuf, PathBuf) {
@@ -67,10 +69,21 @@ fn trained(dir: &Path, extra: &[&str]) -> (PathBuf, PathBuf) {
 /// The predictor on `kind`, or None (with the reason printed) when its runtime is absent and
 /// the runtimes are not required.
 fn on_engine(model: &Path, kind: EngineKind, precision: Precision) -> Option<Predictor> {
+    on_engine_with(model, kind, precision, DEFAULT_CONFIRM_BAND)
+}
+
+/// [`on_engine`] with a bf16 confirmation band (0: none).
+fn on_engine_with(
+    model: &Path,
+    kind: EngineKind,
+    precision: Precision,
+    confirm_band: f32,
+) -> Option<Predictor> {
     let options = EngineOptions {
         choice: EngineChoice::Kind(kind),
         precision,
         threads: Some(2),
+        confirm_band,
     };
     match Predictor::load_with(model, &Device::Cpu, &options) {
         Ok(p) => {
@@ -189,41 +202,87 @@ fn f32_engines_follow_layers_widths_and_ablations() {
 }
 
 #[test]
-fn bf16_keeps_decisions_away_from_the_threshold() {
+fn bf16_decisions_are_the_f32_decisions() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, model) = trained(tmp.path(), &["--epochs", "4"]);
     let candle = Predictor::load(&model, &Device::Cpu).unwrap();
-    let Some(bf16) = on_engine(&model, EngineKind::OpenVino, Precision::Bf16) else {
+    let Some(confirmed) = on_engine(&model, EngineKind::OpenVino, Precision::Bf16) else {
         return;
     };
+    let raw = on_engine_with(&model, EngineKind::OpenVino, Precision::Bf16, 0.0).unwrap();
+    assert_eq!(raw.confirmed_at_f32(), None);
     let (batch, _) = test_batch(&candle, &data);
+    let n = batch.dim(0).unwrap();
     let want = candle.predict_batch(&batch, &ClassChoice::Match).unwrap();
-    let got = bf16.predict_batch(&batch, &ClassChoice::Match).unwrap();
-    let mut checked = 0;
-    for (a, b) in want.iter().zip(&got) {
-        assert!(b.score.is_finite() && (0.0..=1.0).contains(&b.score));
-        // bf16 keeps 8 significant bits: a score moves by well under 0.02 here.
-        assert!(
-            (a.score - b.score).abs() < 0.02,
-            "{} vs {}",
-            a.score,
-            b.score
-        );
-        let t = candle.threshold(a.class).unwrap();
-        if (a.score - t).abs() > 0.02 {
-            checked += 1;
-            assert_eq!(
-                a.score >= t,
-                b.score >= t,
-                "decision flipped: {} vs {}",
+    let got = confirmed
+        .predict_batch(&batch, &ClassChoice::Match)
+        .unwrap();
+    let screen = raw.predict_batch(&batch, &ClassChoice::Match).unwrap();
+    let mut near = 0;
+    for (i, ((a, b), r)) in want.iter().zip(&got).zip(&screen).enumerate() {
+        let t = candle.threshold(a.class);
+        assert!(t.is_some());
+        if near_threshold(r.score, t, DEFAULT_CONFIRM_BAND) {
+            // Re-scored at f32: candle's score.
+            near += 1;
+            assert!(
+                (a.score - b.score).abs() <= 1e-5,
+                "image {i}: {} vs {}",
                 a.score,
                 b.score
             );
+        } else {
+            // Decided on the bf16 score, which is far enough from the threshold.
+            assert_eq!(b.score, r.score, "image {i}");
+        }
+        assert_eq!(
+            decide(a.score, t),
+            decide(b.score, t),
+            "image {i}: {} vs {}",
+            a.score,
+            b.score
+        );
+    }
+    assert_eq!(confirmed.confirmed_at_f32(), Some((near, n as u64)));
+    eprintln!("bf16: {near} of {n} images re-scored at f32");
+
+    // Thresholds given at run time steer the confirmation: even images get their own f32
+    // score as threshold (near it: re-scored, candle's score), odd ones a threshold 16 logits
+    // away (far: the bf16 score stands).
+    let exact: Vec<f32> = want.iter().map(|p| p.score).collect();
+    let at = |i: usize, _: usize| {
+        Some(if i.is_multiple_of(2) {
+            exact[i]
+        } else if exact[i] < 0.5 {
+            0.999_999_9
+        } else {
+            1e-7
+        })
+    };
+    let mixed = confirmed
+        .predict_batch_at(&batch, &ClassChoice::Match, &at)
+        .unwrap();
+    for (i, ((a, b), r)) in want.iter().zip(&mixed).zip(&screen).enumerate() {
+        if i.is_multiple_of(2) {
+            assert!(
+                (a.score - b.score).abs() <= 1e-5,
+                "image {i}: {} vs {}",
+                a.score,
+                b.score
+            );
+        } else {
+            assert_eq!(b.score, r.score, "image {i}");
+            assert_eq!(
+                decide(a.score, at(i, 0)),
+                decide(b.score, at(i, 0)),
+                "image {i}"
+            );
         }
     }
-    eprintln!(
-        "bf16: {checked} of {} decisions away from the threshold checked",
-        want.len()
+    let evens = n.div_ceil(2) as u64;
+    assert_eq!(
+        confirmed.confirmed_at_f32(),
+        Some((near + evens, 2 * n as u64))
     );
 }
 

@@ -332,18 +332,102 @@ fn test_selection_is_opt_in_and_labelled() {
     assert!(md.contains("test-selected"), "{md}");
 }
 
+/// Bits of every test image's image and patch scores under the model `path` (classes in model
+/// order, images in path order, each routed by the global match).
+fn test_scores(path: &Path, data: &Path) -> Vec<u32> {
+    let p = Predictor::load(path, &candle_core::Device::Cpu).unwrap();
+    let mut bits = Vec::new();
+    for class in &p.meta.classes {
+        let mut paths: Vec<_> = std::fs::read_dir(data.join(class).join("test"))
+            .unwrap()
+            .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        let images: Vec<_> = paths
+            .iter()
+            .map(|q| cras::data::decode::decode_rgb(q).unwrap())
+            .collect();
+        for pred in p.predict_images(&images, &ClassChoice::Match).unwrap() {
+            bits.push(pred.score.to_bits());
+            bits.extend(pred.patch_scores.iter().map(|x| x.to_bits()));
+        }
+    }
+    bits
+}
+
+/// Asserts that two model files hold bit-identical tensors, held-out scores and test scores;
+/// the message gives the largest difference.
+fn assert_same_model(whole: &Path, other: &Path, data: &Path, what: &str) {
+    let (a, b) = (tensors(whole), tensors(other));
+    assert_eq!(a.len(), b.len());
+    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        let worst = va
+            .iter()
+            .zip(vb)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let same = va.iter().zip(vb).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same, "{what}: {na} differs (max |diff| {worst:e})");
+    }
+    let (sa, sb) = (test_scores(whole, data), test_scores(other, data));
+    let worst = sa.iter().zip(&sb).fold(0f32, |m, (x, y)| {
+        m.max((f32::from_bits(*x) - f32::from_bits(*y)).abs())
+    });
+    assert!(
+        sa == sb,
+        "{what}: test scores differ (max |diff| {worst:e})"
+    );
+    let meta = |p: &Path| {
+        cras::model::file::load(p, &candle_core::Device::Cpu)
+            .unwrap()
+            .meta
+    };
+    let (ma, mb) = (meta(whole), meta(other));
+    assert_eq!(ma.thresholds, mb.thresholds, "{what}: thresholds differ");
+    assert_eq!(ma.training.noise.to_bits(), mb.training.noise.to_bits());
+    assert_eq!(ma.training.optimiser_steps, mb.training.optimiser_steps);
+}
+
+/// A training log that fails on its `n`-th line, as a run killed mid-epoch stops.
+struct FailingLog {
+    lines: usize,
+    fail_at: usize,
+}
+
+impl std::io::Write for FailingLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.lines += buf.iter().filter(|&&b| b == b'\n').count();
+        if self.lines >= self.fail_at {
+            return Err(std::io::Error::other("killed"));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[test]
 fn interrupted_run_resumes_to_the_same_model() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     dataset(&data);
+    let cfg = |stop_after: Option<usize>| TrainConfig {
+        stop_after,
+        fit: FitConfig {
+            epochs: 3,
+            ..config(&data, 4).fit
+        },
+        ..config(&data, 4)
+    };
     let whole = tmp.path().join("whole.safetensors");
-    train(&config(&data, 4), &whole, false, None).unwrap();
+    train(&cfg(None), &whole, false, None).unwrap();
 
+    // Stopped at epoch 1, resumed and stopped again at epoch 2, resumed to the end: two stops
+    // at epoch boundaries.
     let model = tmp.path().join("resumed.safetensors");
-    let mut first = config(&data, 4);
-    first.stop_after = Some(1);
-    let s = train(&first, &model, false, None).unwrap();
+    let s = train(&cfg(Some(1)), &model, false, None).unwrap();
     assert!(s.meta.partial && s.meta.training.epochs_done == 1);
     assert!(
         !model.exists(),
@@ -355,7 +439,7 @@ fn interrupted_run_resumes_to_the_same_model() {
     );
     // Resuming with another seed, learning rate or noise would silently train another model.
     for change in ["seed", "lr", "noise"] {
-        let mut other = config(&data, 4);
+        let mut other = cfg(None);
         match change {
             "seed" => other.fit.seed += 1,
             "lr" => other.fit.lr_adaptor *= 2.0,
@@ -368,29 +452,33 @@ fn interrupted_run_resumes_to_the_same_model() {
             "{change}: {err}"
         );
     }
-    let done = train(&config(&data, 4), &model, true, None).unwrap();
-    // The noise of the remaining epochs is the checkpoint's (measured before training), not
-    // one measured again on the trained adaptor.
-    let uninterrupted = cras::model::file::load(&whole, &candle_core::Device::Cpu).unwrap();
-    assert_eq!(done.meta.training.noise, uninterrupted.meta.training.noise);
-    assert_eq!(done.meta.training.epochs_done, 2);
+    let s = train(&cfg(Some(2)), &model, true, None).unwrap();
+    assert!(s.meta.partial && s.meta.training.epochs_done == 2);
+    assert_eq!(s.history.len(), 1, "only epoch 2 ran");
+    let done = train(&cfg(None), &model, true, None).unwrap();
+    assert_eq!(done.meta.training.epochs_done, 3);
     assert_eq!(done.history.len(), 1, "only the remaining epoch ran");
-    // Same center bank and backbone; the head equals the uninterrupted one up to the rounding
-    // noise discussed in tests/train_fit.rs.
-    let (a, b) = (tensors(&whole), tensors(&model));
-    assert_eq!(a.len(), b.len());
-    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
-        assert_eq!(na, nb);
-        if na == "centers" || na.starts_with("backbone.") {
-            assert_eq!(va, vb, "{na} differs");
-        } else {
-            let worst = va
-                .iter()
-                .zip(vb)
-                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            assert!(worst < 1e-3, "{na} differs by {worst}");
-        }
-    }
+    assert_same_model(&whole, &model, &data, "stopped at epochs 1 and 2");
+
+    // Killed in the middle of epoch 2 (10 images, batches of 4: 3 step lines and 1 epoch line
+    // per epoch; the 6th line is epoch 2's second step): the checkpoint holds epoch 1, the
+    // resumed run repeats all of epoch 2.
+    let killed = tmp.path().join("killed.safetensors");
+    let mut log = FailingLog {
+        lines: 0,
+        fail_at: 6,
+    };
+    let err = train(&cfg(None), &killed, false, Some(&mut log)).unwrap_err();
+    assert!(err.to_string().contains("killed"), "{err}");
+    let partial = cras::model::file::load(
+        &cras::train::pipeline::partial_path(&killed),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(partial.meta.training.epochs_done, 1);
+    let done = train(&cfg(None), &killed, true, None).unwrap();
+    assert_eq!(done.history.len(), 2, "epochs 2 and 3 ran");
+    assert_same_model(&whole, &killed, &data, "killed in epoch 2");
 }
 
 #[test]

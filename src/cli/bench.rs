@@ -158,6 +158,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         "inference_s_per_image": t_infer / b,
         "latency_batch1_ms": t_lat * 1000.0,
         "training_images_per_s_cached": train_rate,
+        // (re-scored at f32, scored) by a bf16 engine: none here, the random model has no
+        // thresholds; on real data the f32 pass costs its share of the images.
+        "confirmed_at_f32": predictor.confirmed_at_f32(),
         "stages_s_per_image": stages.map(|(bb, desc)| serde_json::json!({
             "backbone": bb,
             "descriptor": desc - bb,
@@ -194,6 +197,12 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             "  per stage (s/img): backbone {bb:.4}, descriptor {:.4}, head + map {:.4}",
             desc - bb,
             full - desc
+        );
+    }
+    if let Some((c, n)) = predictor.confirmed_at_f32() {
+        println!(
+            "  re-scored at f32 (near a threshold):         {c:>9} of {n} (the bench model has no \
+             thresholds; with thresholds add that share of the f32 time)"
         );
     }
     if let Some(r) = train_rate {

@@ -1,19 +1,27 @@
-//! `cras data inspect DATA [--format F] [--classes a,b]`: per class, the train / val /
+//! `cras data inspect DATA [--format F] [--classes a,b] [--decode]`: per class, the train / val /
 //! test-good / test-defect counts, the defect images without masks, the defect types and the
-//! image sizes seen (read from file headers). `cras data manifest DATA --out F.csv|F.jsonl`:
-//! writes the rows cras understood from DATA as a manifest to check, edit and train on.
+//! image sizes seen, then every problem found (file and what is wrong), grouped by class, and a
+//! summary. Exits non-zero when any file is unusable (one that train, eval, predict or serve
+//! would refuse); warnings alone exit 0. Every layout and manifests are audited file by file
+//! alike ([`cras::data::layouts::load_layout`] finds the files, [`cras::data::audit`] reads
+//! them): by default each file is read once but not decoded (header, pixel limit, truncation by
+//! the file's end); `--decode` decodes every file too.
+//!
+//! `cras data manifest DATA --out F.csv|F.jsonl`: writes the rows cras understood from DATA as a
+//! manifest to check, edit and train on.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use cras::data::dataset::header_dims;
+use cras::data::audit::{audit, Severity};
+use cras::data::layouts::load_layout;
 use cras::data::manifest::{samples_of, write_manifest};
-use cras::data::{load, Format};
+use cras::data::{load, Format, Splits};
 
 /// `cras data` subcommands.
 #[derive(clap::Subcommand)]
 pub enum DataCommand {
-    /// Check a dataset (any layout, or a manifest) and summarise it per class.
+    /// Check a dataset (any layout, or a manifest): summary per class, then every unusable or
+    /// suspicious file; exits 1 when any file is unusable.
     Inspect {
         /// Dataset folder or manifest (.csv / .jsonl).
         dir: PathBuf,
@@ -23,6 +31,10 @@ pub enum DataCommand {
         /// Classes to use, comma-separated, in model order (default: all, in dataset order).
         #[arg(long, value_delimiter = ',')]
         classes: Option<Vec<String>>,
+        /// Decode every image and mask fully (finds damage inside the data; slower). Default:
+        /// headers, pixel limit and file ends only.
+        #[arg(long)]
+        decode: bool,
     },
     /// Write the rows read from a dataset as a manifest (.csv or .jsonl) to check or edit.
     Manifest {
@@ -47,7 +59,8 @@ pub fn run(a: DataCommand) -> anyhow::Result<()> {
             dir,
             format,
             classes,
-        } => inspect(&dir, format, classes.as_deref()),
+            decode,
+        } => inspect(&dir, format, classes.as_deref(), decode),
         DataCommand::Manifest {
             src,
             out,
@@ -68,29 +81,26 @@ pub fn run(a: DataCommand) -> anyhow::Result<()> {
     }
 }
 
-fn inspect(dir: &Path, format: Option<Format>, classes: Option<&[String]>) -> anyhow::Result<()> {
-    let ds = load(dir, format, classes)?;
+fn inspect(
+    dir: &Path,
+    format: Option<Format>,
+    classes: Option<&[String]>,
+    decode: bool,
+) -> anyhow::Result<()> {
+    let ds = load_layout(dir, format, classes, Splits::Both)?;
+    let report = audit(&ds, decode);
     println!("{}: {} classes", ds.root.display(), ds.classes.len());
     println!(
         "{:<20} {:>6} {:>6} {:>10} {:>12} {:>9}  defect types / image sizes",
         "class", "train", "val", "test good", "test defect", "no mask"
     );
-    for c in &ds.classes {
+    for (c, sizes) in ds.classes.iter().zip(&report.sizes) {
         let good = c.test.iter().filter(|t| !t.is_anomalous()).count();
         let unmasked = c
             .test
             .iter()
             .filter(|t| t.is_anomalous() && t.mask.is_none())
             .count();
-        let paths = c
-            .train
-            .iter()
-            .chain(&c.val)
-            .chain(c.test.iter().map(|t| &t.path));
-        let mut sizes: BTreeMap<(u32, u32), usize> = BTreeMap::new();
-        for p in paths {
-            *sizes.entry(header_dims(p)?).or_default() += 1;
-        }
         let sizes: Vec<String> = sizes
             .iter()
             .map(|((w, h), n)| format!("{w}x{h} ({n})"))
@@ -116,5 +126,46 @@ fn inspect(dir: &Path, format: Option<Format>, classes: Option<&[String]>) -> an
     let val: usize = ds.classes.iter().map(|c| c.val.len()).sum();
     let test: usize = ds.classes.iter().map(|c| c.test.len()).sum();
     println!("total: {train} train, {val} val, {test} test images");
+    let mut class = None;
+    for p in &report.problems {
+        if class != Some(&p.class) {
+            let n = |s| {
+                report
+                    .problems
+                    .iter()
+                    .filter(|q| q.class == p.class && q.severity == s)
+                    .count()
+            };
+            println!(
+                "problems in {}: {} unusable, {} warnings",
+                p.class,
+                n(Severity::Error),
+                n(Severity::Warning)
+            );
+            class = Some(&p.class);
+        }
+        let tag = match p.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        println!("  {tag:<7} {}: {}", p.path.display(), p.message);
+    }
+    let errors = report.errors();
+    let warnings = report.problems.len() - errors;
+    println!(
+        "checked {} files ({}): {errors} unusable, {warnings} warnings",
+        report.files,
+        if decode {
+            "decoded"
+        } else {
+            "headers and file ends; --decode decodes them"
+        }
+    );
+    if errors > 0 {
+        anyhow::bail!(
+            "{errors} unusable files in {} (listed above); replace or remove them",
+            ds.root.display()
+        );
+    }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `--engine`, `--precision`, `--threads`: the options every scoring command shares
 //! (`predict`, `eval`, `serve`, `bench`).
 
-use cras::infer::engine::{EngineChoice, EngineOptions, Precision};
+use cras::infer::engine::{EngineChoice, EngineOptions, Precision, DEFAULT_CONFIRM_BAND};
 
 /// Which engine scores, at which precision.
 #[derive(clap::Args, Debug, Clone)]
@@ -17,6 +17,20 @@ pub struct EngineArgs {
     /// Compute threads of the onnxruntime / openvino engines (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// At bf16, images whose score lies within this many logits of their threshold are scored
+    /// again at f32 before they are decided, so precision does not flip decisions (0: never).
+    #[arg(long, default_value_t = DEFAULT_CONFIRM_BAND, value_parser = parse_band)]
+    pub confirm_band: f32,
+}
+
+fn parse_band(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(b) if b.is_finite() && b >= 0.0 => Ok(b),
+        _ => Err(format!(
+            "'{s}' is not a band in logits: expected a finite number >= 0 (0 turns the f32 \
+             confirmation off)"
+        )),
+    }
 }
 
 impl EngineArgs {
@@ -26,6 +40,7 @@ impl EngineArgs {
             choice: self.engine,
             precision: self.precision,
             threads: self.threads,
+            confirm_band: self.confirm_band,
         }
     }
 }

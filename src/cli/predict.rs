@@ -195,7 +195,8 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
             continue;
         }
         let choice = stated_class(&predictor.meta, a.class.as_deref(), images.len())?;
-        let preds = predictor.predict_images(&images, &choice)?;
+        let threshold_of = |_: usize, k: usize| thresholds.for_class(&predictor.meta, k);
+        let preds = predictor.predict_images_at(&images, &choice, &threshold_of)?;
         let ms = started.elapsed().as_secs_f64() * 1000.0 / images.len() as f64;
         for (p, path) in preds.iter().zip(&ok_paths) {
             let threshold = thresholds.for_class(&predictor.meta, p.class);

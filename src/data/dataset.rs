@@ -8,18 +8,50 @@
 //! paths are sorted; test items are sorted by defect type then file name, each defect image
 //! paired with its mask by file stem; good test images have no mask.
 //!
-//! Discovery reads only file headers. It fails with an error naming the path and saying what to
-//! do on: a missing `train/good`, a class without training images, a requested class that does
-//! not exist, a class or defect folder whose name is not UTF-8, a defect image without a mask, a mask without an image, a mask whose size differs
-//! from its image, or a file whose header cannot be read. Stray non-image files (`.DS_Store`,
-//! `Thumbs.db`, `.txt`, ...) are skipped with a debug log line.
+//! Discovery reads only file headers, and only those of the [`Splits`] asked for: training reads
+//! the train split, evaluation the test split, so neither refuses a dataset for a problem in a
+//! split it never reads. It fails with an error naming the path and saying what to do on: a
+//! requested class that does not exist, a class or defect folder whose name is not UTF-8;
+//! for the train split, a missing `train/good` or a class without training images; for the test
+//! split, a defect image without a mask, a mask without an image, a mask whose size differs from
+//! its image; in either, a file whose header cannot be read or declares more pixels than the
+//! decoders take ([`crate::data::decode::DEFAULT_MAX_PIXELS`]). The format is read from the
+//! content, as the decoders do, whatever the extension. [`discover_layout`] finds the files
+//! without reading any (for `cras data inspect`, which lists every problem instead of stopping
+//! at the first). Stray non-image files (`.DS_Store`, `Thumbs.db`, `.txt`, ...) are skipped with a
+//! debug log line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::data::decode::{check_pixels, read_header, DEFAULT_MAX_PIXELS};
 use crate::{Error, Result};
+
+/// The splits a command reads, so discovery checks those and no others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Splits {
+    /// `train/good` only (training). The test split is not read: [`ClassSplit::test`] is empty.
+    Train,
+    /// The test split and its masks (evaluation). `train/good` is listed if present (its count
+    /// goes in the report) but neither required nor read.
+    Test,
+    /// Both (training with a test-set probe, `cras data inspect`).
+    Both,
+}
+
+impl Splits {
+    /// Whether the train side (train images, and `val` images in other layouts) is read.
+    pub fn train(self) -> bool {
+        self != Splits::Test
+    }
+
+    /// Whether the test split is read.
+    pub fn test(self) -> bool {
+        self != Splits::Train
+    }
+}
 
 /// File extensions (lower case) treated as images.
 pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
@@ -95,9 +127,38 @@ impl ClassSplit {
     }
 }
 
-/// Discovers the dataset under `root`. `classes`: `None` = every subfolder, sorted; `Some(list)` =
-/// exactly those classes in that order.
+/// Discovers the dataset under `root`, both splits. `classes`: `None` = every subfolder, sorted;
+/// `Some(list)` = exactly those classes in that order.
 pub fn discover(root: &Path, classes: Option<&[String]>) -> Result<Dataset> {
+    discover_splits(root, classes, Splits::Both)
+}
+
+/// Discovers the dataset under `root`, reading and checking only `splits` (module docs).
+pub fn discover_splits(root: &Path, classes: Option<&[String]>, splits: Splits) -> Result<Dataset> {
+    let ds = discover_layout(root, classes, splits)?;
+    check_files(&ds.classes, splits)?;
+    Ok(ds)
+}
+
+/// Reads the header of every file of `classes` in `splits` (train and val images on the train
+/// side, test images and their masks on the test side): each must be readable, under the
+/// decoders' pixel limit, and every mask must have its image's size.
+pub(crate) fn check_files(classes: &[ClassSplit], splits: Splits) -> Result<()> {
+    for c in classes {
+        if splits.train() {
+            check_headers(&c.train)?;
+            check_headers(&c.val)?;
+        }
+        if splits.test() {
+            check_test_headers(&c.test)?;
+        }
+    }
+    Ok(())
+}
+
+/// The dataset's folders and files, paired, without reading any file: the layout errors of
+/// [`discover_splits`] but none of its header checks.
+pub fn discover_layout(root: &Path, classes: Option<&[String]>, splits: Splits) -> Result<Dataset> {
     if !root.is_dir() {
         return Err(Error::dataset(
             root,
@@ -142,7 +203,7 @@ pub fn discover(root: &Path, classes: Option<&[String]>) -> Result<Dataset> {
     };
     let classes = names
         .iter()
-        .map(|name| discover_class(&root.join(name), name))
+        .map(|name| discover_class(&root.join(name), name, splits))
         .collect::<Result<Vec<_>>>()?;
     Ok(Dataset {
         root: root.to_path_buf(),
@@ -150,8 +211,21 @@ pub fn discover(root: &Path, classes: Option<&[String]>) -> Result<Dataset> {
     })
 }
 
-fn discover_class(dir: &Path, name: &str) -> Result<ClassSplit> {
+fn discover_class(dir: &Path, name: &str, splits: Splits) -> Result<ClassSplit> {
     let train_dir = dir.join("train").join("good");
+    if !splits.train() {
+        let train = if train_dir.is_dir() {
+            image_files(&train_dir)?
+        } else {
+            Vec::new()
+        };
+        return Ok(ClassSplit {
+            name: name.to_string(),
+            train,
+            val: Vec::new(),
+            test: test_items(dir)?,
+        });
+    }
     if !train_dir.is_dir() {
         return Err(Error::dataset(
             &train_dir,
@@ -167,7 +241,21 @@ fn discover_class(dir: &Path, name: &str) -> Result<ClassSplit> {
             format!("class '{name}' is empty: no training images; add normal images or leave the class out"),
         ));
     }
-    check_headers(&train)?;
+    let test = if splits.test() {
+        test_items(dir)?
+    } else {
+        Vec::new()
+    };
+    Ok(ClassSplit {
+        name: name.to_string(),
+        train,
+        val: Vec::new(),
+        test,
+    })
+}
+
+/// The test split of the class folder `dir`, each defect image paired with its mask.
+fn test_items(dir: &Path) -> Result<Vec<TestItem>> {
     let test_dir = dir.join("test");
     let gt_dir = dir.join("ground_truth");
     let mut test = Vec::new();
@@ -179,7 +267,6 @@ fn discover_class(dir: &Path, name: &str) -> Result<ClassSplit> {
     for defect in &defect_dirs {
         let images = image_files(&test_dir.join(defect))?;
         if defect == "good" {
-            check_headers(&images)?;
             test.extend(images.into_iter().map(|path| TestItem {
                 path,
                 defect: defect.clone(),
@@ -200,16 +287,11 @@ fn discover_class(dir: &Path, name: &str) -> Result<ClassSplit> {
             }
         }
     }
-    Ok(ClassSplit {
-        name: name.to_string(),
-        train,
-        val: Vec::new(),
-        test,
-    })
+    Ok(test)
 }
 
 /// Pairs each defect image with its mask `<stem>_mask.*` or `<stem>.*` in `mask_dir`, and checks
-/// that every mask has an image and the same size.
+/// that every mask has an image.
 fn pair_masks(mask_dir: &Path, defect: &str, images: Vec<PathBuf>) -> Result<Vec<TestItem>> {
     let masks = if mask_dir.is_dir() {
         image_files(mask_dir)?
@@ -250,26 +332,39 @@ fn pair_masks(mask_dir: &Path, defect: &str, images: Vec<PathBuf>) -> Result<Vec
     if let Some(i) = used.iter().position(|u| !u) {
         return Err(orphan_mask(&masks[i], &mask_dir_to_test(mask_dir, defect)));
     }
+    Ok(items)
+}
+
+/// Checks every test image's header and that each of its masks has the image's size.
+fn check_test_headers(items: &[TestItem]) -> Result<()> {
     items.par_iter().try_for_each(|item| {
         let img_dims = header_dims(&item.path)?;
-        let mask = item.mask.as_ref().expect("set above");
-        let mask_dims = header_dims(mask)?;
-        if img_dims != mask_dims {
-            return Err(Error::dataset(
-                mask,
-                format!(
-                    "mask is {}x{} but its image {} is {}x{}; masks must have their image's size",
-                    mask_dims.0,
-                    mask_dims.1,
-                    item.path.display(),
-                    img_dims.0,
-                    img_dims.1
-                ),
-            ));
-        }
-        Ok(())
-    })?;
-    Ok(items)
+        item.masks()
+            .try_for_each(|mask| check_mask_size(mask, header_dims(mask)?, &item.path, img_dims))
+    })
+}
+
+/// Refuses a mask whose size differs from its image's.
+pub fn check_mask_size(
+    mask: &Path,
+    mask_dims: (u32, u32),
+    image: &Path,
+    img_dims: (u32, u32),
+) -> Result<()> {
+    if img_dims == mask_dims {
+        return Ok(());
+    }
+    Err(Error::dataset(
+        mask,
+        format!(
+            "mask is {}x{} but its image {} is {}x{}; masks must have their image's size",
+            mask_dims.0,
+            mask_dims.1,
+            image.display(),
+            img_dims.0,
+            img_dims.1
+        ),
+    ))
 }
 
 fn mask_dir_to_test(mask_dir: &Path, defect: &str) -> PathBuf {
@@ -288,14 +383,12 @@ fn orphan_mask(mask: &Path, test_dir: &Path) -> Error {
     )
 }
 
-/// Image width and height from the file header.
+/// Image width and height from the file header (format sniffed from the content), refused above
+/// the decoders' pixel limit.
 pub fn header_dims(path: &Path) -> Result<(u32, u32)> {
-    image::image_dimensions(path).map_err(|e| {
-        Error::image(
-            path,
-            format!("cannot read the image header ({e}); replace or remove this file"),
-        )
-    })
+    let h = read_header(path)?;
+    check_pixels(h.width, h.height, DEFAULT_MAX_PIXELS, path)?;
+    Ok((h.width, h.height))
 }
 
 fn check_headers(paths: &[PathBuf]) -> Result<()> {

@@ -19,6 +19,11 @@
 //! here anyway). A JPEG whose data stops before its end-of-image marker is an error (the
 //! decoder would fill the missing rows with gray and only log it; Pillow refuses it too).
 //! Errors name the file.
+//!
+//! The format is always sniffed from the content, never taken from the file name: a JPEG named
+//! `.png` decodes as the JPEG it is, in every command. [`read_header`] gives the format and size
+//! from the header alone (what discovery and `cras data inspect` check), under the same pixel
+//! limit ([`check_pixels`]) as the decoders.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -33,6 +38,98 @@ pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 /// Bytes a PNG decoder may allocate besides the image itself: ancillary chunks (iCCP, text,
 /// eXIf, inflated where compressed) and one row buffer (rows up to 2 million 16-bit RGBA pixels).
 pub const PNG_ANCILLARY_BYTES: u64 = 16 << 20;
+
+/// What an image's header says: its format (sniffed from the content) and its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The format the content is in.
+    pub format: image::ImageFormat,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+impl Header {
+    /// Width times height.
+    pub fn pixels(&self) -> u64 {
+        self.width as u64 * self.height as u64
+    }
+}
+
+/// Reads the header of the image at `path` (a few bytes, never the pixels); the format comes
+/// from the content. Errors name the file; the pixel limit is NOT checked here (see
+/// [`check_pixels`]).
+pub fn read_header(path: &Path) -> Result<Header> {
+    let reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+    header_of(reader, path)
+}
+
+/// As [`read_header`] on encoded `bytes`; `name` labels errors.
+pub fn header_of_bytes(bytes: &[u8], name: &str) -> Result<Header> {
+    header_of(ImageReader::new(Cursor::new(bytes)), name)
+}
+
+fn header_of<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    name: impl AsRef<Path>,
+) -> Result<Header> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Error::image(
+            name.as_ref(),
+            format!("cannot read the image header ({e}); replace or remove this file"),
+        )
+    };
+    let reader = reader.with_guessed_format().map_err(|e| unreadable(&e))?;
+    let format = reader
+        .format()
+        .ok_or_else(|| unreadable(&"not a PNG, JPEG, BMP or TIFF file"))?;
+    let (width, height) = reader.into_dimensions().map_err(|e| unreadable(&e))?;
+    Ok(Header {
+        format,
+        width,
+        height,
+    })
+}
+
+/// Refuses a `width x height` image above `max_pixels` (the decoders' limit) with an error
+/// naming `name`.
+pub fn check_pixels(
+    width: u32,
+    height: u32,
+    max_pixels: u64,
+    name: impl AsRef<Path>,
+) -> Result<()> {
+    let pixels = width as u64 * height as u64;
+    if pixels > max_pixels {
+        return Err(Error::image(
+            name,
+            format!(
+                "image is {width}x{height} = {pixels} pixels, above the limit of {max_pixels} \
+                 pixels (a decompression bomb or a far larger image than expected); resize it first"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the encoded `bytes` end as a complete file of `format`: `Err(reason)` for a JPEG
+/// whose data stops before its end-of-image marker (the decoders refuse it), `Ok(false)` for a
+/// PNG without its closing IEND chunk (cut short: its pixels may still be whole, only a decode
+/// tells), `Ok(true)` otherwise.
+pub fn check_complete(
+    bytes: &[u8],
+    format: image::ImageFormat,
+) -> std::result::Result<bool, &'static str> {
+    match format {
+        image::ImageFormat::Jpeg if !jpeg_complete(bytes) => Err(TRUNCATED_JPEG),
+        image::ImageFormat::Png => Ok(bytes.windows(4).rev().any(|w| w == b"IEND")),
+        _ => Ok(true),
+    }
+}
+
+const TRUNCATED_JPEG: &str = "truncated JPEG: the data ends before the end-of-image marker \
+     (missing data); the file is incomplete or damaged";
 
 /// Decodes the image at `path` to 8-bit RGB exactly as Pillow's `convert("RGB")` does.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
@@ -111,11 +208,7 @@ fn decode_dynamic(bytes: &[u8], name: &str, max_pixels: u64) -> Result<DynamicIm
         .with_guessed_format()
         .map_err(|e| undecodable(&e))?;
     if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_complete(bytes) {
-        return Err(Error::image(
-            name,
-            "truncated JPEG: the data ends before the end-of-image marker (missing data); \
-             the file is incomplete or damaged",
-        ));
+        return Err(Error::image(name, TRUNCATED_JPEG));
     }
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(if reader.format() == Some(image::ImageFormat::Png) {
@@ -129,16 +222,7 @@ fn decode_dynamic(bytes: &[u8], name: &str, max_pixels: u64) -> Result<DynamicIm
     reader.limits(limits);
     let decoder = reader.into_decoder().map_err(|e| undecodable(&e))?;
     let (w, h) = decoder.dimensions();
-    let pixels = w as u64 * h as u64;
-    if pixels > max_pixels {
-        return Err(Error::image(
-            name,
-            format!(
-                "image is {w}x{h} = {pixels} pixels, above the limit of {max_pixels} pixels \
-                 (a decompression bomb or a far larger image than expected); resize it first"
-            ),
-        ));
-    }
+    check_pixels(w, h, max_pixels, name)?;
     DynamicImage::from_decoder(decoder).map_err(|e| undecodable(&e))
 }
 

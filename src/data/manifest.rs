@@ -23,9 +23,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
-use super::dataset::{header_dims, ClassSplit, Dataset, TestItem};
+use super::dataset::{check_files, ClassSplit, Dataset, Splits, TestItem};
 use crate::{Error, Result};
 
 /// Which part of the dataset an image belongs to.
@@ -416,15 +414,33 @@ pub fn write_manifest(path: &Path, samples: &[Sample]) -> Result<()> {
     crate::error::write_atomic(path, &bytes)
 }
 
-/// Builds the [`Dataset`] of `samples`, read from `source` (a folder or manifest).
-/// `classes`: `None` = every class in order of first appearance; `Some(list)` = exactly those
-/// classes in that order. Within a class rows keep their order. Errors on a requested class
-/// that has no rows, a class without training images, an unreadable image header or a mask
-/// whose size differs from its image.
+/// Builds the [`Dataset`] of `samples`, read from `source` (a folder or manifest), reading and
+/// checking only `splits`: [`into_layout`], then every header of those splits (unreadable,
+/// over the decoders' pixel limit, or a mask whose size differs from its image's).
 pub fn into_dataset(
     source: &Path,
     samples: Vec<Sample>,
     classes: Option<&[String]>,
+    splits: Splits,
+) -> Result<Dataset> {
+    let ds = into_layout(source, samples, classes, splits)?;
+    check_files(&ds.classes, splits)?;
+    Ok(ds)
+}
+
+/// The [`Dataset`] of `samples` without reading any file (for `cras data inspect`, which
+/// checks each file itself). `classes`: `None` = every class in order of first appearance;
+/// `Some(list)` = exactly those classes in that order. Within a class rows keep their order.
+/// `splits` as in [`crate::data::discover_splits`]: [`Splits::Train`] drops the test rows
+/// (train and val rows make the train side: training calibrates on val); [`Splits::Test`]
+/// keeps the train and val rows listed (their counts go in the report) but neither requires
+/// nor reads them. Errors on a requested class that has no rows and, when the train side is
+/// read, a class without training images.
+pub fn into_layout(
+    source: &Path,
+    samples: Vec<Sample>,
+    classes: Option<&[String]>,
+    splits: Splits,
 ) -> Result<Dataset> {
     let mut order: Vec<String> = Vec::new();
     for s in &samples {
@@ -459,7 +475,7 @@ pub fn into_dataset(
             list.to_vec()
         }
     };
-    let mut splits: Vec<ClassSplit> = names
+    let mut groups: Vec<ClassSplit> = names
         .iter()
         .map(|n| ClassSplit {
             name: n.clone(),
@@ -469,7 +485,10 @@ pub fn into_dataset(
         })
         .collect();
     for s in samples {
-        let Some(c) = splits.iter_mut().find(|c| c.name == s.class) else {
+        if s.split == Split::Test && !splits.test() {
+            continue;
+        }
+        let Some(c) = groups.iter_mut().find(|c| c.name == s.class) else {
             continue;
         };
         match s.split {
@@ -486,7 +505,7 @@ pub fn into_dataset(
             }
         }
     }
-    if let Some(c) = splits.iter().find(|c| c.train.is_empty()) {
+    if let Some(c) = groups.iter().find(|c| splits.train() && c.train.is_empty()) {
         return Err(Error::dataset(
             source,
             format!(
@@ -496,43 +515,9 @@ pub fn into_dataset(
             ),
         ));
     }
-    check_sizes(&splits)?;
     Ok(Dataset {
         root: source.to_path_buf(),
-        classes: splits,
-    })
-}
-
-/// Reads every image header and checks each mask has its image's size.
-fn check_sizes(classes: &[ClassSplit]) -> Result<()> {
-    let normal = classes
-        .iter()
-        .flat_map(|c| c.train.iter().chain(&c.val))
-        .collect::<Vec<_>>();
-    normal
-        .par_iter()
-        .try_for_each(|p| header_dims(p).map(drop))?;
-    let tests = classes.iter().flat_map(|c| &c.test).collect::<Vec<_>>();
-    tests.par_iter().try_for_each(|t| {
-        let dims = header_dims(&t.path)?;
-        for m in t.masks() {
-            let md = header_dims(m)?;
-            if md != dims {
-                return Err(Error::dataset(
-                    m,
-                    format!(
-                        "mask is {}x{} but its image {} is {}x{}; masks must have their image's \
-                         size",
-                        md.0,
-                        md.1,
-                        t.path.display(),
-                        dims.0,
-                        dims.1
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        classes: groups,
     })
 }
 

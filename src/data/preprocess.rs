@@ -168,6 +168,23 @@ impl Preprocess {
         Ok(self.mask(&m))
     }
 
+    /// The union of an image's masks (several in MVTec LOCO), each loaded as [`Self::load_mask`];
+    /// `None` when it has none.
+    pub fn load_masks<'a>(
+        &self,
+        masks: impl Iterator<Item = &'a std::path::PathBuf>,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut union: Option<Vec<u8>> = None;
+        for m in masks {
+            let mask = self.load_mask(m)?;
+            match union.as_mut() {
+                None => union = Some(mask),
+                Some(u) => u.iter_mut().zip(&mask).for_each(|(a, b)| *a = (*a).max(*b)),
+            }
+        }
+        Ok(union)
+    }
+
     fn resize_and_crop(&self, src: &[u8], w: u32, h: u32, channels: usize) -> Vec<u8> {
         let (rw, rh, left, top) = self.geometry(w, h);
         resize_crop_bilinear_pil(
@@ -358,6 +375,30 @@ pub fn resize_crop_bilinear_pil(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_masks_are_united() {
+        let tmp = tempfile::tempdir().unwrap();
+        let save = |name: &str, f: fn(u32, u32) -> bool| {
+            let p = tmp.path().join(name);
+            image::GrayImage::from_fn(4, 4, |x, y| image::Luma([if f(x, y) { 255 } else { 0 }]))
+                .save(&p)
+                .unwrap();
+            p
+        };
+        let left = save("left.png", |x, _| x < 2);
+        let top = save("top.png", |_, y| y < 1);
+        let pre = Preprocess {
+            resize: 4,
+            crop: 4,
+            mode: ResizeMode::Square,
+            mask_mode: MaskMode::Binarize,
+        };
+        let u = pre.load_masks([left, top].iter()).unwrap().unwrap();
+        // 8 left-half pixels plus the 2 top pixels of the right half.
+        assert_eq!(u.iter().filter(|&&v| v == 1).count(), 10);
+        assert_eq!(pre.load_masks([].iter()).unwrap(), None);
+    }
 
     #[test]
     fn torchvision_sizes_and_offsets() {

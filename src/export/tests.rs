@@ -281,18 +281,18 @@ fn initializers_hold_the_model_tensors() {
     assert_eq!(centers[0].dims, vec![3, 16, 64]);
     let want: Vec<f32> = p.bank.centers.flatten_all().unwrap().to_vec1().unwrap();
     assert_eq!(floats(centers[0]), want);
-    // Head shapes: adaptor [D,D], fc1 split in its f and residual halves [D,D] each,
-    // fc2 [D,D/2], tail [D/2,1].
+    // Head shapes: adaptor [D,D], fc1 with its halves summed [D,D], the residual table
+    // [K*P, D], fc2 [D,D/2], tail [D/2,1].
     for (prefix, shape) in [
         ("adaptor.weight_t_", vec![64, 64]),
         ("fc1.weight_t_", vec![64, 64]),
-        ("fc1.residual.weight_t_", vec![64, 64]),
+        ("fc1.residual_table_", vec![48, 64]),
         ("fc2.weight_t_", vec![64, 32]),
         ("tail.weight_t_", vec![32, 1]),
     ] {
         assert_eq!(initializer(&g, prefix)[0].dims, shape, "{prefix}");
     }
-    // The residual half holds W1[:, D:]ᵀ: element (i, o) = W1[o][D + i].
+    assert!(initializer(&g, "fc1.residual.weight_t_").is_empty());
     let w1 = p
         .discriminator
         .fc1
@@ -300,8 +300,20 @@ fn initializers_hold_the_model_tensors() {
         .as_tensor()
         .to_vec2::<f32>()
         .unwrap();
-    let res = floats(initializer(&g, "fc1.residual.weight_t_")[0]);
-    assert_eq!(res[5 * 64 + 7], w1[7][64 + 5]);
+    // fc1 element (i, o) = W1[o][i] + W1[o][D + i]; table row r = center r · W1[:, D:]ᵀ.
+    let summed = floats(initializer(&g, "fc1.weight_t_")[0]);
+    assert_eq!(summed[5 * 64 + 7], w1[7][5] + w1[7][64 + 5]);
+    let table = floats(initializer(&g, "fc1.residual_table_")[0]);
+    for (r, o) in [(0, 0), (17, 9), (47, 63)] {
+        let dot: f64 = (0..64)
+            .map(|i| f64::from(want[r * 64 + i]) * f64::from(w1[o][64 + i]))
+            .sum();
+        let got = f64::from(table[r * 64 + o]);
+        assert!(
+            (got - dot).abs() <= 1e-5 * (1.0 + dot.abs()),
+            "T[{r}][{o}] {got} vs {dot}"
+        );
+    }
     let w = p
         .adaptor
         .linear
@@ -334,7 +346,8 @@ fn non_uniform_pooling_uses_the_pooling_conv_and_ablations_change_the_head() {
     assert_eq!(initializer(&g, "fc1.weight_t_")[0].dims, vec![64, 64]);
     assert!(initializer(&g, "fc1.residual.").is_empty());
     assert!(!g.node.iter().any(|n| n.op_type() == "Sub"));
-    // No center search: one Gather (the class's centers), no [B,P,P] ArgMax.
+    // No center search: the table rows of the class's centers at the same positions, no
+    // [B,P,P] ArgMax.
     let abl = serde_json::json!({"residual": true, "center_search": false});
     let g = export(&predictor(&[Layer::L2, Layer::L3], 64, Some(abl)), false)
         .graph

@@ -177,6 +177,11 @@ pub struct PatchDescriptor {
     final_pool: ChannelPool,
 }
 
+/// Largest neighbourhood side a descriptor takes (the reference uses 3): each stage's channels
+/// are multiplied by its square before pooling, so a model file claiming a huge one must not
+/// reach the arithmetic and allocations.
+pub const MAX_PATCH_SIZE: usize = 31;
+
 impl PatchDescriptor {
     /// `channels`: the channel count of each configured layer, in the configuration's order.
     pub fn new(cfg: &DescriptorConfig, channels: &[usize]) -> Result<Self> {
@@ -197,11 +202,14 @@ impl PatchDescriptor {
                 ),
             ));
         }
-        if cfg.patch_size == 0 || cfg.patch_size.is_multiple_of(2) {
+        if cfg.patch_size == 0
+            || cfg.patch_size.is_multiple_of(2)
+            || cfg.patch_size > MAX_PATCH_SIZE
+        {
             return Err(Error::config(
                 "patch size",
                 cfg.patch_size,
-                "must be odd (1, 3, 5, ...)",
+                format!("must be odd (1, 3, 5, ...) and at most {MAX_PATCH_SIZE}"),
             ));
         }
         if cfg.dims == 0 {
@@ -374,5 +382,17 @@ mod tests {
         };
         assert!(PatchDescriptor::new(&even, &[4, 8]).is_err());
         assert!(PatchDescriptor::new(&DescriptorConfig::default(), &[4]).is_err());
+        // A model file's huge odd patch size (found by tests/fuzz_model_file.rs) is an error,
+        // not an overflow or a giant allocation.
+        for patch_size in [MAX_PATCH_SIZE + 2, usize::MAX] {
+            let huge = DescriptorConfig {
+                patch_size,
+                ..DescriptorConfig::default()
+            };
+            let msg = PatchDescriptor::new(&huge, &[4, 8])
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("at most"), "{msg}");
+        }
     }
 }

@@ -11,6 +11,12 @@
 //! Thresholds ([`ThresholdChoice`]): the model's stored ones (per class, else global), one
 //! override for every class, or per-class thresholds re-derived from the held-out normal
 //! scores for a false-alarm rate ([`false_alarm_thresholds`]).
+//!
+//! Reduced precision ([`near_threshold`]): a bf16 engine's score is a screen; an image whose
+//! score lies within a band of its threshold (in logits, where scores near 1 keep their
+//! resolution) is re-scored in f32 before it is decided, so precision does not flip decisions
+//! (see [`crate::infer::engine::graph_engine`]). The caller says which threshold is in force
+//! for each image with a [`ThresholdOf`].
 
 use crate::model::ModelMeta;
 use crate::{Error, Result};
@@ -52,6 +58,29 @@ pub fn decide(score: f32, threshold: Option<f32>) -> Decision {
         Some(t) if score >= t => Decision::Defect,
         Some(_) => Decision::Ok,
     }
+}
+
+/// The threshold in force for image `i` of a batch scored as class `k`: `(i, k) -> threshold`.
+pub type ThresholdOf<'a> = &'a (dyn Fn(usize, usize) -> Option<f32> + Sync);
+
+/// `ln(p / (1 - p))` in f64 (infinite at 0 and 1).
+fn logit(p: f32) -> f64 {
+    let p = f64::from(p);
+    (p / (1.0 - p)).ln()
+}
+
+/// Whether `score` is too close to `threshold` to be decided on at reduced precision:
+/// |logit(score) - logit(threshold)| < `band`, or the score is not a number. False without a
+/// (finite) threshold: there is no decision to protect.
+pub fn near_threshold(score: f32, threshold: Option<f32>, band: f32) -> bool {
+    let Some(t) = threshold.filter(|t| t.is_finite()) else {
+        return false;
+    };
+    if score.is_nan() {
+        return true;
+    }
+    let (a, b) = (logit(score), logit(t));
+    a == b || (a - b).abs() < f64::from(band)
 }
 
 /// Where the threshold of each class comes from at run time.
@@ -125,6 +154,23 @@ pub fn false_alarm_thresholds(meta: &ModelMeta, rate: f64) -> Result<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_confirmation_band_is_measured_in_logits() {
+        // 0.9996 and 0.9999 are 1.39 logits apart although 3e-4 apart as scores.
+        assert!(near_threshold(0.9999, Some(0.9996), 2.0));
+        assert!(!near_threshold(0.9999, Some(0.9996), 1.0));
+        assert!(!near_threshold(0.5, Some(0.9996), 3.0));
+        assert!(near_threshold(0.999, Some(0.9996), 3.0));
+        // A score of exactly 1 is infinitely far from a threshold below 1, and at one of 1.
+        assert!(!near_threshold(1.0, Some(0.9996), 3.0));
+        assert!(near_threshold(1.0, Some(1.0), 3.0));
+        assert!(near_threshold(f32::NAN, Some(0.5), 0.5));
+        assert!(!near_threshold(0.5, None, 3.0));
+        assert!(!near_threshold(0.5, Some(f32::NAN), 3.0));
+        // A score exactly at its threshold is confirmed even with a zero band.
+        assert!(near_threshold(0.5, Some(0.5), 0.0));
+    }
 
     #[test]
     fn one_rule_for_every_score() {

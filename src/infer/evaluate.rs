@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::data::{decode, layouts, loader, Dataset, Format, MaskMode, Preprocess};
+use crate::data::{decode, layouts, loader, Dataset, Format, MaskMode, Preprocess, Splits};
 use crate::metrics::{ranking, EvalAccumulator, MetricSet};
 use crate::report::curves::{line_plot_svg, pr_points, roc_points, Curve};
 use crate::report::gallery::{write_gallery_html, GalleryEntry};
@@ -147,7 +147,7 @@ pub fn evaluate(
     for c in &wanted {
         meta.class_index(c)?;
     }
-    let ds: Dataset = layouts::load(data, opts.format, Some(&wanted))?;
+    let ds: Dataset = layouts::load_splits(data, opts.format, Some(&wanted), Splits::Test)?;
     let pass = scoring_pass(predictor, &ds, opts)?;
     write_report(predictor, model_path, data, out, opts, pass)
 }
@@ -211,9 +211,10 @@ pub fn scoring_pass(
             } else {
                 ClassChoice::Match
             };
-            for p in predictor.predict_batch(&t, &choice)? {
+            // The image is decided at its dataset class's threshold.
+            for p in predictor.predict_batch_at(&t, &choice, &|_, _| threshold)? {
                 let item = &class.test[images.len()];
-                let mask = union_mask(pre, item.masks())?;
+                let mask = pre.load_masks(item.masks())?;
                 let map = predictor.anomaly_map(&p);
                 let anomalous = item.is_anomalous();
                 acc.push(p.score, anomalous, &map, mask.as_deref())?;
@@ -476,22 +477,6 @@ fn threshold_report<'a>(
     }
 }
 
-/// The union of an image's masks, preprocessed (None when it has none).
-fn union_mask<'a>(
-    pre: &Preprocess,
-    masks: impl Iterator<Item = &'a PathBuf>,
-) -> Result<Option<Vec<u8>>> {
-    let mut union: Option<Vec<u8>> = None;
-    for m in masks {
-        let mask = pre.load_mask(m)?;
-        match union.as_mut() {
-            None => union = Some(mask),
-            Some(u) => u.iter_mut().zip(&mask).for_each(|(a, b)| *a = (*a).max(*b)),
-        }
-    }
-    Ok(union)
-}
-
 /// `set` with its pixel metrics (and mAD) undefined.
 fn without_pixel_metrics(set: MetricSet) -> MetricSet {
     MetricSet {
@@ -569,33 +554,4 @@ fn write_visuals(
         )?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn several_masks_are_united() {
-        let tmp = tempfile::tempdir().unwrap();
-        let save = |name: &str, f: fn(u32, u32) -> bool| {
-            let p = tmp.path().join(name);
-            image::GrayImage::from_fn(4, 4, |x, y| image::Luma([if f(x, y) { 255 } else { 0 }]))
-                .save(&p)
-                .unwrap();
-            p
-        };
-        let left = save("left.png", |x, _| x < 2);
-        let top = save("top.png", |_, y| y < 1);
-        let pre = Preprocess {
-            resize: 4,
-            crop: 4,
-            mode: crate::data::ResizeMode::Square,
-            mask_mode: MaskMode::Binarize,
-        };
-        let u = union_mask(&pre, [left, top].iter()).unwrap().unwrap();
-        // 8 left-half pixels plus the 2 top pixels of the right half.
-        assert_eq!(u.iter().filter(|&&v| v == 1).count(), 10);
-        assert_eq!(union_mask(&pre, [].iter()).unwrap(), None);
-    }
 }

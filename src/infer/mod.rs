@@ -16,6 +16,6 @@ pub mod predictor;
 pub mod scoring;
 
 pub use crate::model::file::{ModelMeta, Thresholds, FORMAT_VERSION};
-pub use decision::{decide, Decision, ThresholdChoice};
+pub use decision::{decide, near_threshold, Decision, ThresholdChoice, ThresholdOf};
 pub use predictor::Predictor;
 pub use scoring::{ClassChoice, Prediction};

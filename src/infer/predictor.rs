@@ -14,6 +14,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use super::decision::ThresholdOf;
 use super::engine::graph_engine::GraphEngine;
 use super::engine::{EngineChoice, EngineKind, EngineOptions, Precision};
 pub use super::scoring::{ClassChoice, Prediction};
@@ -229,10 +230,23 @@ impl Predictor {
         self.meta.ablation
     }
 
-    /// Scores preprocessed images [B, 3, S, S]: the central method.
+    /// Scores preprocessed images [B, 3, S, S]: the central method. Decisions will be taken at
+    /// the model's stored thresholds (see [`Self::predict_batch_at`]).
     pub fn predict_batch(&self, images: &Tensor, choice: &ClassChoice) -> Result<Vec<Prediction>> {
+        self.predict_batch_at(images, choice, &|_, k| self.meta.threshold(k))
+    }
+
+    /// [`Self::predict_batch`] for decisions at other thresholds: `threshold_of(i, k)` is the
+    /// threshold of image i scored as class k. Only a bf16 engine reads it, to re-score at f32
+    /// the images near their threshold ([`super::engine::graph_engine`]).
+    pub fn predict_batch_at(
+        &self,
+        images: &Tensor,
+        choice: &ClassChoice,
+        threshold_of: ThresholdOf,
+    ) -> Result<Vec<Prediction>> {
         if let Some(graph) = &self.graph {
-            return graph.score(images, choice);
+            return graph.score(images, choice, threshold_of);
         }
         let g = self
             .extractor
@@ -268,6 +282,22 @@ impl Predictor {
         choice: &ClassChoice,
     ) -> Result<Vec<Prediction>> {
         self.predict_batch(&self.preprocess(images)?, choice)
+    }
+
+    /// [`Self::predict_images`] with the thresholds in force (see [`Self::predict_batch_at`]).
+    pub fn predict_images_at(
+        &self,
+        images: &[image::RgbImage],
+        choice: &ClassChoice,
+        threshold_of: ThresholdOf,
+    ) -> Result<Vec<Prediction>> {
+        self.predict_batch_at(&self.preprocess(images)?, choice, threshold_of)
+    }
+
+    /// Of the images this predictor scored, how many a bf16 engine re-scored at f32, and of
+    /// how many (None: no such engine).
+    pub fn confirmed_at_f32(&self) -> Option<(u64, u64)> {
+        self.graph.as_ref().and_then(|g| g.confirmed())
     }
 
     /// The anomaly map [S * S] of a prediction (bilinear upsampling + Gaussian blur sigma 4).

@@ -28,7 +28,10 @@ impl CenterBank {
     /// From a [K, P, D] tensor.
     pub fn new(centers: Tensor) -> Result<Self> {
         let (k, p, d) = centers.dims3()?;
-        let centers = centers.to_dtype(DType::F32)?;
+        // A constant: detached from the adaptor that computed it (the reference computes it
+        // under `torch.no_grad()`). Kept attached, training would send gradient through the
+        // centers into the adaptor, and a bank read back from a checkpoint (no graph) would not.
+        let centers = centers.to_dtype(DType::F32)?.detach();
         let unit = l2_normalize(&centers)?;
         let unit_flat = l2_normalize(&centers.reshape((k, p * d))?)?;
         Ok(Self {
@@ -115,7 +118,8 @@ impl CenterAccumulator {
     /// Adds f [B, P, D] whose images all belong to class `k`.
     pub fn add(&mut self, k: usize, f: &Tensor) -> Result<()> {
         let b = f.dim(0)?;
-        let s = f.to_dtype(DType::F64)?.sum(0)?;
+        // Detached: no autograd graph (holding every image's forward pass) is built or kept.
+        let s = f.detach().to_dtype(DType::F64)?.sum(0)?;
         self.sums[k] = Some(match self.sums[k].take() {
             Some(acc) => (acc + s)?,
             None => s,
@@ -137,5 +141,41 @@ impl CenterAccumulator {
             rows.push((s / n as f64)?.to_dtype(DType::F32)?);
         }
         CenterBank::new(Tensor::stack(&rows, 0)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// loss = sum(R * f) for a one-image bank built from f itself: d loss / d f must be R alone,
+    /// with no second term through the centers (which would make the gradient 2 R here).
+    #[test]
+    fn the_bank_passes_no_gradient_to_the_features_it_was_built_from() {
+        let dev = Device::Cpu;
+        let v = Tensor::new(&[[[1f32, 2.], [3., -1.]]], &dev).unwrap(); // [1, P 2, D 2]
+        let accumulated = |f: &Tensor| {
+            let mut acc = CenterAccumulator::new(1);
+            acc.add(0, f).unwrap();
+            acc.finish(&["a".into()]).unwrap()
+        };
+        let direct = |f: &Tensor| CenterBank::new(f.clone()).unwrap();
+        for build in [&accumulated as &dyn Fn(&Tensor) -> CenterBank, &direct] {
+            let w = Var::from_tensor(&v).unwrap();
+            let bank = build(w.as_tensor());
+            let r = bank.align(w.as_tensor(), &[0], true).unwrap();
+            let loss = (&r * w.as_tensor()).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            let g: Vec<f32> = grads
+                .get(w.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let want: Vec<f32> = r.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(g, want);
+        }
     }
 }

@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use super::api_error::ApiError;
 use super::metrics::Metrics;
 use super::model_slot::{LoadedModel, ModelSlot};
+use super::thresholds::InForce;
 use crate::infer::predictor::ClassChoice;
 use crate::infer::Prediction;
 
@@ -52,6 +53,7 @@ pub type JobResult = Result<Scored, ApiError>;
 struct Job {
     images: Vec<RgbImage>,
     class: Option<String>,
+    thresholds: InForce,
     reply: oneshot::Sender<JobResult>,
 }
 
@@ -93,11 +95,13 @@ impl Batcher {
         })
     }
 
-    /// Queues `images` (one request) for scoring; 503 when the queue is full, 503 after shutdown.
+    /// Queues `images` (one request, decided at `thresholds`) for scoring; 503 when the queue
+    /// is full, 503 after shutdown.
     pub fn submit(
         &self,
         images: Vec<RgbImage>,
         class: Option<String>,
+        thresholds: InForce,
     ) -> Result<oneshot::Receiver<JobResult>, ApiError> {
         let (reply, answer) = oneshot::channel();
         let guard = self.sender.lock().unwrap_or_else(|e| e.into_inner());
@@ -112,6 +116,7 @@ impl Batcher {
         match sender.try_send(Job {
             images,
             class,
+            thresholds,
             reply,
         }) {
             Ok(()) => Ok(answer),
@@ -228,13 +233,17 @@ impl Worker {
         }
         let mut images = Vec::new();
         let mut classes = Vec::new();
+        let mut thresholds = Vec::new();
         let mut counts = Vec::with_capacity(jobs.len());
         for (job, class) in &mut jobs {
             counts.push(job.images.len());
             classes.extend(std::iter::repeat_n(*class, job.images.len()));
+            thresholds.extend(std::iter::repeat_n(&job.thresholds, job.images.len()));
             images.append(&mut job.images);
         }
-        match self.predict_chunks(model, &images, &classes) {
+        let predicted = self.predict_chunks(model, &images, &classes, &thresholds);
+        drop(thresholds);
+        match predicted {
             Ok(mut predictions) => {
                 for ((job, _), n) in jobs.into_iter().zip(counts) {
                     let rest = predictions.split_off(n.min(predictions.len()));
@@ -255,16 +264,21 @@ impl Worker {
     }
 
     /// `predict_images` over `images` in chunks of `max_batch`; `classes[i]` is image i's
-    /// stated class or None for the global match.
+    /// stated class or None for the global match, `thresholds[i]` the thresholds of its request.
     fn predict_chunks(
         &self,
         model: &LoadedModel,
         images: &[RgbImage],
         classes: &[Option<usize>],
+        thresholds: &[&InForce],
     ) -> Result<Vec<Prediction>, ApiError> {
         let mut out = Vec::with_capacity(images.len());
         let step = self.config.max_batch.max(1);
-        for (chunk, chunk_classes) in images.chunks(step).zip(classes.chunks(step)) {
+        let meta = &model.predictor.meta;
+        for (c, (chunk, chunk_classes)) in images.chunks(step).zip(classes.chunks(step)).enumerate()
+        {
+            let in_force = &thresholds[c * step..];
+            let threshold_of = |i: usize, k: usize| in_force[i].for_class(meta, k);
             let choice = match chunk_classes
                 .iter()
                 .copied()
@@ -274,7 +288,9 @@ impl Worker {
                 None => ClassChoice::Match,
             };
             let predicted = catch_unwind(AssertUnwindSafe(|| {
-                model.predictor.predict_images(chunk, &choice)
+                model
+                    .predictor
+                    .predict_images_at(chunk, &choice, &threshold_of)
             }))
             .map_err(|_| {
                 ApiError::internal(

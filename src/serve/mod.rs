@@ -395,6 +395,7 @@ async fn model_info(State(state): State<Arc<AppState>>) -> Json<serde_json::Valu
         "engine": model.predictor.engine().name(),
         "precision": model.predictor.precision().to_string(),
         "engine_description": model.predictor.engine_description(),
+        "confirmed_at_f32": model.predictor.confirmed_at_f32().map(|(c, n)| json!({"rescored": c, "scored": n})),
         "grid": meta.grid,
         "thresholds": meta.thresholds.as_ref().map(|t| json!({"per_class": t.per_class, "global": t.global, "method": t.method})),
         "format_version": meta.format_version,

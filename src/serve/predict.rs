@@ -27,8 +27,9 @@ use serde_json::{json, Value};
 
 use super::api_error::ApiError;
 use super::batcher::Scored;
-use super::thresholds::{ThresholdSet, ThresholdStore};
+use super::thresholds::InForce;
 use super::AppState;
+use crate::data::decode::header_of_bytes;
 use crate::report::heatmap::gray_map_png;
 
 /// Most images in one request.
@@ -114,7 +115,13 @@ pub async fn predict(
     .await
     .map_err(|e| ApiError::internal(format!("decoding failed unexpectedly: {e}")))??;
     let (names, images): (Vec<String>, Vec<RgbImage>) = images.into_iter().unzip();
-    let answer = state.batcher.submit(images, options.class.clone())?;
+    let in_force = InForce {
+        threshold: options.threshold,
+        saved: state.thresholds.current(),
+    };
+    let answer = state
+        .batcher
+        .submit(images, options.class.clone(), in_force.clone())?;
     let scored = match tokio::time::timeout(state.limits.timeout, answer).await {
         Err(_) => return Err(ApiError::timeout(state.limits.timeout.as_millis() as u64)),
         Ok(Err(_)) => {
@@ -126,13 +133,10 @@ pub async fn predict(
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let map = options.map;
-    let threshold = options.threshold;
-    let saved = state.thresholds.current();
-    let body = tokio::task::spawn_blocking(move || {
-        answer_json(&scored, &names, threshold, saved.as_deref(), map, ms)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("answer failed unexpectedly: {e}")))??;
+    let body =
+        tokio::task::spawn_blocking(move || answer_json(&scored, &names, &in_force, map, ms))
+            .await
+            .map_err(|e| ApiError::internal(format!("answer failed unexpectedly: {e}")))??;
     state.recent.record(&body);
     Ok(Json(body))
 }
@@ -200,11 +204,7 @@ async fn read_parts(request: Request) -> Result<Vec<(String, axum::body::Bytes)>
 
 /// Pixels of an encoded image from its header (0 when unreadable: decoding will say why).
 fn header_pixels(bytes: &[u8]) -> u64 {
-    image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()
-        .and_then(|r| r.into_dimensions().ok())
-        .map_or(0, |(w, h)| w as u64 * h as u64)
+    header_of_bytes(bytes, "").map_or(0, |h| h.pixels())
 }
 
 /// Decodes one image, answering 413 above `max_pixels` and 400 when it cannot be decoded.
@@ -213,12 +213,8 @@ pub fn decode_image(bytes: &[u8], name: &str, max_pixels: u64) -> Result<RgbImag
         return Err(ApiError::bad_request(format!("{name}: the image is empty")));
     }
     // Header only: refuse oversized images with 413 before any pixel is decoded.
-    let dims = image::ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()
-        .and_then(|r| r.into_dimensions().ok());
-    if let Some((w, h)) = dims {
-        let pixels = w as u64 * h as u64;
+    if let Ok(h) = header_of_bytes(bytes, name) {
+        let (w, h, pixels) = (h.width, h.height, h.pixels());
         if pixels > max_pixels {
             return Err(ApiError::too_large(format!(
                 "{name}: image is {w}x{h} = {pixels} pixels, above the server's limit of {max_pixels} pixels"
@@ -233,8 +229,7 @@ pub fn decode_image(bytes: &[u8], name: &str, max_pixels: u64) -> Result<RgbImag
 fn answer_json(
     scored: &Scored,
     names: &[String],
-    threshold: Option<f32>,
-    saved: Option<&ThresholdSet>,
+    in_force: &InForce,
     map: bool,
     ms: f64,
 ) -> Result<Value, ApiError> {
@@ -242,8 +237,7 @@ fn answer_json(
     let side = predictor.input_size() as u32;
     let mut predictions = Vec::with_capacity(names.len());
     for (p, name) in scored.predictions.iter().zip(names) {
-        let threshold =
-            threshold.or_else(|| ThresholdStore::threshold_for(saved, &predictor.meta, p.class));
+        let threshold = in_force.for_class(&predictor.meta, p.class);
         let decision = crate::infer::decide(p.score, threshold);
         let mut item = json!({
             "name": name,

@@ -174,6 +174,24 @@ impl ThresholdStore {
     }
 }
 
+/// The thresholds deciding one request: its `threshold` override, else the saved set as it was
+/// when the request arrived, else the model's (see the module documentation). The batcher reads
+/// it too, so that a bf16 engine confirms at f32 exactly the images this request decides near
+/// their threshold.
+#[derive(Clone, Debug, Default)]
+pub struct InForce {
+    pub threshold: Option<f32>,
+    pub saved: Option<Arc<ThresholdSet>>,
+}
+
+impl InForce {
+    /// The threshold deciding class `k` of `meta`.
+    pub fn for_class(&self, meta: &ModelMeta, k: usize) -> Option<f32> {
+        self.threshold
+            .or_else(|| ThresholdStore::threshold_for(self.saved.as_deref(), meta, k))
+    }
+}
+
 /// `GET /v1/thresholds`.
 pub async fn get_thresholds(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(describe(&state))

@@ -1,5 +1,6 @@
 //! Training: the loop over cached descriptors ([`fit()`]) and the end-to-end pipeline from a
-//! dataset folder to a self-describing model file ([`pipeline`], configured by [`config`]).
+//! dataset folder to a self-describing model file ([`pipeline`], configured by [`config`]; its
+//! first step, the seeded train / held-out split, is [`mod@split`]).
 
 pub mod config;
 pub mod fit;

@@ -1,7 +1,10 @@
-//! Step 1 of training ([`super::pipeline`]): the dataset of a run, split into training
-//! images and the normal images that calibrate the thresholds. Per class, its `val` images
-//! (MVTec AD 2, LOCO, manifests) are the calibration set and every training image trains;
-//! a class without any holds out a seeded share (`--holdout`) of its training images.
+//! Step 1 of training ([`super::pipeline`]): the dataset of a run, read (only the splits
+//! training uses) and split into training images and the normal images that calibrate the
+//! thresholds. Per class, its `val` images (MVTec AD 2, LOCO, manifests) are the calibration
+//! set and every training image trains; a class without any holds out a seeded share
+//! (`--holdout`) of its training images, chosen by an RNG seeded from `(seed, class)`: the same
+//! seed gives the same split, so a resumed run trains and calibrates on the images the
+//! interrupted one used.
 
 use std::path::PathBuf;
 
@@ -11,7 +14,7 @@ use rand_chacha::ChaCha12Rng;
 
 use super::config::{Setting, TrainConfig};
 use super::fit::derive_seed;
-use crate::data::{layouts, Dataset};
+use crate::data::{layouts, Dataset, Splits};
 use crate::{Error, Result};
 
 /// The dataset of a run, split.
@@ -26,9 +29,16 @@ pub struct Split {
 }
 
 /// Step 1: reads the dataset; per class, its `val` images are the calibration set, or, when it
-/// has none, `cfg.holdout` of its training images are held out.
+/// has none, `cfg.holdout` of its training images are held out. Only the train side (train and
+/// val rows) is read and checked, unless the test-set probe (`eval_every`) reads the test split
+/// too.
 pub fn split(cfg: &TrainConfig) -> Result<Split> {
-    let dataset = layouts::load(&cfg.data, cfg.format, cfg.classes.as_deref())?;
+    let splits = if cfg.eval_every > 0 {
+        Splits::Both
+    } else {
+        Splits::Train
+    };
+    let dataset = layouts::load_splits(&cfg.data, cfg.format, cfg.classes.as_deref(), splits)?;
     let classes = dataset.class_names();
     if cfg.setting == Setting::Single && classes.len() != 1 {
         return Err(Error::config(

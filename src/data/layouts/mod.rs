@@ -14,6 +14,13 @@
 //! [`detect`] picks the format from what `--data` holds, in the order of [`detect`]'s docs;
 //! `--format` names it instead. The MVTec AD layout is read exactly as before (same order,
 //! same checks).
+//!
+//! Every command reads only the [`Splits`] it uses ([`load_splits`]): training the train side
+//! (train and val rows: val calibrates the thresholds), evaluation the test split; the MVTec AD
+//! layout through [`crate::data::discover_splits`], the others by building every row and
+//! dropping (or, for the train side under [`Splits::Test`], listing unread) the rest before any
+//! file is read ([`into_dataset`]). [`load_layout`] finds the files without reading any, for
+//! `cras data inspect`'s per-file audit.
 
 pub mod folders;
 pub mod loco;
@@ -24,8 +31,8 @@ pub mod visa;
 
 use std::path::Path;
 
-use super::dataset::{image_files, subfolders, Dataset};
-use super::manifest::{into_dataset, read_manifest, Sample, Split};
+use super::dataset::{discover_layout, discover_splits, image_files, subfolders, Dataset, Splits};
+use super::manifest::{into_dataset, into_layout, read_manifest, Sample, Split};
 use crate::{Error, Result};
 
 /// A dataset layout (`--format`).
@@ -104,11 +111,10 @@ pub fn samples(
     format: Option<Format>,
     classes: Option<&[String]>,
 ) -> Result<Vec<Sample>> {
-    let format = match format {
-        Some(f) => f,
-        None => detect(data)?,
-    };
-    tracing::debug!(?format, data = %data.display(), "reading dataset");
+    rows(data, resolve(data, format)?, classes)
+}
+
+fn rows(data: &Path, format: Format, classes: Option<&[String]>) -> Result<Vec<Sample>> {
     match format {
         Format::Mvtec => mvtec::samples(data, classes),
         Format::Folders => folders::samples(data),
@@ -120,9 +126,49 @@ pub fn samples(
     }
 }
 
-/// The dataset at `data` (see [`samples`] and [`into_dataset`]).
+/// `format`, or the one [`detect`]ed at `data`.
+fn resolve(data: &Path, format: Option<Format>) -> Result<Format> {
+    let format = match format {
+        Some(f) => f,
+        None => detect(data)?,
+    };
+    tracing::debug!(?format, data = %data.display(), "reading dataset");
+    Ok(format)
+}
+
+/// The dataset at `data`, every split (see [`load_splits`]).
 pub fn load(data: &Path, format: Option<Format>, classes: Option<&[String]>) -> Result<Dataset> {
-    into_dataset(data, samples(data, format, classes)?, classes)
+    load_splits(data, format, classes, Splits::Both)
+}
+
+/// The dataset at `data` in `format` (detected when `None`), reading and checking only
+/// `splits`: [`discover_splits`] for the MVTec AD layout, the rows of [`samples`] through
+/// [`into_dataset`] for the others.
+pub fn load_splits(
+    data: &Path,
+    format: Option<Format>,
+    classes: Option<&[String]>,
+    splits: Splits,
+) -> Result<Dataset> {
+    match resolve(data, format)? {
+        Format::Mvtec => discover_splits(data, classes, splits),
+        f => into_dataset(data, rows(data, f, classes)?, classes, splits),
+    }
+}
+
+/// The dataset's files at `data`, paired, without reading any (for `cras data inspect`, whose
+/// audit reads each one): [`discover_layout`] for the MVTec AD layout, [`into_layout`] for the
+/// others.
+pub fn load_layout(
+    data: &Path,
+    format: Option<Format>,
+    classes: Option<&[String]>,
+    splits: Splits,
+) -> Result<Dataset> {
+    match resolve(data, format)? {
+        Format::Mvtec => discover_layout(data, classes, splits),
+        f => into_layout(data, rows(data, f, classes)?, classes, splits),
+    }
 }
 
 /// The images of `dir` (none if it does not exist) as normal rows of `class` in `split`.

@@ -6,8 +6,10 @@
 //! affine, LeakyRelu 0.2, fc2, BN affine, LeakyRelu 0.2, tail, Sigmoid) -> patch scores
 //! `[B,g,g]`, image score (ReduceMax), anomaly map `A·P·Aᵀ` (`A` = blur ∘ upsample, f64).
 //!
-//! The center bank is stored once (`[K,P,D]`); its unit-norm versions are computed in the graph
-//! from it (constant subgraphs: runtimes fold them when the session is created).
+//! The center bank is stored once (`[K,P,D]`); its flattened unit-norm version is computed in the
+//! graph from it (a constant subgraph: runtimes fold it when the session is created), and the
+//! local alignment normalises the rows of the matched class's slice of it at run time, so a
+//! runtime holds one bank-sized constant besides the residual table.
 
 use super::graph::{Dim, Elem, Graph};
 use super::source::{AffineSrc, HostTensor, LinearSrc, ModelSource};
@@ -178,9 +180,12 @@ pub fn head(
     // configuration), and no [B,P,2D] copy.
     let h1 = if src.ablation.residual {
         let rows = if src.ablation.center_search {
-            let unit = l2_normalize(g, &centers, &eps); // [K,P,D]
-            let unit_t = g.transpose(&unit, &[0, 2, 1]); // [K,D,P]
-            let unit_k = g.gather(&unit_t, &class, 0); // [B,D,P]
+            // The class's unit centers from the one folded bank constant `unit_flat` (its rows
+            // normalised again: the same directions), so the runtime holds the bank once.
+            let bank_k = g.gather(&unit_flat, &class, 0); // [B,P*D]
+            let bank_k = g.reshape(&bank_k, &[-1, p as i64, d as i64]);
+            let unit = l2_normalize(g, &bank_k, &eps); // [B,P,D]
+            let unit_k = g.transpose(&unit, &[0, 2, 1]); // [B,D,P]
             let fu = l2_normalize(g, &f, &eps);
             let cos = g.matmul(&fu, &unit_k); // [B,P,P]
             let best = g.argmax(&cos, 2);

@@ -3,7 +3,8 @@
 
 use candle_core::{Device, Tensor};
 use cras::features::cache::{CachePrecision, FeatureCache};
-use cras::model::{file, Adaptor, CenterAccumulator, CenterBank, Discriminator};
+use cras::model::{file, Adaptor, CenterBank, Discriminator};
+use cras::train::pipeline::center_bank;
 use cras::train::{fit, FitConfig, FitObserver, HeadState};
 use rand::{rngs::StdRng, SeedableRng};
 use rand_distr::{Distribution, Normal};
@@ -34,13 +35,8 @@ fn fresh(cfg: &FitConfig, cache: &FeatureCache, labels: &[usize]) -> (HeadState,
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let adaptor = Adaptor::new(&mut rng, D, &Device::Cpu).unwrap();
     let disc = Discriminator::new(&mut rng, D, &Device::Cpu).unwrap();
-    let mut acc = CenterAccumulator::new(2);
-    for (i, &c) in labels.iter().enumerate() {
-        let g = cache.batch(&[i], &Device::Cpu).unwrap();
-        let f = adaptor.forward(&g.reshape((P, D)).unwrap()).unwrap();
-        acc.add(c, &f.unsqueeze(0).unwrap()).unwrap();
-    }
-    let bank = acc.finish(&["a".into(), "b".into()]).unwrap();
+    let classes = ["a".to_string(), "b".to_string()];
+    let bank = center_bank(&adaptor, cache, labels, &classes, &Device::Cpu).unwrap();
     (HeadState::new(adaptor, disc, cfg).unwrap(), bank)
 }
 
@@ -84,6 +80,37 @@ fn config(epochs: usize) -> FitConfig {
         lr_discriminator: 2e-3,
         seed: 5,
         ..Default::default()
+    }
+}
+
+/// The bank training starts from: per class and position, the mean of the untrained adaptor's
+/// output over the class's images, held as a constant (no autograd graph back to the adaptor,
+/// which would send gradient through the centers at every step).
+#[test]
+fn center_bank_is_each_class_mean_of_adapted_descriptors_and_a_constant() {
+    let (cache, labels) = data();
+    let (state, bank) = fresh(&config(1), &cache, &labels);
+    assert!(
+        !bank.centers.track_op(),
+        "the bank is attached to an autograd graph"
+    );
+    for k in 0..2 {
+        let idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == k).collect();
+        let g = cache.batch(&idx, &Device::Cpu).unwrap();
+        let f = state
+            .adaptor
+            .forward(&g.reshape((idx.len() * P, D)).unwrap())
+            .unwrap();
+        let mean = f.reshape((idx.len(), P, D)).unwrap().mean(0).unwrap();
+        let diff = (bank.centers.get(k).unwrap() - mean)
+            .unwrap()
+            .abs()
+            .unwrap();
+        let diff: f32 = diff.max_all().unwrap().to_scalar().unwrap();
+        assert!(
+            diff < 1e-5,
+            "class {k}: centers differ from the mean by {diff}"
+        );
     }
 }
 

@@ -131,6 +131,19 @@ pub fn init_head(
     let dims = cfg.descriptor.dims;
     let adaptor = Adaptor::new(&mut rng, dims, device)?;
     let disc = Discriminator::new(&mut rng, dims, device)?;
+    let bank = center_bank(&adaptor, cache, labels, classes, device)?;
+    Ok((HeadState::new(adaptor, disc, &cfg.fit)?, bank))
+}
+
+/// The center bank of `adaptor`: per class, per position, the mean of the adapted descriptors of
+/// the class's cached images (a constant, no gradient).
+pub fn center_bank(
+    adaptor: &Adaptor,
+    cache: &FeatureCache,
+    labels: &[usize],
+    classes: &[String],
+    device: &Device,
+) -> Result<CenterBank> {
     let mut acc = CenterAccumulator::new(classes.len());
     for k in 0..classes.len() {
         let idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == k).collect();
@@ -143,8 +156,7 @@ pub fn init_head(
             acc.add(k, &f)?;
         }
     }
-    let bank = acc.finish(classes)?;
-    Ok((HeadState::new(adaptor, disc, &cfg.fit)?, bank))
+    acc.finish(classes)
 }
 
 /// Step 3b: the head, optimiser state, center bank and training figures of the partial

@@ -1,0 +1,150 @@
+//! Long-run training parity, cras side (driven by dev/long_run_parity.py; dev-only).
+//!
+//!     cargo run --example long_run_parity -- IN_STEM OUT_STEM
+//!
+//! IN_STEM.json + IN_STEM.bin (little-endian f32, the layout of tests/fixtures) hold what the
+//! authors' loop saw: training descriptors `g` [N, P, D] and their class `labels` [N], the
+//! initial head `init.<reference name>`, every epoch's image `order` [E, N] and every step's
+//! noise `noise.<epoch>.<step>` [B*P, D], and test descriptors `test_g` [T, P, D]; the json's
+//! `meta` gives epochs, batch_size, k and the learning rates. The center bank is computed by
+//! cras ([`center_bank`]) from the initial adaptor, then each epoch runs [`train_step`] over
+//! the given batches with the given noise. Written to OUT_STEM.json + OUT_STEM.bin: after every
+//! epoch `e<epoch>.<name>` (weights and BatchNorm running statistics) and `e<epoch>.adam.<a|d>
+//! .<m|v>.<i>` (optimiser moments in parameter order), then `centers`, `test_scores` [T, P]
+//! (scored as at inference: class by global match, local alignment, evaluation-mode
+//! discriminator) and `test_class` [T].
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
+use cras::features::cache::{CachePrecision, FeatureCache};
+use cras::model::{head::discriminator_input, step::train_step, Ablation, Adaptor, Discriminator};
+use cras::train::pipeline::center_bank;
+use cras::train::{FitConfig, HeadState};
+
+type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn read(stem: &str) -> Res<(serde_json::Value, HashMap<String, Tensor>)> {
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{stem}.json"))?)?;
+    let bytes = std::fs::read(format!("{stem}.bin"))?;
+    let floats: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let mut out = HashMap::new();
+    for (name, e) in meta["tensors"].as_object().ok_or("no tensors index")? {
+        let shape: Vec<usize> = serde_json::from_value(e["shape"].clone())?;
+        let off = e["offset"].as_u64().ok_or("no offset")? as usize;
+        let n: usize = shape.iter().product();
+        let data = floats.get(off..off + n).ok_or("bin too short")?.to_vec();
+        out.insert(name.clone(), Tensor::from_vec(data, shape, &Device::Cpu)?);
+    }
+    Ok((meta, out))
+}
+
+fn write(stem: &str, tensors: &[(String, Tensor)]) -> Res<()> {
+    let (mut index, mut bytes) = (serde_json::Map::new(), Vec::new());
+    for (name, t) in tensors {
+        let v: Vec<f32> = t
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        index.insert(
+            name.clone(),
+            serde_json::json!({"shape": t.dims(), "offset": bytes.len() / 4}),
+        );
+        bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    }
+    std::fs::write(format!("{stem}.bin"), bytes)?;
+    let meta = serde_json::json!({ "tensors": index });
+    std::fs::write(format!("{stem}.json"), serde_json::to_vec(&meta)?)?;
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, input, output] = &args[..] else {
+        return Err("usage: long_run_parity IN_STEM OUT_STEM".into());
+    };
+    let dev = Device::Cpu;
+    let (meta, t) = read(input)?;
+    let get = |n: &str| t.get(n).cloned().ok_or(format!("{input}: no tensor {n}"));
+    let m = &meta["meta"];
+    let num = |k: &str| m[k].as_f64().ok_or(format!("{input}: meta.{k} missing"));
+    let cfg = FitConfig {
+        epochs: num("epochs")? as usize,
+        batch_size: num("batch_size")? as usize,
+        lr_adaptor: num("lr")?,
+        lr_discriminator: 2.0 * num("lr")?,
+        k: num("k")?,
+        ..FitConfig::default()
+    };
+    let classes: Vec<String> = serde_json::from_value(m["classes"].clone())?;
+    let g = get("g")?;
+    let (n, p, d) = g.dims3()?;
+    let labels: Vec<usize> = get("labels")?
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|&c| c as usize)
+        .collect();
+    let mut cache = FeatureCache::new(n, p, d, CachePrecision::F32, u64::MAX, None)?;
+    for i in 0..n {
+        cache.put(i, &g.get(i)?)?;
+    }
+    let init: HashMap<String, Tensor> = t
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("init.").map(|s| (s.to_string(), v.clone())))
+        .collect();
+    let adaptor = Adaptor::from_named(&init)?;
+    let bank = center_bank(&adaptor, &cache, &labels, &classes, &dev)?;
+    let mut st = HeadState::new(adaptor, Discriminator::from_named(&init)?, &cfg)?;
+    let order: Vec<Vec<f32>> = get("order")?.to_vec2()?;
+    let mut out = Vec::new();
+    for (e, ord) in order.iter().enumerate().take(cfg.epochs) {
+        let ord: Vec<usize> = ord.iter().map(|&i| i as usize).collect();
+        for (s, chunk) in ord.chunks(cfg.batch_size).enumerate() {
+            let cls: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+            train_step(
+                &st.adaptor,
+                &mut st.discriminator,
+                &bank,
+                &cache.batch(chunk, &dev)?,
+                &cls,
+                &get(&format!("noise.{e}.{s}"))?,
+                cfg.k,
+                Ablation::default(),
+                &mut st.opt_adaptor,
+                &mut st.opt_discriminator,
+            )?;
+        }
+        let mut named = st.adaptor.named();
+        named.extend(st.discriminator.named());
+        // Copies: a Var's tensor shares its storage, which later steps overwrite in place.
+        for (k, v) in named {
+            out.push((format!("e{e}.{k}"), v.copy()?));
+        }
+        for (tag, opt) in [("a", &st.opt_adaptor), ("d", &st.opt_discriminator)] {
+            let (ms, vs) = opt.moments();
+            for (i, (m, v)) in ms.iter().zip(vs).enumerate() {
+                out.push((format!("e{e}.adam.{tag}.m.{i}"), m.clone()));
+                out.push((format!("e{e}.adam.{tag}.v.{i}"), v.clone()));
+            }
+        }
+        eprintln!("epoch {e} done");
+    }
+    let test = get("test_g")?;
+    let (nt, _, _) = test.dims3()?;
+    let f = st
+        .adaptor
+        .forward(&test.reshape((nt * p, d))?)?
+        .reshape((nt, p, d))?;
+    let (cls, _) = bank.global_match(&f)?;
+    let r = bank.align(&f, &cls, true)?.reshape((nt * p, d))?;
+    let x = discriminator_input(&f.reshape((nt * p, d))?, &r, Ablation::default())?;
+    let scores = st.discriminator.forward_eval(&x)?.reshape((nt, p))?;
+    let cls: Vec<f32> = cls.iter().map(|&c| c as f32).collect();
+    out.push(("centers".into(), bank.centers.clone()));
+    out.push(("test_scores".into(), scores));
+    out.push(("test_class".into(), Tensor::new(cls, &dev)?));
+    write(output, &out)
+}

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use super::{normal_rows, require_dir};
+use super::{normal_rows, train_and_val_rows};
 use crate::data::dataset::{file_stem, image_files, subfolders};
 use crate::data::manifest::{Sample, Split, GOOD};
 use crate::Result;
@@ -20,13 +20,10 @@ pub fn samples(root: &Path) -> Result<Vec<Sample>> {
         if !dir.join("train").is_dir() && !dir.join("test").is_dir() {
             continue;
         }
-        let train = dir.join("train").join(GOOD);
-        require_dir(&train, "MVTec LOCO classes hold train/good")?;
-        out.extend(normal_rows(&class, Split::Train, &train)?);
-        out.extend(normal_rows(
+        out.extend(train_and_val_rows(
             &class,
-            Split::Val,
-            &dir.join("validation").join(GOOD),
+            &dir,
+            "MVTec LOCO classes hold train/good",
         )?);
         let test = dir.join("test");
         if !test.is_dir() {

@@ -32,7 +32,7 @@ pub mod visa;
 use std::path::Path;
 
 use super::dataset::{discover_layout, discover_splits, image_files, subfolders, Dataset, Splits};
-use super::manifest::{into_dataset, into_layout, read_manifest, Sample, Split};
+use super::manifest::{into_dataset, into_layout, read_manifest, Sample, Split, GOOD};
 use crate::{Error, Result};
 
 /// A dataset layout (`--format`).
@@ -180,6 +180,20 @@ pub(crate) fn normal_rows(class: &str, split: Split, dir: &Path) -> Result<Vec<S
         .into_iter()
         .map(|p| Sample::normal(class, split, p))
         .collect())
+}
+
+/// The normal rows of a class folder `dir` laid out as MVTec AD 2 and LOCO are: `train/good`
+/// (required: `what` names the layout in the error) and, when present, `validation/good`.
+pub(crate) fn train_and_val_rows(class: &str, dir: &Path, what: &str) -> Result<Vec<Sample>> {
+    let train = dir.join("train").join(GOOD);
+    require_dir(&train, what)?;
+    let mut rows = normal_rows(class, Split::Train, &train)?;
+    rows.extend(normal_rows(
+        class,
+        Split::Val,
+        &dir.join("validation").join(GOOD),
+    )?);
+    Ok(rows)
 }
 
 /// Requires `dir` to be a folder, naming it and the layout otherwise.

@@ -57,22 +57,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "soak-token\n")?;
-    let args: Vec<String> = [
-        "--model",
-        &a.model.to_string_lossy(),
-        "--device",
-        &a.device,
-        "--token-file",
-        &token_file.to_string_lossy(),
-        "--max-body-mb",
-        "1",
-        "--header-timeout-ms",
-        "1500",
-        "--body-timeout-ms",
-        "1500",
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = soak::server_args(&a.model, &a.device, &token_file);
     let mut server = soak::ServerProcess::start(&a.cras, &args);
     println!(
         "soaking {} at {} for {} s",

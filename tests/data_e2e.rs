@@ -3,44 +3,23 @@
 //! images have no masks gets image metrics with `null` pixel metrics and the reason in
 //! metrics.json and report.md.
 
+#[path = "common/tiny.rs"]
+mod tiny;
 use std::path::Path;
+use tiny::tiny_train_config;
 
-use cras::backbone::Arch;
 use cras::data::manifest::{samples_of, write_manifest, Split};
 use cras::data::synth::{generate, SynthConfig};
-use cras::data::{discover, Label, MaskMode, Preprocess, ResizeMode};
-use cras::features::DescriptorConfig;
+use cras::data::{discover, Label};
 use cras::infer::evaluate::{evaluate, EvalOptions};
 use cras::infer::Predictor;
 use cras::report::eval_report::PIXEL_METRICS_NULL;
-use cras::train::fit::FitConfig;
-use cras::train::pipeline::{train, NoiseScale, TrainConfig};
+use cras::train::pipeline::{train, TrainConfig};
 
 fn config(data: &Path) -> TrainConfig {
-    TrainConfig {
-        backbone: Arch::Resnet18,
-        preprocess: Preprocess {
-            resize: 32,
-            crop: 32,
-            mode: ResizeMode::Square,
-            mask_mode: MaskMode::Binarize,
-        },
-        descriptor: DescriptorConfig {
-            dims: 32,
-            ..DescriptorConfig::default()
-        },
-        fit: FitConfig {
-            epochs: 1,
-            batch_size: 4,
-            ..FitConfig::default()
-        },
-        noise: NoiseScale::Auto(0.5),
-        holdout: 0.5,
-        cache_budget_mb: 64,
-        device: "cpu".into(),
-        progress: false,
-        ..TrainConfig::paper(data)
-    }
+    let mut cfg = tiny_train_config(data);
+    cfg.holdout = 0.5;
+    cfg
 }
 
 #[test]

@@ -9,16 +9,16 @@
 #[path = "common/mutate.rs"]
 mod mutate;
 
+#[path = "common/tiny.rs"]
+mod tiny;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
+use tiny::tiny_train_config;
 
-use cras::backbone::{Arch, Layer};
+use cras::backbone::Layer;
 use cras::data::synth::{generate, SynthConfig};
-use cras::data::{MaskMode, Preprocess, ResizeMode};
-use cras::features::DescriptorConfig;
 use cras::infer::Predictor;
-use cras::train::fit::FitConfig;
-use cras::train::pipeline::{train, NoiseScale, TrainConfig};
+use cras::train::pipeline::train;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -35,33 +35,11 @@ fn tiny_model(dir: &Path) -> Vec<u8> {
         seed: 0,
     };
     generate(&synth, &data).unwrap();
-    let cfg = TrainConfig {
-        backbone: Arch::Resnet18,
-        recalibrate_bn: 0,
-        preprocess: Preprocess {
-            resize: 32,
-            crop: 32,
-            mode: ResizeMode::Square,
-            mask_mode: MaskMode::Binarize,
-        },
-        descriptor: DescriptorConfig {
-            layers: vec![Layer::L2],
-            dims: 16,
-            ..DescriptorConfig::default()
-        },
-        fit: FitConfig {
-            epochs: 1,
-            batch_size: 4,
-            seed: 0,
-            ..FitConfig::default()
-        },
-        noise: NoiseScale::Auto(0.5),
-        holdout: 0.0,
-        cache_budget_mb: 16,
-        device: "cpu".into(),
-        progress: false,
-        ..TrainConfig::paper(data)
-    };
+    let mut cfg = tiny_train_config(&data);
+    cfg.descriptor.layers = vec![Layer::L2];
+    cfg.descriptor.dims = 16;
+    cfg.holdout = 0.0;
+    cfg.cache_budget_mb = 16;
     let model = dir.join("model.safetensors");
     train(&cfg, &model, false, None).unwrap();
     std::fs::read(&model).unwrap()

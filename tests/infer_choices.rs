@@ -2,18 +2,17 @@
 //! the ablation flags stored in the model file (and read strictly from older files), the
 //! run-time false-alarm rate of `cras predict`, and `cras train --cache-f16`.
 
+#[path = "common/tiny.rs"]
+mod tiny;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use tiny::tiny_train_config;
 
-use cras::backbone::Arch;
 use cras::data::synth::{generate, SynthConfig};
-use cras::data::{MaskMode, Preprocess, ResizeMode};
-use cras::features::DescriptorConfig;
 use cras::infer::scoring::score_descriptors;
 use cras::infer::{ClassChoice, Predictor};
 use cras::model::{file, Ablation};
-use cras::train::fit::FitConfig;
-use cras::train::pipeline::{train, NoiseScale, TrainConfig};
+use cras::train::pipeline::{train, TrainConfig};
 
 fn dataset(dir: &Path) {
     let cfg = SynthConfig {
@@ -28,32 +27,10 @@ fn dataset(dir: &Path) {
 }
 
 fn config(data: &Path, ablation: Ablation) -> TrainConfig {
-    TrainConfig {
-        backbone: Arch::Resnet18,
-        preprocess: Preprocess {
-            resize: 32,
-            crop: 32,
-            mode: ResizeMode::Square,
-            mask_mode: MaskMode::Binarize,
-        },
-        descriptor: DescriptorConfig {
-            dims: 32,
-            ..DescriptorConfig::default()
-        },
-        fit: FitConfig {
-            epochs: 1,
-            batch_size: 4,
-            seed: 2,
-            ablation,
-            ..FitConfig::default()
-        },
-        noise: NoiseScale::Auto(0.5),
-        holdout: 0.2,
-        cache_budget_mb: 64,
-        device: "cpu".into(),
-        progress: false,
-        ..TrainConfig::paper(data)
-    }
+    let mut cfg = tiny_train_config(data);
+    cfg.fit.seed = 2;
+    cfg.fit.ablation = ablation;
+    cfg
 }
 
 /// The test images of `class`, sorted.

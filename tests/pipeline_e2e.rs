@@ -1,12 +1,12 @@
 //! End to end on a tiny generated dataset: synth -> train -> model file -> predictor -> eval
 //! files, as a user runs it (small images and dimensions so that it takes seconds).
 
+#[path = "common/tiny.rs"]
+mod tiny;
 use std::path::Path;
+use tiny::tiny_train_config;
 
-use cras::backbone::Arch;
 use cras::data::synth::{generate, SynthConfig};
-use cras::data::{MaskMode, Preprocess, ResizeMode};
-use cras::features::DescriptorConfig;
 use cras::infer::evaluate::{evaluate, EvalOptions};
 use cras::infer::predictor::ClassChoice;
 use cras::infer::Predictor;
@@ -15,32 +15,11 @@ use cras::train::fit::FitConfig;
 use cras::train::pipeline::{train, NoiseScale, Setting, TrainConfig};
 
 fn config(data: &Path, seed: u64) -> TrainConfig {
-    TrainConfig {
-        backbone: Arch::Resnet18,
-        recalibrate_bn: 8,
-        preprocess: Preprocess {
-            resize: 32,
-            crop: 32,
-            mode: ResizeMode::Square,
-            mask_mode: MaskMode::Binarize,
-        },
-        descriptor: DescriptorConfig {
-            dims: 32,
-            ..DescriptorConfig::default()
-        },
-        fit: FitConfig {
-            epochs: 2,
-            batch_size: 4,
-            seed,
-            ..FitConfig::default()
-        },
-        noise: NoiseScale::Auto(0.5),
-        holdout: 0.2,
-        cache_budget_mb: 64,
-        device: "cpu".into(),
-        progress: false,
-        ..TrainConfig::paper(data)
-    }
+    let mut cfg = tiny_train_config(data);
+    cfg.recalibrate_bn = 8;
+    cfg.fit.epochs = 2;
+    cfg.fit.seed = seed;
+    cfg
 }
 
 fn dataset(dir: &Path) {

@@ -13,7 +13,7 @@ mod soak;
 use std::time::Duration;
 
 use serve_support::tiny_model;
-use soak::{ServerProcess, SoakConfig};
+use soak::{server_args, ServerProcess, SoakConfig};
 
 /// Peak resident memory allowed to the server (a tiny model; the limits keep every request's
 /// memory bounded).
@@ -25,22 +25,7 @@ fn the_server_stays_available_and_bounded_under_a_mixed_hostile_load() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "soak-token\n").unwrap();
-    let args: Vec<String> = [
-        "--model",
-        &model.model.to_string_lossy(),
-        "--device",
-        "cpu",
-        "--token-file",
-        &token_file.to_string_lossy(),
-        "--max-body-mb",
-        "1",
-        "--header-timeout-ms",
-        "1500",
-        "--body-timeout-ms",
-        "1500",
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = server_args(&model.model, "cpu", &token_file);
     let mut server = ServerProcess::start(std::path::Path::new(env!("CARGO_BIN_EXE_cras")), &args);
     let cfg = SoakConfig {
         addr: server.addr.clone(),

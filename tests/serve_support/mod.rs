@@ -3,16 +3,15 @@
 //! (ureq) that returns every status instead of failing on 4xx/5xx.
 #![allow(dead_code)]
 
+#[path = "../common/tiny.rs"]
+mod tiny;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use tiny::tiny_train_config;
 
-use cras::backbone::Arch;
 use cras::data::synth::{generate, SynthConfig};
-use cras::data::{MaskMode, Preprocess, ResizeMode};
-use cras::features::DescriptorConfig;
 use cras::serve::{ServeConfig, Server, ServerHandle};
-use cras::train::fit::FitConfig;
-use cras::train::pipeline::{train, NoiseScale, TrainConfig};
+use cras::train::pipeline::train;
 
 /// The tiny trained model and its synthetic data.
 pub struct TinyModel {
@@ -38,32 +37,7 @@ pub fn tiny_model() -> &'static TinyModel {
             seed: 0,
         };
         generate(&synth, &data).expect("synthetic data");
-        let cfg = TrainConfig {
-            backbone: Arch::Resnet18,
-            recalibrate_bn: 0,
-            preprocess: Preprocess {
-                resize: 32,
-                crop: 32,
-                mode: ResizeMode::Square,
-                mask_mode: MaskMode::Binarize,
-            },
-            descriptor: DescriptorConfig {
-                dims: 32,
-                ..DescriptorConfig::default()
-            },
-            fit: FitConfig {
-                epochs: 1,
-                batch_size: 4,
-                seed: 0,
-                ..FitConfig::default()
-            },
-            noise: NoiseScale::Auto(0.5),
-            holdout: 0.2,
-            cache_budget_mb: 64,
-            device: "cpu".into(),
-            progress: false,
-            ..TrainConfig::paper(data.clone())
-        };
+        let cfg = tiny_train_config(&data);
         let model = dir.path().join("model.safetensors");
         let summary = train(&cfg, &model, false, None).expect("training the tiny model");
         let mut images = Vec::new();

@@ -132,6 +132,31 @@ impl SoakReport {
     }
 }
 
+/// The soak's `cras serve` options: `model` on `device`, a bearer token read from `token_file`,
+/// a 1 MiB body limit and 1.5 s header and body timeouts (so slow clients are cut quickly).
+pub fn server_args(
+    model: &std::path::Path,
+    device: &str,
+    token_file: &std::path::Path,
+) -> Vec<String> {
+    [
+        "--model",
+        &model.to_string_lossy(),
+        "--device",
+        device,
+        "--token-file",
+        &token_file.to_string_lossy(),
+        "--max-body-mb",
+        "1",
+        "--header-timeout-ms",
+        "1500",
+        "--body-timeout-ms",
+        "1500",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// A `cras serve` process on 127.0.0.1 (an ephemeral port), killed on drop.
 pub struct ServerProcess {
     pub child: std::process::Child,

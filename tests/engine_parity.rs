@@ -201,6 +201,27 @@ fn f32_engines_follow_layers_widths_and_ablations() {
     ]);
 }
 
+/// Image `i` scored by the confirming bf16 engine (`got`): candle's score (`want`) within 1e-5
+/// when it was re-scored at f32, else the unconfirmed bf16 score (`screen`) bit for bit.
+fn assert_confirmation(
+    i: usize,
+    want: &Prediction,
+    got: &Prediction,
+    screen: &Prediction,
+    rescored: bool,
+) {
+    if rescored {
+        assert!(
+            (want.score - got.score).abs() <= 1e-5,
+            "image {i}: {} vs {}",
+            want.score,
+            got.score
+        );
+    } else {
+        assert_eq!(got.score, screen.score, "image {i}");
+    }
+}
+
 #[test]
 fn bf16_decisions_are_the_f32_decisions() {
     let tmp = tempfile::tempdir().unwrap();
@@ -222,19 +243,9 @@ fn bf16_decisions_are_the_f32_decisions() {
     for (i, ((a, b), r)) in want.iter().zip(&got).zip(&screen).enumerate() {
         let t = candle.threshold(a.class);
         assert!(t.is_some());
-        if near_threshold(r.score, t, DEFAULT_CONFIRM_BAND) {
-            // Re-scored at f32: candle's score.
-            near += 1;
-            assert!(
-                (a.score - b.score).abs() <= 1e-5,
-                "image {i}: {} vs {}",
-                a.score,
-                b.score
-            );
-        } else {
-            // Decided on the bf16 score, which is far enough from the threshold.
-            assert_eq!(b.score, r.score, "image {i}");
-        }
+        let rescored = near_threshold(r.score, t, DEFAULT_CONFIRM_BAND);
+        near += u64::from(rescored);
+        assert_confirmation(i, a, b, r, rescored);
         assert_eq!(
             decide(a.score, t),
             decide(b.score, t),
@@ -263,15 +274,8 @@ fn bf16_decisions_are_the_f32_decisions() {
         .predict_batch_at(&batch, &ClassChoice::Match, &at)
         .unwrap();
     for (i, ((a, b), r)) in want.iter().zip(&mixed).zip(&screen).enumerate() {
-        if i.is_multiple_of(2) {
-            assert!(
-                (a.score - b.score).abs() <= 1e-5,
-                "image {i}: {} vs {}",
-                a.score,
-                b.score
-            );
-        } else {
-            assert_eq!(b.score, r.score, "image {i}");
+        assert_confirmation(i, a, b, r, i.is_multiple_of(2));
+        if !i.is_multiple_of(2) {
             assert_eq!(
                 decide(a.score, at(i, 0)),
                 decide(b.score, at(i, 0)),

@@ -32,6 +32,7 @@ fn manifest_val_rows_calibrate_and_unmasked_class_reports_null_pixel_metrics() {
         test_good_per_class: 2,
         test_defect_per_class: 2,
         size: 32,
+        defect_px: None,
         seed: 5,
     };
     generate(&synth, &data).unwrap();

@@ -191,6 +191,7 @@ fn visa_split_csv_read_as_published_with_0_1_masks() {
         crop: 8,
         mode: cras::data::ResizeMode::Square,
         mask_mode: cras::data::MaskMode::Binarize,
+        tiling: None,
     };
     let m = pre.load_mask(&s[2].masks[0]).unwrap();
     assert_eq!(m.iter().filter(|&&v| v == 1).count(), 32);

@@ -56,6 +56,8 @@ fn pre(s: &Setting, mask_mode: MaskMode) -> Preprocess {
         crop: s.crop,
         mode: s.mode,
         mask_mode,
+        tiling: None,
+        tiling: None,
     }
 }
 
@@ -183,6 +185,7 @@ fn resizing_only_the_crop_window_equals_resizing_then_cropping() {
         crop: 32,
         mode: ResizeMode::ShorterSideThenCenterCrop,
         mask_mode: MaskMode::Binarize,
+        tiling: None,
     };
     for (w, h) in [
         (50, 41),

@@ -19,6 +19,7 @@ fn small(seed: u64) -> SynthConfig {
         test_good_per_class: 1,
         test_defect_per_class: 5,
         size: 64,
+        defect_px: None,
         seed,
     }
 }

@@ -298,6 +298,7 @@ fn reference_masks_resize_the_raw_grey_mask_then_truncate() {
         crop: 8,
         mode: ResizeMode::Square,
         mask_mode,
+        tiling: None,
     };
     let binarised = pre(MaskMode::Binarize).load_mask(&path).unwrap();
     assert!(binarised.iter().all(|&v| v == 1));
@@ -355,6 +356,7 @@ fn reference_masks_match_torchvision_on_a_grey_mask() {
             crop,
             mode,
             mask_mode,
+            tiling: None,
         };
         let want = std::fs::read(dir.join(format!("grey_mask__{name}.u8"))).unwrap();
         let got = pre(MaskMode::ReferenceTruncate).load_mask(&file).unwrap();

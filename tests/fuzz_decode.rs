@@ -63,12 +63,14 @@ fn run_case(bytes: &[u8], name: &str) -> Result<(), String> {
             crop: 16,
             mode: ResizeMode::ShorterSideThenCenterCrop,
             mask_mode: MaskMode::Binarize,
+            tiling: None,
         },
         Preprocess {
             resize: 16,
             crop: 16,
             mode: ResizeMode::Square,
             mask_mode: MaskMode::ReferenceTruncate,
+            tiling: None,
         },
     ] {
         assert_eq!(pre.image(&img).len(), 3 * 16 * 16);

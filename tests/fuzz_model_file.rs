@@ -32,6 +32,7 @@ fn tiny_model(dir: &Path) -> Vec<u8> {
         test_good_per_class: 1,
         test_defect_per_class: 1,
         size: 32,
+        defect_px: None,
         seed: 0,
     };
     generate(&synth, &data).unwrap();

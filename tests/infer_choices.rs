@@ -21,6 +21,7 @@ fn dataset(dir: &Path) {
         test_good_per_class: 2,
         test_defect_per_class: 1,
         size: 48,
+        defect_px: None,
         seed: 5,
     };
     generate(&cfg, dir).unwrap();

@@ -29,6 +29,7 @@ fn dataset(dir: &Path) {
         test_good_per_class: 2,
         test_defect_per_class: 2,
         size: 48,
+        defect_px: None,
         seed: 3,
     };
     generate(&cfg, dir).unwrap();

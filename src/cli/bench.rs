@@ -103,6 +103,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         crop: s as u32,
         mode: ResizeMode::Square,
         mask_mode: MaskMode::Binarize,
+        tiling: None,
     };
     let classes: Vec<String> = (0..a.classes).map(|k| format!("class{k}")).collect();
     let mut meta = ModelMeta::describe(

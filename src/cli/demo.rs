@@ -66,7 +66,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     // A rerun with the same settings reuses the data (generation is deterministic); other
     // settings need another --out, so that nothing a user made is ever overwritten.
     let marker = a.out.join("synth-config.txt");
-    let wanted = format!("{synth:?}");
+    // (Written without the `defect_px` field, which the demo leaves unset, so that folders made
+    // before that field existed are still recognised.)
+    let wanted = format!("{synth:?}").replace(", defect_px: None", "");
     if data.exists() {
         let have = std::fs::read_to_string(&marker).unwrap_or_default();
         anyhow::ensure!(
@@ -101,6 +103,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             crop: a.image_size,
             mode: ResizeMode::Square,
             mask_mode: MaskMode::Binarize,
+            tiling: None,
         },
         descriptor: DescriptorConfig {
             dims: a.dims,

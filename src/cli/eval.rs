@@ -43,6 +43,11 @@ pub struct EvalArgs {
     /// 1.0 counts), whatever the model was trained with.
     #[arg(long)]
     pub reference_masks: bool,
+    /// Compute the pixel metrics on maps and masks of PX x PX (maps resized bilinearly) instead
+    /// of the model's own map side: compares models of different input sizes or tilings on the
+    /// same pixels.
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u64).range(8..=8192))]
+    pub map_size: Option<u64>,
     /// Decision threshold for every class (overrides the stored ones).
     #[arg(long)]
     pub threshold: Option<f32>,
@@ -87,6 +92,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             ProArg::Reference => ProMode::Reference,
         },
         threshold: a.threshold,
+        map_size: a.map_size.map(|m| m as usize),
         batch_size: a.batch_size,
         gallery_per_class: a.gallery,
         progress: !a.quiet,

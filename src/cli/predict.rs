@@ -171,7 +171,7 @@ pub fn run(a: PredictArgs) -> anyhow::Result<()> {
     }
     let thresholds =
         ThresholdChoice::from_options(&predictor.meta, a.threshold, a.false_alarm_rate)?;
-    let s = predictor.input_size() as u32;
+    let s = predictor.map_size() as u32;
     for chunk in files.chunks(a.batch_size.max(1)) {
         let started = std::time::Instant::now();
         let mut images = Vec::new();

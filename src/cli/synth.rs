@@ -26,6 +26,10 @@ pub struct SynthArgs {
     /// Image side in pixels.
     #[arg(long, default_value_t = SynthConfig::default().size)]
     pub size: u32,
+    /// Defect extent in pixels whatever --size, as LO-HI (e.g. 10-30 with --size 2048: small
+    /// defects on high-resolution images) [default: 4-25% of the image side].
+    #[arg(long, value_name = "LO-HI", value_parser = parse_px_range)]
+    pub defect_px: Option<(u32, u32)>,
     /// Random seed; the same seed gives byte-identical files.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -39,6 +43,7 @@ pub fn run(a: SynthArgs) -> anyhow::Result<()> {
         test_good_per_class: a.test_good,
         test_defect_per_class: a.test_defect,
         size: a.size,
+        defect_px: a.defect_px,
         seed: a.seed,
     };
     let summary = generate(&cfg, &a.out)?;
@@ -53,4 +58,17 @@ pub fn run(a: SynthArgs) -> anyhow::Result<()> {
         summary.seconds
     );
     Ok(())
+}
+
+/// `LO-HI` (or one number) as a pixel range.
+fn parse_px_range(s: &str) -> Result<(u32, u32), String> {
+    let num = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("`{s}` is not a pixel range LO-HI (e.g. 10-30)"))
+    };
+    match s.split_once('-') {
+        Some((lo, hi)) => Ok((num(lo)?, num(hi)?)),
+        None => num(s).map(|v| (v, v)),
+    }
 }

@@ -131,6 +131,18 @@ pub struct TrainArgs {
     /// Stop after this epoch, keeping <out>.partial; continue later with --resume.
     #[arg(long)]
     pub stop_after: Option<usize>,
+    /// High resolution: cut each image into overlapping tiles of SIZE working pixels, each
+    /// resized to --image-size and scored on its own; maps are blended, the image score is the
+    /// tiles' maximum. Stored in the model: every command tiles as training did.
+    #[arg(long, value_name = "SIZE")]
+    pub tile: Option<u32>,
+    /// Overlap of neighbouring tiles in working pixels [default: SIZE / 8].
+    #[arg(long, value_name = "PX", requires = "tile")]
+    pub tile_overlap: Option<u32>,
+    /// Side of the square every image is resized to before tiling [default: the first training
+    /// image's longer side, i.e. native resolution].
+    #[arg(long, value_name = "PX", requires = "tile")]
+    pub tile_image_size: Option<u32>,
     /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -211,6 +223,13 @@ impl TrainArgs {
                 } else {
                     MaskMode::Binarize
                 },
+                tiling: self.tile.map(|tile| cras::data::Tiling {
+                    image_size: self.tile_image_size.unwrap_or(0),
+                    tile,
+                    overlap: self
+                        .tile_overlap
+                        .unwrap_or_else(|| cras::data::Tiling::default_overlap(tile)),
+                }),
                 ..super::embed::preprocess_from_flags(self.image_size, self.resize, self.square)
             },
             descriptor: DescriptorConfig {

@@ -1,8 +1,8 @@
 //! Streaming batch loader.
 //!
 //! Input: image paths, a [`Preprocess`], a batch size. Output: an iterator of [`Batch`]es in the
-//! paths' order, each holding `[B, 3, S, S]` f32 (S = `pre.output_size()`, B = batch size, the last
-//! batch possibly smaller). A background thread decodes and preprocesses each batch's images in
+//! paths' order, each holding `[B * V, 3, S, S]` f32 (S = `pre.output_size()`, B = batch size, the
+//! last batch possibly smaller, V = `pre.views_per_image()`: the tiles of a tiled model, else 1). A background thread decodes and preprocesses each batch's images in
 //! parallel (rayon); at most [`BATCHES_IN_FLIGHT`] finished batches wait for the consumer, so
 //! memory stays bounded whatever the dataset size. The first error (naming its file) ends the
 //! stream. An indicatif progress bar counts images when asked.
@@ -24,10 +24,12 @@ pub const BATCHES_IN_FLIGHT: usize = 2;
 pub struct Batch {
     /// Source files, in order.
     pub paths: Vec<PathBuf>,
-    /// `[B, 3, size, size]` row-major f32.
+    /// `[B * views, 3, size, size]` row-major f32: each image's views (tiles) in a row.
     pub images: Vec<f32>,
-    /// Side of each image.
+    /// Side of each view.
     pub size: u32,
+    /// Network inputs per image (the tile count of a tiled model, else 1).
+    pub views: usize,
 }
 
 impl Batch {
@@ -41,10 +43,10 @@ impl Batch {
         self.paths.is_empty()
     }
 
-    /// The images as a `[B, 3, size, size]` f32 tensor on `dev`.
+    /// The views as a `[B * views, 3, size, size]` f32 tensor on `dev`.
     pub fn to_tensor(&self, dev: &candle_core::Device) -> candle_core::Result<candle_core::Tensor> {
         let s = self.size as usize;
-        candle_core::Tensor::from_slice(&self.images, (self.len(), 3, s, s), dev)
+        candle_core::Tensor::from_slice(&self.images, (self.len() * self.views, 3, s, s), dev)
     }
 }
 
@@ -52,12 +54,13 @@ impl Batch {
 pub fn load_batch(paths: Vec<PathBuf>, pre: &Preprocess) -> Result<Batch> {
     let per_image = paths
         .par_iter()
-        .map(|p| decode_rgb(p).map(|img| pre.image(&img)))
+        .map(|p| decode_rgb(p).map(|img| pre.views(&img)))
         .collect::<Result<Vec<Vec<f32>>>>()?;
     Ok(Batch {
         paths,
         images: per_image.concat(),
         size: pre.output_size(),
+        views: pre.views_per_image(),
     })
 }
 

@@ -13,8 +13,10 @@ pub mod loader;
 pub mod manifest;
 pub mod preprocess;
 pub mod synth;
+pub mod tiling;
 
 pub use dataset::{discover, discover_splits, ClassSplit, Dataset, Splits, TestItem};
 pub use layouts::{load, Format};
 pub use manifest::{Label, Sample};
 pub use preprocess::{MaskMode, Preprocess, ResizeMode};
+pub use tiling::Tiling;

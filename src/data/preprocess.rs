@@ -22,6 +22,7 @@
 use image::{GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
+use super::tiling::Tiling;
 use crate::{Error, Result};
 
 /// ImageNet channel means used by the reference's `Normalize`.
@@ -61,6 +62,9 @@ pub struct Preprocess {
     pub mode: ResizeMode,
     /// Mask binarisation.
     pub mask_mode: MaskMode,
+    /// High-resolution tiling (None: the whole image is one input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiling: Option<Tiling>,
 }
 
 impl Preprocess {
@@ -71,6 +75,7 @@ impl Preprocess {
             crop: 288,
             mode: ResizeMode::ShorterSideThenCenterCrop,
             mask_mode: MaskMode::Binarize,
+            tiling: None,
         }
     }
 
@@ -107,7 +112,46 @@ impl Preprocess {
                 ),
             ));
         }
+        if let Some(t) = &self.tiling {
+            t.validate()?;
+        }
         Ok(())
+    }
+
+    /// Network inputs per image: the tile count T of a tiled model, else 1.
+    pub fn views_per_image(&self) -> usize {
+        self.tiling.map_or(1, |t| t.count())
+    }
+
+    /// Every network input of `img`: `[T, 3, crop, crop]` (tiled) or `[1, 3, crop, crop]`.
+    pub fn views(&self, img: &RgbImage) -> Vec<f32> {
+        match &self.tiling {
+            Some(t) => t.views(img, self.crop),
+            None => self.image(img),
+        }
+    }
+
+    /// Side of an image's anomaly map and of its ground truth: the working side of a tiled
+    /// model, else the crop.
+    pub fn map_side(&self) -> u32 {
+        self.tiling.map_or(self.crop, |t| t.image_size)
+    }
+
+    /// The same preprocessing with maps and masks of `side x side` (evaluation at another
+    /// resolution): the working side of a tiled model, else the crop with the resize scaled
+    /// alike, so the mask covers the same region of the image.
+    pub fn with_map_side(&self, side: u32) -> Self {
+        let mut out = self.clone();
+        match &mut out.tiling {
+            Some(t) => t.image_size = side,
+            None => {
+                let scaled = (u64::from(self.resize) * u64::from(side) + u64::from(self.crop) / 2)
+                    / u64::from(self.crop.max(1));
+                out.resize = u32::try_from(scaled).unwrap_or(u32::MAX).max(side);
+                out.crop = side;
+            }
+        }
+        out
     }
 
     /// Resize and crop geometry for an input of `w x h`: `(resized_w, resized_h, left, top)`.
@@ -123,8 +167,12 @@ impl Preprocess {
         }
     }
 
-    /// The uint8 image after resize and crop, `crop x crop`.
+    /// The uint8 image after resize and crop, `crop x crop` (a tiled model's working image,
+    /// `map_side() x map_side()`).
     pub fn resized_rgb(&self, img: &RgbImage) -> RgbImage {
+        if let Some(t) = &self.tiling {
+            return t.working_rgb(img);
+        }
         let out = self.resize_and_crop(img.as_raw(), img.width(), img.height(), 3);
         RgbImage::from_raw(self.crop, self.crop, out).expect("buffer sized crop*crop*3")
     }
@@ -146,7 +194,10 @@ impl Preprocess {
     /// The ground truth under the same geometry: `[crop, crop]` values in {0, 1}. The mask is
     /// resized as a Pillow "L" image (as torchvision does), then thresholded per [`MaskMode`].
     pub fn mask(&self, mask: &GrayImage) -> Vec<u8> {
-        let resized = self.resize_and_crop(mask.as_raw(), mask.width(), mask.height(), 1);
+        let resized = match &self.tiling {
+            Some(t) => t.working_gray(mask.as_raw(), mask.width(), mask.height()),
+            None => self.resize_and_crop(mask.as_raw(), mask.width(), mask.height(), 1),
+        };
         // v/255 >= 0.5  <=>  v >= 128 ;  v/255 == 1.0  <=>  v == 255
         let threshold = match self.mask_mode {
             MaskMode::Binarize => 128,
@@ -393,6 +444,7 @@ mod tests {
             crop: 4,
             mode: ResizeMode::Square,
             mask_mode: MaskMode::Binarize,
+            tiling: None,
         };
         let u = pre.load_masks([left, top].iter()).unwrap().unwrap();
         // 8 left-half pixels plus the 2 top pixels of the right half.

@@ -36,6 +36,9 @@ pub struct SynthConfig {
     pub test_defect_per_class: usize,
     /// Side of every image in pixels (32..=2048).
     pub size: u32,
+    /// Defect extent in pixels, `(lo, hi)`, whatever the size (None: a share of the side,
+    /// 4-25% of it). Small defects on large images: `Some((10, 30))` at 2048 px.
+    pub defect_px: Option<(u32, u32)>,
     /// Seed of everything.
     pub seed: u64,
 }
@@ -48,6 +51,7 @@ impl Default for SynthConfig {
             test_good_per_class: 10,
             test_defect_per_class: 20,
             size: 256,
+            defect_px: None,
             seed: 0,
         }
     }
@@ -87,6 +91,18 @@ impl SynthConfig {
                 self.size,
                 "must be between 32 and 2048 pixels",
             ));
+        }
+        if let Some((lo, hi)) = self.defect_px {
+            if lo < 2 || lo > hi || hi > self.size / 4 {
+                return Err(Error::config(
+                    "defect-px",
+                    format!("{lo}-{hi}"),
+                    format!(
+                        "must be LO-HI pixels with 2 <= LO <= HI <= a quarter of the image side ({})",
+                        self.size / 4
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -155,7 +171,8 @@ fn draw(cfg: &SynthConfig, job: Job) -> (PathBuf, Vec<u8>, Option<DrawnFile>) {
                 let other = (class + 1 + rng.below(CLASS_NAMES.len() - 1)) % CLASS_NAMES.len();
                 render_normal(other, size, &mut rng)
             });
-            let mask = add_defect(&mut canvas, class, kind, foreign.as_ref(), &mut rng);
+            let extent = cfg.defect_px.map(|(lo, hi)| (lo as f32, hi as f32));
+            let mask = add_defect(&mut canvas, class, kind, foreign.as_ref(), extent, &mut rng);
             let name = defect_name(class, kind);
             let mask_bytes = mask.iter().map(|&m| if m { 255 } else { 0 }).collect();
             let mask_path = class_dir

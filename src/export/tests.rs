@@ -51,6 +51,7 @@ fn predictor(layers: &[Layer], dims: usize, ablation: Option<serde_json::Value>)
             crop: S as u32,
             mode: crate::data::ResizeMode::Square,
             mask_mode: crate::data::MaskMode::Binarize,
+            tiling: None,
         },
         descriptor: desc,
         grid,

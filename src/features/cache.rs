@@ -170,7 +170,8 @@ impl FeatureCache {
     }
 
     /// Decodes, preprocesses and describes the images at `paths` (streamed in batches of 16)
-    /// and stores their descriptors as images 0.. in order.
+    /// and stores their descriptors as images 0.. in order (a tiled preprocessing: every tile
+    /// of every image, in order).
     pub fn fill_from_images(
         &mut self,
         extractor: &crate::features::FeatureExtractor,
@@ -183,7 +184,7 @@ impl FeatureCache {
         for batch in crate::data::loader::batches(paths.to_vec(), pre.clone(), 16, progress) {
             let batch = batch?;
             let g = extractor.descriptors(&batch.to_tensor(device)?)?;
-            for j in 0..batch.len() {
+            for j in 0..batch.len() * batch.views {
                 self.put(i, &g.get(j)?)?;
                 i += 1;
             }

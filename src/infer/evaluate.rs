@@ -43,6 +43,10 @@ pub struct EvalOptions {
     pub vote_group: usize,
     /// How AUPRO is computed.
     pub pro: ProMode,
+    /// Side of the square maps and masks the pixel metrics are computed on (None: the model's
+    /// map side, [`Predictor::map_size`]). Compares models of different input sizes (e.g. a
+    /// tiled model and a downscaling one) on the same pixels.
+    pub map_size: Option<usize>,
     /// Mask handling for this evaluation (None: the model's, as trained).
     pub mask_mode: Option<MaskMode>,
     /// Override every stored threshold.
@@ -63,6 +67,7 @@ impl Default for EvalOptions {
             batch_vote: false,
             vote_group: 32,
             pro: ProMode::Standard,
+            map_size: None,
             mask_mode: None,
             threshold: None,
             batch_size: 16,
@@ -125,6 +130,8 @@ pub struct ClassScores {
 /// The scoring pass over a test split: per class, every image scored once.
 pub struct ScoringPass {
     pub classes: Vec<ClassScores>,
+    /// Side of the maps and masks in the accumulators.
+    pub map_size: usize,
     /// Panels chosen for the gallery (defective first, then good, per class).
     pub gallery: Vec<GalleryItem>,
     pub seconds: f64,
@@ -177,11 +184,14 @@ pub fn scoring_pass(
 ) -> Result<ScoringPass> {
     let started = std::time::Instant::now();
     let meta = &predictor.meta;
-    let s = predictor.input_size();
+    let native = predictor.map_size();
+    let s = opts.map_size.unwrap_or(native);
     let pre = &Preprocess {
         mask_mode: opts.mask_mode.unwrap_or(meta.preprocess.mask_mode),
         ..meta.preprocess.clone()
     };
+    // Ground truth and gallery images under the geometry of the maps the metrics see.
+    let truth = &pre.with_map_side(s as u32);
     let thresholds = ThresholdChoice::from_options(meta, opts.threshold, None)?;
     let total_images: usize = ds.classes.iter().map(|c| c.test.len()).sum();
     let bar = progress_bar(opts.progress, total_images);
@@ -214,8 +224,8 @@ pub fn scoring_pass(
             // The image is decided at its dataset class's threshold.
             for p in predictor.predict_batch_at(&t, &choice, &|_, _| threshold)? {
                 let item = &class.test[images.len()];
-                let mask = pre.load_masks(item.masks())?;
-                let map = predictor.anomaly_map(&p);
+                let mask = truth.load_masks(item.masks())?;
+                let map = resized_map(predictor.anomaly_map(&p), native, s);
                 let anomalous = item.is_anomalous();
                 acc.push(p.score, anomalous, &map, mask.as_deref())?;
                 images.push(ImageRecord {
@@ -252,7 +262,7 @@ pub fn scoring_pass(
                             threshold,
                             matched_class: meta.classes.get(p.matched).cloned().unwrap_or_default(),
                         },
-                        image: pre.resized_rgb(&decode::decode_rgb(&item.path)?),
+                        image: truth.resized_rgb(&decode::decode_rgb(&item.path)?),
                         mask,
                         map,
                     });
@@ -276,9 +286,19 @@ pub fn scoring_pass(
     bar.finish_and_clear();
     Ok(ScoringPass {
         classes,
+        map_size: s,
         gallery,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A `[from, from]` map at `[to, to]` (bilinear; unchanged when the sides agree).
+fn resized_map(map: Vec<f32>, from: usize, to: usize) -> Vec<f32> {
+    if from == to {
+        map
+    } else {
+        super::anomaly_map::upsample_bilinear(&map, from, from, to, to)
+    }
 }
 
 /// Computes the metrics of a scoring pass and writes every report file into `out`:
@@ -300,7 +320,7 @@ pub fn write_report(
     };
     let mut class_reports = Vec::new();
     let mut per_class_sets = Vec::new();
-    let mut pooled = EvalAccumulator::new(predictor.input_size());
+    let mut pooled = EvalAccumulator::new(pass.map_size);
     let mut image_curves = (Vec::new(), Vec::new());
     let mut score_rows: Vec<Vec<String>> = Vec::new();
     let mut all: Vec<&ImageRecord> = Vec::new();
@@ -395,6 +415,7 @@ pub fn write_report(
     });
     let seconds = pass.seconds;
     let mut config = serde_json::json!({
+            "map_size": pass.map_size,
             "data": data.display().to_string(),
             "class_choice": if opts.class_given { "stated" } else if opts.batch_vote { "batch-vote" } else { "global-match" },
             "vote_group": (opts.batch_vote && !opts.class_given).then_some(opts.vote_group),
@@ -418,6 +439,7 @@ pub fn write_report(
             "backbone": meta.backbone,
             "dims": meta.descriptor.dims,
             "input_size": predictor.input_size(),
+            "tiling": meta.preprocess.tiling,
             "training": meta.training,
             "thresholds": meta.thresholds.as_ref().map(|t| serde_json::json!({"global": t.global, "per_class": t.per_class, "method": t.method})),
         }),

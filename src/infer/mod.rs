@@ -14,6 +14,7 @@ pub mod engine;
 pub mod evaluate;
 pub mod predictor;
 pub mod scoring;
+pub mod tiled;
 
 pub use crate::model::file::{ModelMeta, Thresholds, FORMAT_VERSION};
 pub use decision::{decide, near_threshold, Decision, ThresholdChoice, ThresholdOf};

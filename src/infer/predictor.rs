@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use super::decision::ThresholdOf;
 use super::engine::graph_engine::GraphEngine;
 use super::engine::{EngineChoice, EngineKind, EngineOptions, Precision};
+use super::tiled;
 pub use super::scoring::{ClassChoice, Prediction};
 use crate::features::FeatureExtractor;
 use crate::model::{file, Ablation, Adaptor, CenterBank, Discriminator, HeadRef, ModelMeta};
@@ -225,6 +226,11 @@ impl Predictor {
         self.meta.preprocess.crop as usize
     }
 
+    /// The side of an image's anomaly map: S, or the working side of a tiled model.
+    pub fn map_size(&self) -> usize {
+        self.meta.preprocess.map_side() as usize
+    }
+
     /// The parts of the method the model was trained with (ablation runs turn some off).
     pub fn ablation(&self) -> Ablation {
         self.meta.ablation
@@ -239,7 +245,47 @@ impl Predictor {
     /// [`Self::predict_batch`] for decisions at other thresholds: `threshold_of(i, k)` is the
     /// threshold of image i scored as class k. Only a bf16 engine reads it, to re-score at f32
     /// the images near their threshold ([`super::engine::graph_engine`]).
+    ///
+    /// A tiled model takes each image's tiles in a row, `[B * T, 3, S, S]` (as
+    /// [`crate::data::loader::Batch::to_tensor`] and [`Self::preprocess`] give them), and returns
+    /// one prediction per image ([`super::tiled`]).
     pub fn predict_batch_at(
+        &self,
+        images: &Tensor,
+        choice: &ClassChoice,
+        threshold_of: ThresholdOf,
+    ) -> Result<Vec<Prediction>> {
+        let Some(tiling) = self.meta.preprocess.tiling else {
+            return self.predict_inputs_at(images, choice, threshold_of);
+        };
+        let t = tiling.count();
+        let n = images.dim(0)?;
+        if n % t != 0 {
+            return Err(Error::Other(format!(
+                "{n} inputs are not whole images of {t} tiles each"
+            )));
+        }
+        let per_tile = |i: usize, k: usize| threshold_of(i / t, k);
+        let mut tiles =
+            self.predict_inputs_at(images, &tiled::tile_choice(choice, t), &per_tile)?;
+        let (votes, again) = tiled::tile_votes(&tiles, t, self.bank.classes(), choice);
+        if !again.is_empty() {
+            let classes: Vec<usize> = again.iter().map(|&i| votes[i / t]).collect();
+            let rescored = self.predict_inputs_at(
+                &tiled::select_rows(images, &again)?,
+                &ClassChoice::Stated(classes),
+                &|j, k| threshold_of(again[j] / t, k),
+            )?;
+            for (&i, p) in again.iter().zip(rescored) {
+                tiles[i] = p;
+            }
+        }
+        tiled::combine(tiles, &votes, &tiling, self.meta.grid, self.input_size())
+    }
+
+    /// Scores network inputs [N, 3, S, S], one prediction per input (a tiled model's tiles
+    /// each on their own).
+    fn predict_inputs_at(
         &self,
         images: &Tensor,
         choice: &ClassChoice,
@@ -259,18 +305,19 @@ impl Predictor {
         super::scoring::score_descriptors(self.head(), self.ablation(), g, choice)
     }
 
-    /// Preprocesses decoded images (in parallel) into the batch [B, 3, S, S] on the device.
+    /// Preprocesses decoded images (in parallel) into the batch [B * T, 3, S, S] on the device
+    /// (T = 1 unless the model is tiled).
     pub fn preprocess(&self, images: &[image::RgbImage]) -> Result<Tensor> {
         let s = self.input_size();
         let pre = &self.meta.preprocess;
         let data: Vec<f32> = images
             .par_iter()
-            .map(|im| pre.image(im))
+            .map(|im| pre.views(im))
             .flatten()
             .collect();
         Ok(Tensor::from_vec(
             data,
-            (images.len(), 3, s, s),
+            (images.len() * pre.views_per_image(), 3, s, s),
             &self.device,
         )?)
     }

@@ -234,7 +234,7 @@ fn answer_json(
     ms: f64,
 ) -> Result<Value, ApiError> {
     let predictor = &scored.model.predictor;
-    let side = predictor.input_size() as u32;
+    let side = predictor.map_size() as u32;
     let mut predictions = Vec::with_capacity(names.len());
     for (p, name) in scored.predictions.iter().zip(names) {
         let threshold = in_force.for_class(&predictor.meta, p.class);

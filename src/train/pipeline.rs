@@ -103,12 +103,14 @@ fn fill_cache(
     device: &Device,
 ) -> Result<FeatureCache> {
     let grid = extractor.grid_side(cfg.preprocess.crop as usize);
+    let views = cfg.preprocess.views_per_image();
     tracing::info!(
         images = paths.len(),
+        tiles_per_image = views,
         "computing training descriptors once (feature cache)"
     );
     let mut cache = FeatureCache::new(
-        paths.len(),
+        paths.len() * views,
         grid * grid,
         cfg.descriptor.dims,
         cfg.cache_precision,
@@ -117,6 +119,33 @@ fn fill_cache(
     )?;
     cache.fill_from_images(extractor, paths, &cfg.preprocess, cfg.progress, device)?;
     Ok(cache)
+}
+
+/// A tiled configuration whose working side is left to the data (0) gets the longer side of the
+/// first training image (None: nothing to resolve).
+fn with_tile_image_size(cfg: &TrainConfig, train: &[PathBuf]) -> Result<Option<TrainConfig>> {
+    let Some(tiling) = cfg.preprocess.tiling.filter(|t| t.image_size == 0) else {
+        return Ok(None);
+    };
+    let first = train
+        .first()
+        .ok_or_else(|| Error::Other("no training images to take the tile image size from".into()))?;
+    let (w, h) = image::image_dimensions(first)
+        .map_err(|e| Error::image(first, format!("reading the image size: {e}")))?;
+    let mut out = cfg.clone();
+    out.preprocess.tiling = Some(crate::data::Tiling {
+        image_size: w.max(h),
+        ..tiling
+    });
+    tracing::info!(
+        image_size = w.max(h),
+        tile = tiling.tile,
+        overlap = tiling.overlap,
+        tiles = out.preprocess.views_per_image(),
+        "tiling: images are worked on at the first training image's side ({})",
+        first.display()
+    );
+    Ok(Some(out))
 }
 
 /// Step 3a: a fresh head from the seed and the center bank computed with its untrained adaptor.
@@ -366,7 +395,17 @@ pub fn train(
     log: Option<&mut dyn std::io::Write>,
 ) -> Result<TrainSummary> {
     let started = std::time::Instant::now();
+    let split = split(cfg)?;
+    let resolved = with_tile_image_size(cfg, &split.train)?;
+    let cfg = resolved.as_ref().unwrap_or(cfg);
     cfg.preprocess.validate()?;
+    if cfg.preprocess.tiling.is_some() && cfg.eval_every > 0 {
+        return Err(Error::config(
+            "eval-every",
+            cfg.eval_every,
+            "is not available with --tile (evaluate the trained model with `cras eval`)",
+        ));
+    }
     if cfg.select_batch_vote && cfg.eval_every == 0 {
         return Err(Error::config(
             "select-batch-vote",
@@ -382,14 +421,20 @@ pub fn train(
         ));
     }
     let device = crate::device::select(&cfg.device)?;
-    let split = split(cfg)?;
     let extractor = training_extractor(cfg, &split.train, &device)?;
     let cache = fill_cache(cfg, &extractor, &split.train, &device)?;
+    // One cache row per network input: a tiled model's tiles each train as an image of the class.
+    let views = cfg.preprocess.views_per_image();
+    let labels: Vec<usize> = split
+        .labels
+        .iter()
+        .flat_map(|&k| std::iter::repeat_n(k, views))
+        .collect();
     let partial = partial_path(out);
     let (state, bank, mut stats) = if resume {
         resume_head(cfg, &partial, &split.classes, &device)?
     } else {
-        let (state, bank) = init_head(cfg, &cache, &split.labels, &split.classes, &device)?;
+        let (state, bank) = init_head(cfg, &cache, &labels, &split.classes, &device)?;
         (state, bank, TrainingStats::default())
     };
     let mut state = state;
@@ -397,7 +442,7 @@ pub fn train(
     // (its adaptor is trained: measuring again would change the noise and so the model).
     let median = match stats.median_center_distance.filter(|_| resume) {
         Some(m) => m,
-        None => median_center_distance(cfg, &state.adaptor, &bank, &cache, &split.labels, &device)?,
+        None => median_center_distance(cfg, &state.adaptor, &bank, &cache, &labels, &device)?,
     };
     let mut fit_cfg = cfg.fit.clone();
     let stop_early = cfg.stop_after.filter(|&n| n < cfg.fit.epochs);
@@ -450,7 +495,7 @@ pub fn train(
         &mut state,
         &bank,
         &cache,
-        &split.labels,
+        &labels,
         probe.as_ref(),
         &meta,
         &partial,

@@ -22,6 +22,7 @@ pub fn tiny_train_config(data: &Path) -> TrainConfig {
             crop: 32,
             mode: ResizeMode::Square,
             mask_mode: MaskMode::Binarize,
+            tiling: None,
         },
         descriptor: DescriptorConfig {
             dims: 32,

@@ -34,6 +34,7 @@ pub fn tiny_model() -> &'static TinyModel {
             test_good_per_class: 1,
             test_defect_per_class: 1,
             size: 64,
+            defect_px: None,
             seed: 0,
         };
         generate(&synth, &data).expect("synthetic data");

@@ -336,22 +336,25 @@ fn defect_center(c: &Canvas, rng: &mut SynthRng) -> (f32, f32) {
 }
 
 /// Paints defect `kind` on `c` (class `class`) and returns its mask. `foreign_class` supplies
-/// the pasted surface for the foreign kind.
+/// the pasted surface for the foreign kind. With `extent_px = Some((lo, hi))` the defect spans
+/// lo..hi pixels whatever the image size (small defects on large images); otherwise its size is
+/// a share of the image side.
 pub fn add_defect(
     c: &mut Canvas,
     class: usize,
     kind: usize,
     foreign: Option<&Canvas>,
+    extent_px: Option<(f32, f32)>,
     rng: &mut SynthRng,
 ) -> Vec<bool> {
-    let s = c.size as f32;
     let (cx, cy) = defect_center(c, rng);
-    let mean_lum: f32 = c
-        .rgb
-        .iter()
-        .map(|p| p.iter().sum::<f32>() / 3.0)
-        .sum::<f32>()
-        / c.rgb.len() as f32;
+    if let Some((lo, hi)) = extent_px {
+        let extent = rng.range(lo, hi);
+        let mask = small_defect_mask(c, class, kind, (cx, cy), extent, rng);
+        paint_defect(c, class, kind, foreign, &mask, rng);
+        return mask;
+    }
+    let s = c.size as f32;
     let mask = match kind {
         0 => {
             let step = s * rng.range(0.06, 0.08);
@@ -373,6 +376,48 @@ pub fn add_defect(
             stroke(c.size, &pts, s * rng.range(0.016, 0.022))
         }
     };
+    paint_defect(c, class, kind, foreign, &mask, rng);
+    mask
+}
+
+/// The mask of a defect spanning about `extent` pixels around `(cx, cy)`: strokes (scratch,
+/// crack) `extent` long and a sixth of it wide (at least 2 px), blobs `extent` across.
+fn small_defect_mask(
+    c: &Canvas,
+    class: usize,
+    kind: usize,
+    (cx, cy): (f32, f32),
+    extent: f32,
+    rng: &mut SynthRng,
+) -> Vec<bool> {
+    let width = (extent / 6.0).max(2.0);
+    match kind {
+        0 => stroke(c.size, &walk(rng, cx, cy, 6, extent / 6.0, 0.25), width),
+        3 if !is_object(class) => stroke(c.size, &walk(rng, cx, cy, 10, extent / 10.0, 0.9), width),
+        3 => blob(c.size, cx, cy, extent / 2.0, rng)
+            .iter()
+            .zip(&c.object)
+            .map(|(&r, &o)| r && o)
+            .collect(),
+        _ => blob(c.size, cx, cy, extent / 2.0, rng),
+    }
+}
+
+/// Repaints the pixels of `mask` as defect `kind`.
+fn paint_defect(
+    c: &mut Canvas,
+    class: usize,
+    kind: usize,
+    foreign: Option<&Canvas>,
+    mask: &[bool],
+    rng: &mut SynthRng,
+) {
+    let mean_lum: f32 = c
+        .rgb
+        .iter()
+        .map(|p| p.iter().sum::<f32>() / 3.0)
+        .sum::<f32>()
+        / c.rgb.len() as f32;
     let scratch = if mean_lum > 128.0 {
         [22.0, 20.0, 24.0]
     } else {
@@ -401,7 +446,6 @@ pub fn add_defect(
             _ => foreign.map_or([255.0, 0.0, 255.0], |f| f.rgb[i]),
         };
     }
-    mask
 }
 
 /// Lighting (gain and gradient) and sensor noise, then rounding to 8-bit RGB.

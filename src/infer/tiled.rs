@@ -1,0 +1,188 @@
+//! Scoring of tiled models ([`crate::data::Tiling`]): per-tile predictions to one prediction per
+//! image.
+//!
+//! Input: the T tiles of each of B images, scored as ordinary inputs `[B * T, 3, S, S]` (each a
+//! [`Prediction`] with its `[S, S]` map). Per image:
+//! - class: with the global match, every tile votes with its own match and the image takes the
+//!   majority (ties: the smallest index, as [`batch_vote`]); tiles that matched another class are
+//!   scored again aligned with the image's class, so every tile of an image is aligned with the
+//!   same class. A stated class applies to all the image's tiles.
+//! - image score: the maximum over its tiles (so the maximum patch score of the image);
+//! - map `[N, N]` (N = the working side): each tile's map resized bilinearly to the tile's window
+//!   and the windows averaged where they overlap ([`blend`]);
+//! - patch scores: the tiles' patch scores one after the other, `[T, g, g]`;
+//! - class similarity: the mean over its tiles.
+//!
+//! The center bank is shared by all tile positions: one `[P, D]` center map per class, the mean
+//! over every tile of the class's training images (see the README, "High-resolution images").
+
+use candle_core::Tensor;
+
+use super::anomaly_map::{map_of, upsample_bilinear};
+use super::scoring::{batch_vote, ClassChoice, Prediction};
+use crate::data::Tiling;
+use crate::{Error, Result};
+
+/// The per-tile class choice of a per-image one (`t` tiles per image).
+pub fn tile_choice(choice: &ClassChoice, t: usize) -> ClassChoice {
+    match choice {
+        ClassChoice::Stated(c) => {
+            ClassChoice::Stated(c.iter().flat_map(|&k| std::iter::repeat_n(k, t)).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// Per image, the class its tiles vote for and the tiles (global indices) to score again
+/// aligned with it. Only a [`ClassChoice::Match`] leaves tiles to re-score.
+pub fn tile_votes(
+    tiles: &[Prediction],
+    t: usize,
+    n_classes: usize,
+    choice: &ClassChoice,
+) -> (Vec<usize>, Vec<usize>) {
+    let mut votes = Vec::new();
+    let mut again = Vec::new();
+    for (i, image) in tiles.chunks(t).enumerate() {
+        let used: Vec<usize> = image.iter().map(|p| p.class).collect();
+        let class = match choice {
+            ClassChoice::Match => batch_vote(&used, n_classes),
+            _ => used[0],
+        };
+        if matches!(choice, ClassChoice::Match) {
+            again.extend((0..t).filter(|&j| used[j] != class).map(|j| i * t + j));
+        }
+        votes.push(class);
+    }
+    (votes, again)
+}
+
+/// The rows `rows` of a `[N, ...]` tensor.
+pub fn select_rows(x: &Tensor, rows: &[usize]) -> Result<Tensor> {
+    let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+    let idx = Tensor::from_vec(idx, rows.len(), x.device())?;
+    Ok(x.index_select(&idx, 0)?)
+}
+
+/// One prediction per image from its `t` tile predictions (see the module docs). `grid` and `s`
+/// are the tile's patch grid side and input side.
+pub fn combine(
+    tiles: Vec<Prediction>,
+    votes: &[usize],
+    tiling: &Tiling,
+    grid: usize,
+    s: usize,
+) -> Result<Vec<Prediction>> {
+    let t = tiling.count();
+    if tiles.len() != votes.len() * t {
+        return Err(Error::Other(format!(
+            "{} tile predictions for {} images of {t} tiles",
+            tiles.len(),
+            votes.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(votes.len());
+    let mut it = tiles.into_iter();
+    for &class in votes {
+        let image: Vec<Prediction> = it.by_ref().take(t).collect();
+        let maps: Vec<Vec<f32>> = image
+            .iter()
+            .map(|p| p.map.clone().unwrap_or_else(|| map_of(&p.patch_scores, grid, s)))
+            .collect();
+        let score = image.iter().map(|p| p.score).fold(f32::NEG_INFINITY, f32::max);
+        let sim = image.iter().map(|p| p.class_similarity).sum::<f32>() / t as f32;
+        out.push(Prediction {
+            class,
+            matched: class,
+            class_similarity: sim,
+            score,
+            patch_scores: image.iter().flat_map(|p| p.patch_scores.iter().copied()).collect(),
+            map: Some(blend(&maps, s, tiling)),
+        });
+    }
+    Ok(out)
+}
+
+/// The tiles' maps (`[s, s]` each, row-major in the tiling's window order) blended into one
+/// `[N, N]` map: each map resized bilinearly to its window, overlaps averaged.
+pub fn blend(maps: &[Vec<f32>], s: usize, tiling: &Tiling) -> Vec<f32> {
+    let n = tiling.image_size as usize;
+    let mut sum = vec![0f32; n * n];
+    let mut weight = vec![0u16; n * n];
+    for (map, w) in maps.iter().zip(tiling.windows()) {
+        let side = w.side as usize;
+        let resized;
+        let tile_map = if side == s {
+            map
+        } else {
+            resized = upsample_bilinear(map, s, s, side, side);
+            &resized
+        };
+        for (row, values) in tile_map.chunks_exact(side).enumerate() {
+            let start = (w.y as usize + row) * n + w.x as usize;
+            for (j, &v) in values.iter().enumerate() {
+                sum[start + j] += v;
+                weight[start + j] += 1;
+            }
+        }
+    }
+    sum.iter()
+        .zip(&weight)
+        .map(|(&v, &c)| v / f32::from(c.max(1)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiling() -> Tiling {
+        Tiling {
+            image_size: 48,
+            tile: 32,
+            overlap: 16,
+        }
+    }
+
+    #[test]
+    fn blending_averages_overlaps_and_places_each_tile() {
+        // 48 px, tiles of 32 at starts 0 and 16: 4 tiles. Tile k's map is the constant k.
+        let t = tiling();
+        let maps: Vec<Vec<f32>> = (0..4).map(|k| vec![k as f32; 16 * 16]).collect();
+        let m = blend(&maps, 16, &t);
+        assert_eq!(m.len(), 48 * 48);
+        assert_eq!(m[0], 0.0); // only tile 0
+        assert_eq!(m[47], 1.0); // top right: only tile 1
+        assert_eq!(m[47 * 48], 2.0); // bottom left: only tile 2
+        assert_eq!(m[48 * 48 - 1], 3.0); // bottom right: only tile 3
+        assert_eq!(m[20 * 48 + 20], 1.5); // the centre: all four averaged
+        assert_eq!(m[5 * 48 + 20], 0.5); // top middle: tiles 0 and 1
+    }
+
+    #[test]
+    fn an_image_takes_its_tiles_majority_and_the_others_are_scored_again() {
+        let p = |class: usize, score: f32| Prediction {
+            class,
+            matched: class,
+            class_similarity: 0.5,
+            score,
+            patch_scores: vec![score; 4],
+            map: None,
+        };
+        let tiles = vec![p(1, 0.1), p(0, 0.2), p(1, 0.9), p(1, 0.3)];
+        let (votes, again) = tile_votes(&tiles, 4, 2, &ClassChoice::Match);
+        assert_eq!((votes.clone(), again), (vec![1], vec![1]));
+        let (_, again) = tile_votes(&tiles, 4, 2, &ClassChoice::Stated(vec![1; 4]));
+        assert!(again.is_empty());
+        let out = combine(tiles, &votes, &tiling(), 2, 16).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].score, 0.9);
+        assert_eq!(out[0].class, 1);
+        assert_eq!(out[0].patch_scores.len(), 16);
+        assert_eq!(out[0].map.as_ref().map(Vec::len), Some(48 * 48));
+        assert_eq!(
+            tile_choice(&ClassChoice::Stated(vec![2, 0]), 2),
+            ClassChoice::Stated(vec![2, 2, 0, 0])
+        );
+    }
+}

@@ -100,7 +100,8 @@ fn on_engine_with(
     }
 }
 
-/// Every test image of the dataset, preprocessed as the model does: [N,3,S,S].
+/// Every test image of the dataset, preprocessed as the model does: [N*T,3,S,S] (T tiles per
+/// image for a tiled model, else 1).
 fn test_batch(p: &Predictor, data: &Path) -> (Tensor, Vec<usize>) {
     let mut images = Vec::new();
     let mut classes = Vec::new();
@@ -122,12 +123,13 @@ fn test_batch(p: &Predictor, data: &Path) -> (Tensor, Vec<usize>) {
         }
     }
     let s = p.input_size();
+    let views = p.meta.preprocess.views_per_image();
     let data: Vec<f32> = images
         .iter()
-        .flat_map(|im| p.meta.preprocess.image(im))
+        .flat_map(|im| p.meta.preprocess.views(im))
         .collect();
     (
-        Tensor::from_vec(data, (images.len(), 3, s, s), &Device::Cpu).unwrap(),
+        Tensor::from_vec(data, (images.len() * views, 3, s, s), &Device::Cpu).unwrap(),
         classes,
     )
 }
@@ -174,8 +176,9 @@ fn f32_parity(extra: &[&str]) {
             assert_close(&want, &got, &candle, &engine, &format!("{kind} {choice:?}"));
         }
         // Batch 1 equals the batched scores (the engine is built once and reused).
+        let v = candle.meta.preprocess.views_per_image();
         let one = engine
-            .predict_batch(&batch.narrow(0, 1, 1).unwrap(), &ClassChoice::Match)
+            .predict_batch(&batch.narrow(0, v, v).unwrap(), &ClassChoice::Match)
             .unwrap();
         let all = engine.predict_batch(&batch, &ClassChoice::Match).unwrap();
         assert!((one[0].score - all[1].score).abs() <= 1e-6);
@@ -199,6 +202,13 @@ fn f32_engines_follow_layers_widths_and_ablations() {
         "--no-residual",
         "--no-center-search",
     ]);
+}
+
+#[test]
+fn f32_engines_score_tiled_models_as_candle() {
+    // 48 px images in 32 px tiles overlapping by 16: 4 tiles per image, each one input of the
+    // graph; votes, maxima and blended maps are cras's on either engine.
+    f32_parity(&["--tile", "32", "--tile-overlap", "16"]);
 }
 
 /// Image `i` scored by the confirming bf16 engine (`got`): candle's score (`want`) within 1e-5

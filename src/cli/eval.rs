@@ -51,7 +51,8 @@ pub struct EvalArgs {
     /// Decision threshold for every class (overrides the stored ones).
     #[arg(long)]
     pub threshold: Option<f32>,
-    /// Images per batch (not used for --batch-vote, whose batches are the vote groups).
+    /// Images per batch (not used for --batch-vote, whose batches are the vote groups); for a
+    /// tiled model, network inputs (tiles) per batch, at least one image.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Heatmap panels per class in the gallery (0 = none).

@@ -39,5 +39,17 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
          class_index i64 [batch], matched_class i64 [batch], class_similarity f32 [batch]"
     );
     println!("  classes: {}", r.classes.join(", "));
+    if let Some(t) = r.tiling {
+        println!(
+            "  tiled model: each input is ONE of the {} tiles of an image ({} px tiles, overlap {} px, of \
+             the image resized to {} x {}); cras predict / eval / serve --engine tile, vote and blend \
+             around the graph (the rule is in the cras.preprocess metadata)",
+            t.count(),
+            t.tile,
+            t.overlap,
+            t.image_size,
+            t.image_size
+        );
+    }
     Ok(())
 }

@@ -195,6 +195,8 @@ pub struct ExportSummary {
     pub grid: usize,
     /// Class names in index order.
     pub classes: Vec<String>,
+    /// The model's tiling: the graph then scores one tile per input.
+    pub tiling: Option<crate::data::Tiling>,
 }
 
 /// Exports the model file `model` (written by `cras train`) to `out`, written atomically.
@@ -214,6 +216,7 @@ pub fn export_file(model: &Path, out: &Path, class_input: bool) -> Result<Export
         input_size: predictor.input_size(),
         grid: predictor.meta.grid,
         classes: predictor.meta.classes.clone(),
+        tiling: predictor.meta.preprocess.tiling,
     })
 }
 

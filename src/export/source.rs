@@ -173,7 +173,7 @@ impl ModelSource {
             .collect::<Result<Vec<_>>>()?;
         let d = &p.discriminator;
         let pre = &meta.preprocess;
-        let preprocess = serde_json::json!({
+        let mut preprocess = serde_json::json!({
             "resize": pre.resize,
             "crop": pre.crop,
             "mode": pre.mode,
@@ -187,6 +187,15 @@ impl ModelSource {
                     "Pillow BILINEAR (antialiased) resize to `crop` x `crop` (aspect ratio not kept), v/255, (v - mean) / std per channel",
             },
         });
+        if let Some(t) = &pre.tiling {
+            preprocess["tiling"] = serde_json::json!({
+                "image_size": t.image_size,
+                "tile": t.tile,
+                "overlap": t.overlap,
+                "tiles": t.count(),
+                "rule": "the graph scores ONE TILE per input: Pillow BILINEAR resize of the image to image_size x image_size, windows of tile x tile whose starts step by tile - overlap (the last flush with the edge), row-major, each resized to crop x crop and normalised; per image, the class is the tiles' majority match (tiles matched otherwise are scored again with it), the score the maximum over the tiles, the map the tiles' maps resized to their windows and averaged where they overlap",
+            });
+        }
         Ok(ModelSource {
             input_size: p.input_size(),
             stem: conv(&topo.stem)?,

@@ -181,7 +181,11 @@ impl FeatureCache {
         device: &Device,
     ) -> Result<()> {
         let mut i = 0;
-        for batch in crate::data::loader::batches(paths.to_vec(), pre.clone(), 16, progress) {
+        // 16 network inputs per batch: 16 images, or one tiled image's tiles at a time.
+        let images_per_batch = (16 / pre.views_per_image()).max(1);
+        for batch in
+            crate::data::loader::batches(paths.to_vec(), pre.clone(), images_per_batch, progress)
+        {
             let batch = batch?;
             let g = extractor.descriptors(&batch.to_tensor(device)?)?;
             for j in 0..batch.len() * batch.views {

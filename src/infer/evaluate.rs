@@ -206,10 +206,11 @@ pub fn scoring_pass(
         let paths: Vec<PathBuf> = class.test.iter().map(|t| t.path.clone()).collect();
         let (mut shown_defect, mut shown_good) = (0usize, 0usize);
         // A vote covers exactly one batch, so batch-vote batches are the vote groups.
+        // (A tiled model's batch counts its tiles: batch-size network inputs, at least one image.)
         let batch_size = if opts.batch_vote && !opts.class_given {
             opts.vote_group
         } else {
-            opts.batch_size
+            (opts.batch_size / pre.views_per_image()).max(1)
         };
         for batch in loader::batches(paths, pre.clone(), batch_size.max(1), false) {
             let batch = batch?;

@@ -266,17 +266,35 @@ impl Predictor {
             )));
         }
         let per_tile = |i: usize, k: usize| threshold_of(i / t, k);
-        let mut tiles =
-            self.predict_inputs_at(images, &tiled::tile_choice(choice, t), &per_tile)?;
+        let tile_choice = tiled::tile_choice(choice, t);
+        // At most TILES_PER_PASS inputs at a time (whole images), so that memory does not grow
+        // with the batch times the tile count. A batch vote needs every tile in one pass.
+        let step = match choice {
+            ClassChoice::BatchVote => n,
+            _ => (tiled::TILES_PER_PASS / t).max(1) * t,
+        };
+        let mut tiles = Vec::with_capacity(n);
+        for start in (0..n).step_by(step) {
+            let len = step.min(n - start);
+            let part = match &tile_choice {
+                ClassChoice::Stated(c) => ClassChoice::Stated(c[start..start + len].to_vec()),
+                other => other.clone(),
+            };
+            tiles.extend(self.predict_inputs_at(
+                &images.narrow(0, start, len)?,
+                &part,
+                &|i, k| per_tile(start + i, k),
+            )?);
+        }
         let (votes, again) = tiled::tile_votes(&tiles, t, self.bank.classes(), choice);
-        if !again.is_empty() {
-            let classes: Vec<usize> = again.iter().map(|&i| votes[i / t]).collect();
+        for rows in again.chunks(tiled::TILES_PER_PASS) {
+            let classes: Vec<usize> = rows.iter().map(|&i| votes[i / t]).collect();
             let rescored = self.predict_inputs_at(
-                &tiled::select_rows(images, &again)?,
+                &tiled::select_rows(images, rows)?,
                 &ClassChoice::Stated(classes),
-                &|j, k| threshold_of(again[j] / t, k),
+                &|j, k| threshold_of(rows[j] / t, k),
             )?;
-            for (&i, p) in again.iter().zip(rescored) {
+            for (&i, p) in rows.iter().zip(rescored) {
                 tiles[i] = p;
             }
         }

@@ -23,6 +23,9 @@ use super::scoring::{batch_vote, ClassChoice, Prediction};
 use crate::data::Tiling;
 use crate::{Error, Result};
 
+/// Network inputs scored in one pass (whole images of tiles; at least one image).
+pub const TILES_PER_PASS: usize = 64;
+
 /// The per-tile class choice of a per-image one (`t` tiles per image).
 pub fn tile_choice(choice: &ClassChoice, t: usize) -> ClassChoice {
     match choice {

@@ -71,8 +71,21 @@ pub fn training_extractor(
             images = paths.len(),
             "recalibrating BatchNorm statistics (offline-demo aid for random backbones)"
         );
+        // A tiled model recalibrates on one tile per sampled image (its position cycling), so
+        // that the sample holds as many network inputs as asked, not T times as many.
+        let mut image = 0usize;
         for b in loader::batches(paths, cfg.preprocess.clone(), 16, false) {
-            batches.push(b?.to_tensor(&Device::Cpu)?);
+            let b = b?;
+            let t = b.to_tensor(&Device::Cpu)?;
+            if b.views == 1 {
+                batches.push(t);
+                continue;
+            }
+            let rows: Vec<usize> = (0..b.len())
+                .map(|i| i * b.views + (image + i) % b.views)
+                .collect();
+            image += b.len();
+            batches.push(crate::infer::tiled::select_rows(&t, &rows)?);
         }
     }
     ExtractorSpec {
@@ -541,7 +554,9 @@ pub fn calibrate(
     let mut per_class_scores = Vec::new();
     for (k, paths) in holdout.iter().enumerate() {
         let mut scores = Vec::new();
-        for batch in loader::batches(paths.clone(), predictor.meta.preprocess.clone(), 16, false) {
+        let pre = &predictor.meta.preprocess;
+        let images_per_batch = (16 / pre.views_per_image()).max(1);
+        for batch in loader::batches(paths.clone(), pre.clone(), images_per_batch, false) {
             let batch = batch?;
             let t = batch.to_tensor(&predictor.device)?;
             let preds = predictor.predict_batch(&t, &ClassChoice::Stated(vec![k; batch.len()]))?;

@@ -57,7 +57,6 @@ fn pre(s: &Setting, mask_mode: MaskMode) -> Preprocess {
         mode: s.mode,
         mask_mode,
         tiling: None,
-        tiling: None,
     }
 }
 

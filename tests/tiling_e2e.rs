@@ -33,11 +33,7 @@ fn dataset(dir: &Path) {
 }
 
 fn first_file(dir: &Path) -> std::path::PathBuf {
-    let mut files: Vec<_> = dir
-        .read_dir()
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = dir.read_dir().unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     files.remove(0)
 }
@@ -66,7 +62,11 @@ fn a_tiled_model_scores_each_image_as_the_maximum_of_its_tiles_and_maps_the_whol
     assert_eq!(want.count(), 9);
 
     let predictor = Predictor::load(&model, &Device::Cpu).unwrap();
-    assert_eq!(predictor.meta.preprocess.tiling, Some(want), "stored in the file");
+    assert_eq!(
+        predictor.meta.preprocess.tiling,
+        Some(want),
+        "stored in the file"
+    );
     assert_eq!(predictor.map_size(), SIDE as usize);
     // One center map per class, shared by every tile position.
     let (k, p, _) = predictor.bank.centers.dims3().unwrap();
@@ -85,7 +85,10 @@ fn a_tiled_model_scores_each_image_as_the_maximum_of_its_tiles_and_maps_the_whol
         .predict_images(std::slice::from_ref(&img), &ClassChoice::Match)
         .unwrap()
         .remove(0);
-    let map = tiled.map.clone().expect("a tiled prediction carries its blended map");
+    let map = tiled
+        .map
+        .clone()
+        .expect("a tiled prediction carries its blended map");
     assert_eq!(map.len(), (SIDE * SIDE) as usize);
     assert_eq!(tiled.patch_scores.len(), 9 * p);
 
@@ -97,12 +100,24 @@ fn a_tiled_model_scores_each_image_as_the_maximum_of_its_tiles_and_maps_the_whol
     let tiles = plain
         .predict_batch(&views, &ClassChoice::Stated(vec![tiled.class; 9]))
         .unwrap();
-    let max = tiles.iter().map(|t| t.score).fold(f32::NEG_INFINITY, f32::max);
+    let max = tiles
+        .iter()
+        .map(|t| t.score)
+        .fold(f32::NEG_INFINITY, f32::max);
     assert_eq!(tiled.score, max, "image score = the maximum over its tiles");
-    assert!(tiles.iter().any(|t| t.score != max), "tiles differ: the test can tell");
+    assert!(
+        tiles.iter().any(|t| t.score != max),
+        "tiles differ: the test can tell"
+    );
     // The top-left corner is covered by tile 0 only, the bottom-right by tile 8 only.
     let tile_map = |i: usize| {
-        upsample_bilinear(&map_of(&tiles[i].patch_scores, plain.meta.grid, s), s, s, 48, 48)
+        upsample_bilinear(
+            &map_of(&tiles[i].patch_scores, plain.meta.grid, s),
+            s,
+            s,
+            48,
+            48,
+        )
     };
     let n = SIDE as usize;
     assert!((map[0] - tile_map(0)[0]).abs() < 1e-6);
@@ -124,17 +139,26 @@ fn a_tiled_model_scores_each_image_as_the_maximum_of_its_tiles_and_maps_the_whol
         let report = evaluate(&predictor, &model, &data, &out, &opts).unwrap();
         assert_eq!(report.config["map_size"], side);
         assert_eq!(report.config["preprocess"]["tiling"]["tile"], 48);
-        let pooled = report.pooled.pixel_auroc.expect("masks present: pixel metrics");
+        let pooled = report
+            .pooled
+            .pixel_auroc
+            .expect("masks present: pixel metrics");
         assert!((0.0..=1.0).contains(&pooled));
-        let panel = image::open(out.join("gallery").join(
-            std::fs::read_dir(out.join("gallery"))
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .find(|f| f.to_string_lossy().ends_with(".png"))
-                .unwrap(),
-        ))
+        let panel = image::open(
+            out.join("gallery").join(
+                std::fs::read_dir(out.join("gallery"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .find(|f| f.to_string_lossy().ends_with(".png"))
+                    .unwrap(),
+            ),
+        )
         .unwrap();
-        assert_eq!(panel.height(), side as u32, "gallery panels at the metrics' side");
+        assert_eq!(
+            panel.height(),
+            side as u32,
+            "gallery panels at the metrics' side"
+        );
     }
 }
 
@@ -149,7 +173,14 @@ fn impossible_tilings_are_named_before_any_work() {
             .arg(&data)
             .arg("--out")
             .arg(tmp.path().join("m.safetensors"))
-            .args(["--backbone", "resnet18", "--image-size", "32", "--dims", "32"])
+            .args([
+                "--backbone",
+                "resnet18",
+                "--image-size",
+                "32",
+                "--dims",
+                "32",
+            ])
             .args(["--epochs", "1", "--quiet"])
             .args(extra)
             .output()
@@ -158,7 +189,10 @@ fn impossible_tilings_are_named_before_any_work() {
         String::from_utf8_lossy(&out.stderr).to_string()
     };
     let e = run(&["--tile", "128"]);
-    assert!(e.contains("tile") && e.contains("128") && e.contains("96"), "{e}");
+    assert!(
+        e.contains("tile") && e.contains("128") && e.contains("96"),
+        "{e}"
+    );
     let e = run(&["--tile", "48", "--tile-overlap", "48"]);
     assert!(e.contains("tile-overlap") && e.contains("48"), "{e}");
     let e = run(&["--tile-overlap", "8"]);

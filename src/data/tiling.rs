@@ -17,7 +17,9 @@
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::preprocess::{resize_bilinear_pil, resize_crop_bilinear_pil, IMAGENET_MEAN, IMAGENET_STD};
+use super::preprocess::{
+    resize_bilinear_pil, resize_crop_bilinear_pil, IMAGENET_MEAN, IMAGENET_STD,
+};
 use crate::{Error, Result};
 
 /// Largest working side accepted (a 16384 x 16384 RGB image is 768 MiB).

@@ -90,16 +90,26 @@ pub fn combine(
         let image: Vec<Prediction> = it.by_ref().take(t).collect();
         let maps: Vec<Vec<f32>> = image
             .iter()
-            .map(|p| p.map.clone().unwrap_or_else(|| map_of(&p.patch_scores, grid, s)))
+            .map(|p| {
+                p.map
+                    .clone()
+                    .unwrap_or_else(|| map_of(&p.patch_scores, grid, s))
+            })
             .collect();
-        let score = image.iter().map(|p| p.score).fold(f32::NEG_INFINITY, f32::max);
+        let score = image
+            .iter()
+            .map(|p| p.score)
+            .fold(f32::NEG_INFINITY, f32::max);
         let sim = image.iter().map(|p| p.class_similarity).sum::<f32>() / t as f32;
         out.push(Prediction {
             class,
             matched: class,
             class_similarity: sim,
             score,
-            patch_scores: image.iter().flat_map(|p| p.patch_scores.iter().copied()).collect(),
+            patch_scores: image
+                .iter()
+                .flat_map(|p| p.patch_scores.iter().copied())
+                .collect(),
             map: Some(blend(&maps, s, tiling)),
         });
     }

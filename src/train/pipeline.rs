@@ -140,9 +140,9 @@ fn with_tile_image_size(cfg: &TrainConfig, train: &[PathBuf]) -> Result<Option<T
     let Some(tiling) = cfg.preprocess.tiling.filter(|t| t.image_size == 0) else {
         return Ok(None);
     };
-    let first = train
-        .first()
-        .ok_or_else(|| Error::Other("no training images to take the tile image size from".into()))?;
+    let first = train.first().ok_or_else(|| {
+        Error::Other("no training images to take the tile image size from".into())
+    })?;
     let (w, h) = image::image_dimensions(first)
         .map_err(|e| Error::image(first, format!("reading the image size: {e}")))?;
     let mut out = cfg.clone();

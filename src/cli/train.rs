@@ -132,8 +132,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub stop_after: Option<usize>,
     /// High resolution: cut each image into overlapping tiles of SIZE working pixels, each
-    /// resized to --image-size and scored on its own; maps are blended, the image score is the
-    /// tiles' maximum. Stored in the model: every command tiles as training did.
+    /// resized to --image-size and scored on its own (--resize / --square do not apply); maps
+    /// are blended, the image score is the tiles' maximum. Stored in the model: every command
+    /// tiles as training did.
     #[arg(long, value_name = "SIZE")]
     pub tile: Option<u32>,
     /// Overlap of neighbouring tiles in working pixels [default: SIZE / 8].
@@ -230,7 +231,12 @@ impl TrainArgs {
                         .tile_overlap
                         .unwrap_or_else(|| cras::data::Tiling::default_overlap(tile)),
                 }),
-                ..super::embed::preprocess_from_flags(self.image_size, self.resize, self.square)
+                // Tiles are resized straight to the input square: --resize / --square do not apply.
+                ..super::embed::preprocess_from_flags(
+                    self.image_size,
+                    self.resize,
+                    self.square || self.tile.is_some(),
+                )
             },
             descriptor: DescriptorConfig {
                 dims: self.dims,

@@ -154,3 +154,50 @@ fn loader_streams_batches_in_order_with_the_right_shapes() {
     assert!(msg.contains("bad.png"), "{msg}");
     assert_eq!(results.len(), 2);
 }
+
+#[test]
+fn defect_px_sets_the_defect_extent_whatever_the_image_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        size: 256,
+        defect_px: Some((10, 16)),
+        ..small(4)
+    };
+    generate(&cfg, tmp.path()).unwrap();
+    let ds = discover(tmp.path(), None).unwrap();
+    let mut masks = 0;
+    for class in &ds.classes {
+        for item in class.test.iter().filter(|t| t.is_anomalous()) {
+            let m = decode_mask(item.mask.as_ref().unwrap()).unwrap();
+            let (w, h) = m.dimensions();
+            let on: Vec<(u32, u32)> = (0..h)
+                .flat_map(|y| (0..w).map(move |x| (x, y)))
+                .filter(|&(x, y)| m.get_pixel(x, y)[0] > 0)
+                .collect();
+            assert!(!on.is_empty(), "{}: empty mask", item.path.display());
+            let span = |f: fn(&(u32, u32)) -> u32| {
+                on.iter().map(f).max().unwrap() - on.iter().map(f).min().unwrap() + 1
+            };
+            let extent = span(|p| p.0).max(span(|p| p.1));
+            // A blob of diameter <= 16 (its edge is jittered by up to 40%), a stroke about 16 long.
+            assert!(
+                (2..=24).contains(&extent),
+                "{}: defect spans {extent} px",
+                item.path.display()
+            );
+            masks += 1;
+        }
+    }
+    assert_eq!(masks, CLASS_NAMES.len() * 5);
+    // At 256 px without --defect-px the defects are far larger (4-25% of the side).
+    let err = generate(
+        &SynthConfig {
+            defect_px: Some((10, 100)),
+            ..cfg
+        },
+        &tmp.path().join("bad"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("defect-px") && err.contains("10-100"), "{err}");
+}

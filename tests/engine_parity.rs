@@ -211,6 +211,19 @@ fn f32_engines_score_tiled_models_as_candle() {
     f32_parity(&["--tile", "32", "--tile-overlap", "16"]);
 }
 
+#[test]
+fn f32_engines_score_per_tile_centers_as_candle() {
+    // The graph's bank then has a row per class and tile position; cras states each tile's row.
+    f32_parity(&[
+        "--tile",
+        "32",
+        "--tile-overlap",
+        "16",
+        "--tile-centers",
+        "per-tile",
+    ]);
+}
+
 /// Image `i` scored by the confirming bf16 engine (`got`): candle's score (`want`) within 1e-5
 /// when it was re-scored at f32, else the unconfirmed bf16 score (`screen`) bit for bit.
 fn assert_confirmation(

@@ -38,29 +38,69 @@ fn first_file(dir: &Path) -> std::path::PathBuf {
     files.remove(0)
 }
 
-#[test]
-fn a_tiled_model_scores_each_image_as_the_maximum_of_its_tiles_and_maps_the_whole_image() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+/// A tiny tiled model on the dataset under `dir` (working side left to the data: 96 px; tiles
+/// of 48 px overlapping by 16: starts 0, 32, 48 -> 3 x 3 tiles, each scored at 32 px).
+fn trained(dir: &Path, centers_per_tile: bool) -> (std::path::PathBuf, std::path::PathBuf, Tiling) {
+    let data = dir.join("data");
     dataset(&data);
     let mut cfg = tiny::tiny_train_config(&data);
-    // Working side left to the data (0: the first training image's, 96 px); tiles of 48 px
-    // overlapping by 16: starts 0, 32, 48 -> 3 x 3 tiles, each scored at 32 px.
     cfg.preprocess.tiling = Some(Tiling {
         image_size: 0,
         tile: 48,
         overlap: 16,
+        centers_per_tile,
     });
-    let model = tmp.path().join("tiled.safetensors");
+    let model = dir.join("tiled.safetensors");
     let summary = train(&cfg, &model, false, None).unwrap();
     let want = Tiling {
         image_size: SIDE,
         tile: 48,
         overlap: 16,
+        centers_per_tile,
     };
     assert_eq!(summary.meta.preprocess.tiling, Some(want));
     assert_eq!(want.count(), 9);
+    (data, model, want)
+}
 
+/// A defect test image of the model's first class, its tiled prediction, and the same tiles
+/// scored one by one as ordinary inputs (each aligned with its own bank row) by the model with
+/// its tiling removed.
+fn tiled_and_by_tile(
+    predictor: &Predictor,
+    model: &Path,
+    data: &Path,
+    want: &Tiling,
+) -> (cras::infer::Prediction, Vec<cras::infer::Prediction>) {
+    let class = &predictor.meta.classes[0];
+    let kind = data
+        .join(class)
+        .join("test")
+        .read_dir()
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| !p.ends_with("good"))
+        .unwrap();
+    let img = cras::data::decode::decode_rgb(&first_file(&kind)).unwrap();
+    let tiled = predictor
+        .predict_images(std::slice::from_ref(&img), &ClassChoice::Match)
+        .unwrap()
+        .remove(0);
+    let mut plain = Predictor::load(model, &Device::Cpu).unwrap();
+    plain.meta.preprocess.tiling = None;
+    let s = predictor.input_size();
+    let views = Tensor::from_vec(want.views(&img, s as u32), (9, 3, s, s), &Device::Cpu).unwrap();
+    let rows = (0..9).map(|j| want.center_row(tiled.class, j)).collect();
+    let tiles = plain
+        .predict_batch(&views, &ClassChoice::Stated(rows))
+        .unwrap();
+    (tiled, tiles)
+}
+
+#[test]
+fn a_tiled_model_scores_each_image_as_the_maximum_of_its_tiles_and_maps_the_whole_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model, want) = trained(tmp.path(), false);
     let predictor = Predictor::load(&model, &Device::Cpu).unwrap();
     assert_eq!(
         predictor.meta.preprocess.tiling,
@@ -72,34 +112,13 @@ fn a_tiled_model_scores_each_image_as_the_maximum_of_its_tiles_and_maps_the_whol
     let (k, p, _) = predictor.bank.centers.dims3().unwrap();
     assert_eq!((k, p), (2, predictor.meta.grid * predictor.meta.grid));
 
-    let class = &predictor.meta.classes[0];
-    let defects = data.join(class).join("test");
-    let kind = defects
-        .read_dir()
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| !p.ends_with("good"))
-        .unwrap();
-    let img = cras::data::decode::decode_rgb(&first_file(&kind)).unwrap();
-    let tiled = predictor
-        .predict_images(std::slice::from_ref(&img), &ClassChoice::Match)
-        .unwrap()
-        .remove(0);
+    let (tiled, tiles) = tiled_and_by_tile(&predictor, &model, &data, &want);
     let map = tiled
         .map
         .clone()
         .expect("a tiled prediction carries its blended map");
     assert_eq!(map.len(), (SIDE * SIDE) as usize);
     assert_eq!(tiled.patch_scores.len(), 9 * p);
-
-    // The same tiles scored one by one as ordinary inputs of the untiled model.
-    let mut plain = Predictor::load(&model, &Device::Cpu).unwrap();
-    plain.meta.preprocess.tiling = None;
-    let s = predictor.input_size();
-    let views = Tensor::from_vec(want.views(&img, s as u32), (9, 3, s, s), &Device::Cpu).unwrap();
-    let tiles = plain
-        .predict_batch(&views, &ClassChoice::Stated(vec![tiled.class; 9]))
-        .unwrap();
     let max = tiles
         .iter()
         .map(|t| t.score)
@@ -110,15 +129,9 @@ fn a_tiled_model_scores_each_image_as_the_maximum_of_its_tiles_and_maps_the_whol
         "tiles differ: the test can tell"
     );
     // The top-left corner is covered by tile 0 only, the bottom-right by tile 8 only.
-    let tile_map = |i: usize| {
-        upsample_bilinear(
-            &map_of(&tiles[i].patch_scores, plain.meta.grid, s),
-            s,
-            s,
-            48,
-            48,
-        )
-    };
+    let (s, grid) = (predictor.input_size(), predictor.meta.grid);
+    let tile_map =
+        |i: usize| upsample_bilinear(&map_of(&tiles[i].patch_scores, grid, s), s, s, 48, 48);
     let n = SIDE as usize;
     assert!((map[0] - tile_map(0)[0]).abs() < 1e-6);
     assert!((map[n * n - 1] - tile_map(8)[48 * 48 - 1]).abs() < 1e-6);
@@ -160,6 +173,54 @@ fn a_tiled_model_scores_each_image_as_the_maximum_of_its_tiles_and_maps_the_whol
             "gallery panels at the metrics' side"
         );
     }
+}
+
+#[test]
+fn per_tile_centers_give_each_tile_position_its_own_center_map() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model, want) = trained(tmp.path(), true);
+    let predictor = Predictor::load(&model, &Device::Cpu).unwrap();
+    assert_eq!(
+        predictor.meta.preprocess.tiling,
+        Some(want),
+        "stored in the file"
+    );
+    // 2 classes x 9 tile positions; row k * 9 + j is class k's map for tile j.
+    let (rows, p, _) = predictor.bank.centers.dims3().unwrap();
+    assert_eq!(rows, 18);
+    let first = |r: usize| -> Vec<f32> {
+        predictor
+            .bank
+            .centers
+            .get(r)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    assert_ne!(
+        first(0),
+        first(1),
+        "positions of one class have their own centers"
+    );
+    let (tiled, tiles) = tiled_and_by_tile(&predictor, &model, &data, &want);
+    assert!(tiled.class < 2, "the image's class, not a bank row");
+    assert_eq!(tiled.patch_scores.len(), 9 * p);
+    let max = tiles
+        .iter()
+        .map(|t| t.score)
+        .fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!(
+        tiled.score, max,
+        "each tile aligned with its own position's centers"
+    );
+    for (j, t) in tiles.iter().enumerate() {
+        assert_eq!(t.class, want.center_row(tiled.class, j));
+    }
+    // Calibrated thresholds are per class (2), not per bank row.
+    let th = predictor.meta.thresholds.as_ref().unwrap();
+    assert_eq!(th.per_class.len(), 2);
 }
 
 #[test]

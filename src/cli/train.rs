@@ -144,9 +144,21 @@ pub struct TrainArgs {
     /// image's longer side, i.e. native resolution].
     #[arg(long, value_name = "PX", requires = "tile")]
     pub tile_image_size: Option<u32>,
+    /// Center bank of a tiled model: one center map per class shared by every tile (shared), or
+    /// one per class and tile position (per-tile: T times the memory; for parts always framed
+    /// alike).
+    #[arg(long, value_enum, default_value = "shared", requires = "tile")]
+    pub tile_centers: TileCenters,
     /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// How a tiled model's center bank treats tile position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TileCenters {
+    Shared,
+    PerTile,
 }
 
 /// BatchNorm statistics choice.
@@ -230,6 +242,7 @@ impl TrainArgs {
                     overlap: self
                         .tile_overlap
                         .unwrap_or_else(|| cras::data::Tiling::default_overlap(tile)),
+                    centers_per_tile: self.tile_centers == TileCenters::PerTile,
                 }),
                 // Tiles are resized straight to the input square: --resize / --square do not apply.
                 ..super::embed::preprocess_from_flags(

@@ -118,6 +118,11 @@ impl Preprocess {
         Ok(())
     }
 
+    /// Center-bank rows per class: the tile count of a model with per-tile centers, else 1.
+    pub fn center_rows_per_class(&self) -> usize {
+        self.tiling.map_or(1, |t| t.center_rows_per_class())
+    }
+
     /// Network inputs per image: the tile count T of a tiled model, else 1.
     pub fn views_per_image(&self) -> usize {
         self.tiling.map_or(1, |t| t.count())

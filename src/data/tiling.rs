@@ -34,6 +34,10 @@ pub struct Tiling {
     pub tile: u32,
     /// Overlap of neighbouring tiles in working pixels (`< tile`).
     pub overlap: u32,
+    /// One center map per class AND tile position (`--tile-centers per-tile`; bank row of class
+    /// k, tile j: `k * T + j`) instead of one per class shared by every tile (the default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub centers_per_tile: bool,
 }
 
 /// One tile's window in the working image.
@@ -114,6 +118,24 @@ impl Tiling {
         self.starts().len().pow(2)
     }
 
+    /// Center-bank rows per class: T with per-tile centers, else 1.
+    pub fn center_rows_per_class(&self) -> usize {
+        if self.centers_per_tile {
+            self.count()
+        } else {
+            1
+        }
+    }
+
+    /// The center-bank row of tile `j` of an image of class `k`.
+    pub fn center_row(&self, k: usize, j: usize) -> usize {
+        if self.centers_per_tile {
+            k * self.count() + j
+        } else {
+            k
+        }
+    }
+
     /// The working image: `img` resized to `image_size x image_size` (unchanged when it is
     /// that size already).
     pub fn working_rgb(&self, img: &RgbImage) -> RgbImage {
@@ -176,6 +198,7 @@ mod tests {
             image_size,
             tile,
             overlap,
+            centers_per_tile: false,
         }
     }
 

@@ -193,7 +193,8 @@ impl ModelSource {
                 "tile": t.tile,
                 "overlap": t.overlap,
                 "tiles": t.count(),
-                "rule": "the graph scores ONE TILE per input: Pillow BILINEAR resize of the image to image_size x image_size, windows of tile x tile whose starts step by tile - overlap (the last flush with the edge), row-major, each resized to crop x crop and normalised; per image, the class is the tiles' majority match (tiles matched otherwise are scored again with it), the score the maximum over the tiles, the map the tiles' maps resized to their windows and averaged where they overlap",
+                "centers_per_tile": t.centers_per_tile,
+                "rule": "the graph scores ONE TILE per input: Pillow BILINEAR resize of the image to image_size x image_size, windows of tile x tile whose starts step by tile - overlap (the last flush with the edge), row-major, each resized to crop x crop and normalised; per image, the class is the tiles' majority match (tiles matched otherwise are scored again with it; with centers_per_tile the bank row of class k, tile j is k * tiles + j, a match votes for row / tiles and a tile is scored again with stated_class = its own row unless it matched it), the score the maximum over the tiles, the map the tiles' maps resized to their windows and averaged where they overlap",
             });
         }
         Ok(ModelSource {

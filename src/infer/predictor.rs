@@ -170,7 +170,8 @@ impl Predictor {
         )?;
         let (side, patches) = (self.input_size(), self.meta.grid * self.meta.grid);
         for kind in kinds {
-            match GraphEngine::new(kind, &onnx, options, side, patches, self.meta.classes.len()) {
+            // The graph's class outputs index the bank's rows (per-tile centers: class x tile).
+            match GraphEngine::new(kind, &onnx, options, side, patches, self.bank.classes()) {
                 Ok(engine) => {
                     tracing::info!("engine: {}", engine.description());
                     self.graph = Some(engine);
@@ -265,11 +266,13 @@ impl Predictor {
                 "{n} inputs are not whole images of {t} tiles each"
             )));
         }
-        let per_tile = |i: usize, k: usize| threshold_of(i / t, k);
-        let tile_choice = tiled::tile_choice(choice, t);
+        // Thresholds are per class; a bank row r belongs to class r / rows.
+        let rows = tiling.center_rows_per_class();
+        let per_tile = |i: usize, r: usize| threshold_of(i / t, r / rows);
+        let tile_choice = tiled::tile_choice(choice, &tiling);
         // At most TILES_PER_PASS inputs at a time (whole images), so that memory does not grow
         // with the batch times the tile count. A batch vote needs every tile in one pass.
-        let step = match choice {
+        let step = match tile_choice {
             ClassChoice::BatchVote => n,
             _ => (tiled::TILES_PER_PASS / t).max(1) * t,
         };
@@ -283,18 +286,19 @@ impl Predictor {
             tiles.extend(self.predict_inputs_at(
                 &images.narrow(0, start, len)?,
                 &part,
-                &|i, k| per_tile(start + i, k),
+                &|i, r| per_tile(start + i, r),
             )?);
         }
-        let (votes, again) = tiled::tile_votes(&tiles, t, self.bank.classes(), choice);
-        for rows in again.chunks(tiled::TILES_PER_PASS) {
-            let classes: Vec<usize> = rows.iter().map(|&i| votes[i / t]).collect();
+        let classes = self.meta.classes.len();
+        let (votes, again) = tiled::tile_votes(&tiles, &tiling, classes, choice);
+        for part in again.chunks(tiled::TILES_PER_PASS) {
+            let idx: Vec<usize> = part.iter().map(|&(i, _)| i).collect();
             let rescored = self.predict_inputs_at(
-                &tiled::select_rows(images, rows)?,
-                &ClassChoice::Stated(classes),
-                &|j, k| threshold_of(rows[j] / t, k),
+                &tiled::select_rows(images, &idx)?,
+                &ClassChoice::Stated(part.iter().map(|&(_, r)| r).collect()),
+                &|j, r| per_tile(idx[j], r),
             )?;
-            for (&i, p) in rows.iter().zip(rescored) {
+            for (&i, p) in idx.iter().zip(rescored) {
                 tiles[i] = p;
             }
         }

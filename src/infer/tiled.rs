@@ -6,15 +6,18 @@
 //! - class: with the global match, every tile votes with its own match and the image takes the
 //!   majority (ties: the smallest index, as [`batch_vote`]); tiles that matched another class are
 //!   scored again aligned with the image's class, so every tile of an image is aligned with the
-//!   same class. A stated class applies to all the image's tiles.
+//!   same class. A stated class applies to all the image's tiles. With per-tile centers
+//!   ([`Tiling::centers_per_tile`]) a tile's bank row is `class * T + tile`: its match votes for
+//!   `row / T`, and a tile is scored again unless it matched its own position's row.
 //! - image score: the maximum over its tiles (so the maximum patch score of the image);
 //! - map `[N, N]` (N = the working side): each tile's map resized bilinearly to the tile's window
 //!   and the windows averaged where they overlap ([`blend`]);
 //! - patch scores: the tiles' patch scores one after the other, `[T, g, g]`;
 //! - class similarity: the mean over its tiles.
 //!
-//! The center bank is shared by all tile positions: one `[P, D]` center map per class, the mean
-//! over every tile of the class's training images (see the README, "High-resolution images").
+//! By default the center bank is shared by all tile positions: one `[P, D]` center map per class,
+//! the mean over every tile of the class's training images (see the README, "High-resolution
+//! images").
 
 use candle_core::Tensor;
 
@@ -26,34 +29,47 @@ use crate::{Error, Result};
 /// Network inputs scored in one pass (whole images of tiles; at least one image).
 pub const TILES_PER_PASS: usize = 64;
 
-/// The per-tile class choice of a per-image one (`t` tiles per image).
-pub fn tile_choice(choice: &ClassChoice, t: usize) -> ClassChoice {
+/// The first pass's per-tile choice of bank rows, from a per-image class choice.
+pub fn tile_choice(choice: &ClassChoice, tiling: &Tiling) -> ClassChoice {
+    let t = tiling.count();
     match choice {
-        ClassChoice::Stated(c) => {
-            ClassChoice::Stated(c.iter().flat_map(|&k| std::iter::repeat_n(k, t)).collect())
-        }
+        ClassChoice::Stated(c) => ClassChoice::Stated(
+            c.iter()
+                .flat_map(|&k| (0..t).map(move |j| tiling.center_row(k, j)))
+                .collect(),
+        ),
+        // Per-tile rows cannot all take one voted row: match first, vote per batch after.
+        ClassChoice::BatchVote if tiling.centers_per_tile => ClassChoice::Match,
         other => other.clone(),
     }
 }
 
-/// Per image, the class its tiles vote for and the tiles (global indices) to score again
-/// aligned with it. Only a [`ClassChoice::Match`] leaves tiles to re-score.
+/// Per image, the class its tiles vote for (stated: the stated class; batch vote: the batch's
+/// majority), and the tiles (global indices) to score again with their center row, paired with
+/// it: every tile whose first-pass row is not its image class's row for its position.
 pub fn tile_votes(
     tiles: &[Prediction],
-    t: usize,
+    tiling: &Tiling,
     n_classes: usize,
     choice: &ClassChoice,
-) -> (Vec<usize>, Vec<usize>) {
+) -> (Vec<usize>, Vec<(usize, usize)>) {
+    let t = tiling.count();
+    let rows = tiling.center_rows_per_class();
+    let class_of: Vec<usize> = tiles.iter().map(|p| p.class / rows).collect();
+    let batch = batch_vote(&class_of, n_classes);
     let mut votes = Vec::new();
     let mut again = Vec::new();
-    for (i, image) in tiles.chunks(t).enumerate() {
-        let used: Vec<usize> = image.iter().map(|p| p.class).collect();
+    for (i, image) in class_of.chunks(t).enumerate() {
         let class = match choice {
-            ClassChoice::Match => batch_vote(&used, n_classes),
-            _ => used[0],
+            ClassChoice::Match => batch_vote(image, n_classes),
+            ClassChoice::BatchVote => batch,
+            ClassChoice::Stated(c) => c[i],
         };
-        if matches!(choice, ClassChoice::Match) {
-            again.extend((0..t).filter(|&j| used[j] != class).map(|j| i * t + j));
+        for j in 0..image.len() {
+            let row = tiling.center_row(class, j);
+            if tiles[i * t + j].class != row {
+                again.push((i * t + j, row));
+            }
         }
         votes.push(class);
     }
@@ -154,6 +170,7 @@ mod tests {
             image_size: 48,
             tile: 32,
             overlap: 16,
+            centers_per_tile: false,
         }
     }
 
@@ -183,19 +200,43 @@ mod tests {
             map: None,
         };
         let tiles = vec![p(1, 0.1), p(0, 0.2), p(1, 0.9), p(1, 0.3)];
-        let (votes, again) = tile_votes(&tiles, 4, 2, &ClassChoice::Match);
-        assert_eq!((votes.clone(), again), (vec![1], vec![1]));
-        let (_, again) = tile_votes(&tiles, 4, 2, &ClassChoice::Stated(vec![1; 4]));
-        assert!(again.is_empty());
-        let out = combine(tiles, &votes, &tiling(), 2, 16).unwrap();
+        let t = tiling();
+        let (votes, again) = tile_votes(&tiles, &t, 2, &ClassChoice::Match);
+        assert_eq!((votes.clone(), again), (vec![1], vec![(1, 1)]));
+        let (_, again) = tile_votes(&tiles, &t, 2, &ClassChoice::Stated(vec![1]));
+        assert_eq!(
+            again,
+            vec![(1, 1)],
+            "a tile scored with another class than stated"
+        );
+        let out = combine(tiles.clone(), &votes, &t, 2, 16).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].score, 0.9);
         assert_eq!(out[0].class, 1);
         assert_eq!(out[0].patch_scores.len(), 16);
         assert_eq!(out[0].map.as_ref().map(Vec::len), Some(48 * 48));
         assert_eq!(
-            tile_choice(&ClassChoice::Stated(vec![2, 0]), 2),
-            ClassChoice::Stated(vec![2, 2, 0, 0])
+            tile_choice(&ClassChoice::Stated(vec![2, 0]), &t),
+            ClassChoice::Stated(vec![2, 2, 2, 2, 0, 0, 0, 0])
+        );
+
+        // Per-tile centers: class k's tile j is bank row k * 4 + j.
+        let per_tile = Tiling {
+            centers_per_tile: true,
+            ..t
+        };
+        assert_eq!(
+            tile_choice(&ClassChoice::Stated(vec![1]), &per_tile),
+            ClassChoice::Stated(vec![4, 5, 6, 7])
+        );
+        // First-pass matches: rows 5 (class 1, tile 1), 1 (class 0), 6, 7 -> class 1 wins; tile
+        // 0 matched row 5 (class 1 but another position) and tile 1 row 1: both scored again.
+        let rows = [5, 1, 6, 7].map(|r| p(r, 0.5));
+        let (votes, again) = tile_votes(&rows, &per_tile, 2, &ClassChoice::Match);
+        assert_eq!((votes, again), (vec![1], vec![(0, 4), (1, 5)]));
+        assert_eq!(
+            tile_choice(&ClassChoice::BatchVote, &per_tile),
+            ClassChoice::Match
         );
     }
 }

@@ -81,13 +81,20 @@ pub fn check_meta(
             meta.descriptor.layers.first().copied().unwrap_or(Layer::L2)
         )));
     }
-    let (k, p) = (meta.classes.len(), grid * grid);
+    let rows = meta.preprocess.center_rows_per_class();
+    let (k, p) = (meta.classes.len() * rows, grid * grid);
     let centers = bank.centers.dims();
     if centers != [k, p, d] {
+        let per_tile = if rows > 1 {
+            format!(" x {rows} tile positions")
+        } else {
+            String::new()
+        };
         return Err(bad(format!(
             "center bank has shape {centers:?}, the metadata implies [{k}, {p}, {d}] \
-             ({k} classes, grid {grid}x{grid}, descriptor width {d}): tensors and metadata \
-             come from different models"
+             ({} classes{per_tile}, grid {grid}x{grid}, descriptor width {d}): tensors and \
+             metadata come from different models",
+            meta.classes.len()
         )));
     }
     let h = d / 2;

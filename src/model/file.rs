@@ -310,13 +310,19 @@ pub fn load(path: &Path, device: &Device) -> Result<ModelFile> {
         .get(CENTERS)
         .ok_or_else(|| Error::checkpoint(path, "the model file holds no center bank"))?;
     let bank = CenterBank::new(centers.clone()).map_err(bad)?;
-    if bank.classes() != meta.classes.len() {
+    let rows = meta.preprocess.center_rows_per_class();
+    if bank.classes() != meta.classes.len() * rows {
         return Err(Error::checkpoint(
             path,
             format!(
-                "center bank has {} classes, metadata lists {}",
+                "center bank has {} rows, metadata lists {} classes{}",
                 bank.classes(),
-                meta.classes.len()
+                meta.classes.len(),
+                if rows > 1 {
+                    format!(" x {rows} tile positions")
+                } else {
+                    String::new()
+                }
             ),
         ));
     }

@@ -134,6 +134,17 @@ fn fill_cache(
     Ok(cache)
 }
 
+/// Names of the center bank's rows (`rows` per class): the classes, or `class#tile`.
+fn center_row_names(classes: &[String], rows: usize) -> Vec<String> {
+    if rows == 1 {
+        return classes.to_vec();
+    }
+    classes
+        .iter()
+        .flat_map(|c| (0..rows).map(move |j| format!("{c}#{j}")))
+        .collect()
+}
+
 /// A tiled configuration whose working side is left to the data (0) gets the longer side of the
 /// first training image (None: nothing to resolve).
 fn with_tile_image_size(cfg: &TrainConfig, train: &[PathBuf]) -> Result<Option<TrainConfig>> {
@@ -161,7 +172,9 @@ fn with_tile_image_size(cfg: &TrainConfig, train: &[PathBuf]) -> Result<Option<T
     Ok(Some(out))
 }
 
-/// Step 3a: a fresh head from the seed and the center bank computed with its untrained adaptor.
+/// Step 3a: a fresh head from the seed and the center bank computed with its untrained adaptor:
+/// one row per name in `classes` (the classes; with per-tile centers, each class's tile
+/// positions), `labels` giving each cached item's row.
 pub fn init_head(
     cfg: &TrainConfig,
     cache: &FeatureCache,
@@ -436,18 +449,22 @@ pub fn train(
     let device = crate::device::select(&cfg.device)?;
     let extractor = training_extractor(cfg, &split.train, &device)?;
     let cache = fill_cache(cfg, &extractor, &split.train, &device)?;
-    // One cache row per network input: a tiled model's tiles each train as an image of the class.
+    // One cache row per network input: a tiled model's tiles each train as an image of the
+    // class; its label is the tile's center-bank row (the class, or class and position).
     let views = cfg.preprocess.views_per_image();
     let labels: Vec<usize> = split
         .labels
         .iter()
-        .flat_map(|&k| std::iter::repeat_n(k, views))
+        .flat_map(|&k| {
+            (0..views).map(move |j| cfg.preprocess.tiling.map_or(k, |t| t.center_row(k, j)))
+        })
         .collect();
+    let bank_rows = center_row_names(&split.classes, cfg.preprocess.center_rows_per_class());
     let partial = partial_path(out);
     let (state, bank, mut stats) = if resume {
         resume_head(cfg, &partial, &split.classes, &device)?
     } else {
-        let (state, bank) = init_head(cfg, &cache, &labels, &split.classes, &device)?;
+        let (state, bank) = init_head(cfg, &cache, &labels, &bank_rows, &device)?;
         (state, bank, TrainingStats::default())
     };
     let mut state = state;

@@ -113,6 +113,15 @@ fn a_tiled_model_scores_each_image_as_the_maximum_of_its_tiles_and_maps_the_whol
     assert_eq!((k, p), (2, predictor.meta.grid * predictor.meta.grid));
 
     let (tiled, tiles) = tiled_and_by_tile(&predictor, &model, &data, &want);
+    let one = predictor
+        .preprocess(&[image::RgbImage::new(SIDE, SIDE)])
+        .unwrap();
+    assert_eq!(one.dim(0).unwrap(), 9, "one image, nine tiles");
+    let e = predictor
+        .predict_batch(&one, &ClassChoice::Stated(vec![0, 1]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2 stated classes for 1 images"), "{e}");
     let map = tiled
         .map
         .clone()

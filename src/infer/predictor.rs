@@ -266,6 +266,15 @@ impl Predictor {
                 "{n} inputs are not whole images of {t} tiles each"
             )));
         }
+        if let ClassChoice::Stated(c) = choice {
+            if c.len() != n / t {
+                return Err(Error::Other(format!(
+                    "{} stated classes for {} images",
+                    c.len(),
+                    n / t
+                )));
+            }
+        }
         // Thresholds are per class; a bank row r belongs to class r / rows.
         let rows = tiling.center_rows_per_class();
         let per_tile = |i: usize, r: usize| threshold_of(i / t, r / rows);

@@ -8,5 +8,6 @@ pub mod import;
 pub mod pipeline;
 pub mod selection;
 pub mod split;
+pub mod tiles;
 
 pub use fit::{fit, EpochStats, FitConfig, FitObserver, HeadState};

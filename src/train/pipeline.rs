@@ -22,6 +22,7 @@ pub use super::config::{NoiseScale, Setting, TrainConfig};
 use super::fit::{derive_seed, fit, EpochStats, FitObserver, HeadState};
 use super::selection::{BestHead, TestProbe};
 pub use super::split::{split, Split};
+use super::tiles;
 use crate::backbone::WeightSource;
 use crate::data::loader;
 use crate::features::cache::FeatureCache;
@@ -132,44 +133,6 @@ fn fill_cache(
     )?;
     cache.fill_from_images(extractor, paths, &cfg.preprocess, cfg.progress, device)?;
     Ok(cache)
-}
-
-/// Names of the center bank's rows (`rows` per class): the classes, or `class#tile`.
-fn center_row_names(classes: &[String], rows: usize) -> Vec<String> {
-    if rows == 1 {
-        return classes.to_vec();
-    }
-    classes
-        .iter()
-        .flat_map(|c| (0..rows).map(move |j| format!("{c}#{j}")))
-        .collect()
-}
-
-/// A tiled configuration whose working side is left to the data (0) gets the longer side of the
-/// first training image (None: nothing to resolve).
-fn with_tile_image_size(cfg: &TrainConfig, train: &[PathBuf]) -> Result<Option<TrainConfig>> {
-    let Some(tiling) = cfg.preprocess.tiling.filter(|t| t.image_size == 0) else {
-        return Ok(None);
-    };
-    let first = train.first().ok_or_else(|| {
-        Error::Other("no training images to take the tile image size from".into())
-    })?;
-    let (w, h) = image::image_dimensions(first)
-        .map_err(|e| Error::image(first, format!("reading the image size: {e}")))?;
-    let mut out = cfg.clone();
-    out.preprocess.tiling = Some(crate::data::Tiling {
-        image_size: w.max(h),
-        ..tiling
-    });
-    tracing::info!(
-        image_size = w.max(h),
-        tile = tiling.tile,
-        overlap = tiling.overlap,
-        tiles = out.preprocess.views_per_image(),
-        "tiling: images are worked on at the first training image's side ({})",
-        first.display()
-    );
-    Ok(Some(out))
 }
 
 /// Step 3a: a fresh head from the seed and the center bank computed with its untrained adaptor:
@@ -422,7 +385,7 @@ pub fn train(
 ) -> Result<TrainSummary> {
     let started = std::time::Instant::now();
     let split = split(cfg)?;
-    let resolved = with_tile_image_size(cfg, &split.train)?;
+    let resolved = tiles::with_tile_image_size(cfg, &split.train)?;
     let cfg = resolved.as_ref().unwrap_or(cfg);
     cfg.preprocess.validate()?;
     if cfg.preprocess.tiling.is_some() && cfg.eval_every > 0 {
@@ -449,17 +412,8 @@ pub fn train(
     let device = crate::device::select(&cfg.device)?;
     let extractor = training_extractor(cfg, &split.train, &device)?;
     let cache = fill_cache(cfg, &extractor, &split.train, &device)?;
-    // One cache row per network input: a tiled model's tiles each train as an image of the
-    // class; its label is the tile's center-bank row (the class, or class and position).
-    let views = cfg.preprocess.views_per_image();
-    let labels: Vec<usize> = split
-        .labels
-        .iter()
-        .flat_map(|&k| {
-            (0..views).map(move |j| cfg.preprocess.tiling.map_or(k, |t| t.center_row(k, j)))
-        })
-        .collect();
-    let bank_rows = center_row_names(&split.classes, cfg.preprocess.center_rows_per_class());
+    let labels = tiles::row_labels(&split.labels, &cfg.preprocess);
+    let bank_rows = tiles::center_row_names(&split.classes, &cfg.preprocess);
     let partial = partial_path(out);
     let (state, bank, mut stats) = if resume {
         resume_head(cfg, &partial, &split.classes, &device)?

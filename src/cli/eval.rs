@@ -102,7 +102,12 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     let report = evaluate(&predictor, &a.model, &a.data, &a.out, &opts)?;
     print!("{}", report.to_text_table());
     if let Some((c, n)) = predictor.confirmed_at_f32() {
-        println!("bf16: {c} of {n} images were near their threshold and re-scored at f32");
+        let what = if predictor.meta.preprocess.tiling.is_some() {
+            "tiles"
+        } else {
+            "images"
+        };
+        println!("bf16: {c} of {n} {what} were near their threshold and re-scored at f32");
     }
     println!("report: {}", a.out.join("report.md").display());
     println!("gallery: {}", a.out.join("gallery/index.html").display());

@@ -9,6 +9,10 @@
 //!
 //! [`ResizeMode::Square`] resizes straight to `crop x crop` (no crop, aspect ratio not kept).
 //!
+//! With a [`Tiling`] (high-resolution models), [`Preprocess::views`] gives each image's T tiles
+//! `[T, 3, crop, crop]`, and masks and [`Preprocess::resized_rgb`] are at the tiling's working
+//! side ([`Preprocess::map_side`]).
+//!
 //! The resize is Pillow's BILINEAR with antialiasing, written here by hand rather than with
 //! `fast_image_resize`: that crate's convolution follows Pillow-SIMD's fixed-point scheme, not
 //! verified bit-exact with Pillow, while Pillow's algorithm is short and the fixtures check ours

@@ -132,6 +132,12 @@ impl Preprocess {
         self.tiling.map_or(1, |t| t.count())
     }
 
+    /// Images per batch so that a batch holds about `inputs` network inputs: `inputs` images,
+    /// or whole tiled images (at least one).
+    pub fn images_per_batch(&self, inputs: usize) -> usize {
+        (inputs / self.views_per_image()).max(1)
+    }
+
     /// Every network input of `img`: `[T, 3, crop, crop]` (tiled) or `[1, 3, crop, crop]`.
     pub fn views(&self, img: &RgbImage) -> Vec<f32> {
         match &self.tiling {

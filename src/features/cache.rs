@@ -182,7 +182,7 @@ impl FeatureCache {
     ) -> Result<()> {
         let mut i = 0;
         // 16 network inputs per batch: 16 images, or one tiled image's tiles at a time.
-        let images_per_batch = (16 / pre.views_per_image()).max(1);
+        let images_per_batch = pre.images_per_batch(16);
         for batch in
             crate::data::loader::batches(paths.to_vec(), pre.clone(), images_per_batch, progress)
         {

@@ -210,7 +210,7 @@ pub fn scoring_pass(
         let batch_size = if opts.batch_vote && !opts.class_given {
             opts.vote_group
         } else {
-            (opts.batch_size / pre.views_per_image()).max(1)
+            pre.images_per_batch(opts.batch_size)
         };
         for batch in loader::batches(paths, pre.clone(), batch_size.max(1), false) {
             let batch = batch?;

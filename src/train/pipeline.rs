@@ -526,7 +526,7 @@ pub fn calibrate(
     for (k, paths) in holdout.iter().enumerate() {
         let mut scores = Vec::new();
         let pre = &predictor.meta.preprocess;
-        let images_per_batch = (16 / pre.views_per_image()).max(1);
+        let images_per_batch = pre.images_per_batch(16);
         for batch in loader::batches(paths.clone(), pre.clone(), images_per_batch, false) {
             let batch = batch?;
             let t = batch.to_tensor(&predictor.device)?;

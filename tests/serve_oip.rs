@@ -121,7 +121,11 @@ fn cras_predict(dir: &Path) -> PathBuf {
         .args(&m.images)
         .output()
         .expect("cras predict runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let path = dir.join("predict.jsonl");
     std::fs::write(&path, &out.stdout).unwrap();
     path
@@ -147,30 +151,57 @@ fn as_strings(v: &Value) -> Vec<String> {
 fn assert_run(run: &Value, label: &str, want: &[Prediction]) {
     let m = tiny_model();
     let p = predictor();
-    assert_eq!(as_u64s(&run["image_score_bits"]), score_bits(want), "{label}: scores");
-    let sims: Vec<u64> = want.iter().map(|p| p.class_similarity.to_bits() as u64).collect();
-    assert_eq!(as_u64s(&run["class_similarity_bits"]), sims, "{label}: similarity");
+    assert_eq!(
+        as_u64s(&run["image_score_bits"]),
+        score_bits(want),
+        "{label}: scores"
+    );
+    let sims: Vec<u64> = want
+        .iter()
+        .map(|p| p.class_similarity.to_bits() as u64)
+        .collect();
+    assert_eq!(
+        as_u64s(&run["class_similarity_bits"]),
+        sims,
+        "{label}: similarity"
+    );
     let classes: Vec<String> = want.iter().map(|w| m.classes[w.class].clone()).collect();
     assert_eq!(as_strings(&run["class_name"]), classes, "{label}: classes");
     let index: Vec<u64> = want.iter().map(|w| w.class as u64).collect();
     assert_eq!(as_u64s(&run["class_index"]), index, "{label}: class index");
     let decisions: Vec<String> = want
         .iter()
-        .map(|w| cras::infer::decide(w.score, p.threshold(w.class)).as_str().to_string())
+        .map(|w| {
+            cras::infer::decide(w.score, p.threshold(w.class))
+                .as_str()
+                .to_string()
+        })
         .collect();
-    assert_eq!(as_strings(&run["decision"]), decisions, "{label}: decisions");
+    assert_eq!(
+        as_strings(&run["decision"]),
+        decisions,
+        "{label}: decisions"
+    );
     let thresholds: Vec<u64> = want
         .iter()
         .map(|w| p.threshold(w.class).unwrap_or(f32::NAN).to_bits() as u64)
         .collect();
-    assert_eq!(as_u64s(&run["threshold_bits"]), thresholds, "{label}: thresholds");
+    assert_eq!(
+        as_u64s(&run["threshold_bits"]),
+        thresholds,
+        "{label}: thresholds"
+    );
     let s = p.map_size() as u64;
     assert_eq!(
         as_u64s(&run["anomaly_map_shape"]),
         vec![want.len() as u64, s, s],
         "{label}: map shape"
     );
-    assert_eq!(as_strings(&run["anomaly_map_sha256"]), map_hashes(want), "{label}: maps");
+    assert_eq!(
+        as_strings(&run["anomaly_map_sha256"]),
+        map_hashes(want),
+        "{label}: maps"
+    );
     assert_eq!(run["parameters"]["thresholds_source"], "model", "{label}");
     assert_eq!(run["parameters"]["model_generation"], 1, "{label}");
 }
@@ -182,7 +213,10 @@ fn assert_metadata(report: &Value) {
     assert_eq!(report["ready"], true);
     assert_eq!(report["model_ready"], true);
     assert_eq!(report["server_metadata"]["name"], "cras");
-    assert_eq!(report["server_metadata"]["extensions"], json!(["binary_tensor_data"]));
+    assert_eq!(
+        report["server_metadata"]["extensions"],
+        json!(["binary_tensor_data"])
+    );
     let meta = &report["metadata"];
     assert_eq!(meta["name"], NAME);
     assert_eq!(meta["versions"], json!(["1"]));
@@ -191,7 +225,13 @@ fn assert_metadata(report: &Value) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| (i["name"].as_str().unwrap().into(), i["datatype"].as_str().unwrap().into(), i["shape"].clone()))
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().into(),
+                i["datatype"].as_str().unwrap().into(),
+                i["shape"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         inputs,
@@ -212,7 +252,12 @@ fn assert_metadata(report: &Value) {
     assert!(outputs.contains(&("anomaly_map", "FP32")), "{outputs:?}");
     assert!(outputs.contains(&("decision", "BYTES")), "{outputs:?}");
     assert!(outputs.contains(&("is_anomalous", "INT8")), "{outputs:?}");
-    let map = meta["outputs"].as_array().unwrap().iter().find(|o| o["name"] == "anomaly_map").unwrap();
+    let map = meta["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "anomaly_map")
+        .unwrap();
     assert_eq!(map["shape"], json!([-1, s, s]));
 }
 
@@ -250,7 +295,11 @@ fn tritonclient_scores_equal_cras_predict_bit_for_bit() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("no JSON report ({e}): {stderr}"));
-    assert!(out.status.success(), "problems: {}\n{stderr}", report["problems"]);
+    assert!(
+        out.status.success(),
+        "problems: {}\n{stderr}",
+        report["problems"]
+    );
     assert_eq!(report["problems"], json!([]));
     assert_metadata(&report);
     let matched = direct(|_| ClassChoice::Match);
@@ -262,7 +311,10 @@ fn tritonclient_scores_equal_cras_predict_bit_for_bit() {
     assert_run(&report["runs"]["class_name"], "class_name", &stated);
     assert_run(&report["runs"]["stated_class"], "stated_class", &stated);
     assert_eq!(report["unknown_model"]["status"], "404");
-    assert!(report["unknown_model"]["message"].as_str().unwrap().contains(NAME));
+    assert!(report["unknown_model"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(NAME));
 }
 
 /// An answer with its headers and raw body.
@@ -287,7 +339,10 @@ impl Raw {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_default().to_string()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 }
 
@@ -330,7 +385,12 @@ fn infer_raw(url: &str, json: &Value, binary: Option<&[u8]>, token: Option<&str>
 fn length_prefixed(items: &[Vec<u8>]) -> Vec<u8> {
     items
         .iter()
-        .flat_map(|b| (b.len() as u32).to_le_bytes().into_iter().chain(b.iter().copied()))
+        .flat_map(|b| {
+            (b.len() as u32)
+                .to_le_bytes()
+                .into_iter()
+                .chain(b.iter().copied())
+        })
         .collect()
 }
 
@@ -360,16 +420,25 @@ fn binary_tensor_data_both_ways_and_headers() {
     assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.header("content-type"), Some("application/octet-stream"));
     assert_eq!(a.header("x-cras-model-generation"), Some("1"));
-    assert_eq!(a.header("x-cras-thresholds"), Some("source=model; version=model"));
+    assert_eq!(
+        a.header("x-cras-thresholds"),
+        Some("source=model; version=model")
+    );
     let head = a.json();
     assert_eq!(head["model_name"], NAME);
     assert_eq!(head["id"], "r1");
     assert_eq!(head["parameters"]["thresholds_version"], "model");
     let outputs = head["outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 3, "only the outputs asked for: {head}");
-    let n: usize = a.header("inference-header-content-length").unwrap().parse().unwrap();
+    let n: usize = a
+        .header("inference-header-content-length")
+        .unwrap()
+        .parse()
+        .unwrap();
     let raw = &a.body[n..];
-    let score_len = outputs[0]["parameters"]["binary_data_size"].as_u64().unwrap() as usize;
+    let score_len = outputs[0]["parameters"]["binary_data_size"]
+        .as_u64()
+        .unwrap() as usize;
     assert_eq!(score_len, 4 * files.len());
     assert_eq!(outputs[0]["shape"], json!([files.len()]));
     let scores: Vec<u64> = raw[..score_len]
@@ -377,7 +446,11 @@ fn binary_tensor_data_both_ways_and_headers() {
         .map(|c| u32::from_le_bytes(c.try_into().unwrap()) as u64)
         .collect();
     let want = direct(|_| ClassChoice::Match);
-    assert_eq!(scores, score_bits(&want), "binary scores equal the library's");
+    assert_eq!(
+        scores,
+        score_bits(&want),
+        "binary scores equal the library's"
+    );
     // BYTES output: each class name after its 4-byte length.
     let mut names = Vec::new();
     let mut at = score_len;
@@ -386,7 +459,10 @@ fn binary_tensor_data_both_ways_and_headers() {
         names.push(String::from_utf8(raw[at + 4..at + 4 + len].to_vec()).unwrap());
         at += 4 + len;
     }
-    let classes: Vec<String> = want.iter().map(|p| tiny_model().classes[p.class].clone()).collect();
+    let classes: Vec<String> = want
+        .iter()
+        .map(|p| tiny_model().classes[p.class].clone())
+        .collect();
     assert_eq!(names, classes);
     assert_eq!(outputs[2]["datatype"], "BYTES");
     assert_eq!(outputs[2]["data"].as_array().unwrap().len(), files.len());
@@ -413,7 +489,11 @@ fn binary_tensor_data_both_ways_and_headers() {
         .map(|v| (v.as_f64().unwrap() as f32).to_bits() as u64)
         .collect();
     assert_eq!(json_scores, score_bits(&want));
-    assert_eq!(head["outputs"][1]["data"], json!(vec![1; files.len()]), "threshold 0: all defects");
+    assert_eq!(
+        head["outputs"][1]["data"],
+        json!(vec![1; files.len()]),
+        "threshold 0: all defects"
+    );
     assert_eq!(head["outputs"][2]["data"], json!(vec![0.0; files.len()]));
 
     // /v1/predict carries the same provenance, in the body and the headers.
@@ -421,10 +501,16 @@ fn binary_tensor_data_both_ways_and_headers() {
         .set("Content-Type", "image/png")
         .send_bytes(&files[0])
         .unwrap();
-    assert_eq!(v1.header("X-Cras-Thresholds"), Some("source=model; version=model"));
+    assert_eq!(
+        v1.header("X-Cras-Thresholds"),
+        Some("source=model; version=model")
+    );
     assert_eq!(v1.header("X-Cras-Model-Generation"), Some("1"));
     let body: Value = serde_json::from_str(&v1.into_string().unwrap()).unwrap();
-    assert_eq!(body["thresholds"], json!({"source": "model", "version": "model"}));
+    assert_eq!(
+        body["thresholds"],
+        json!({"source": "model", "version": "model"})
+    );
     assert_eq!(body["model_generation"], 1);
 
     // Counted like /v1 (route patterns).
@@ -449,37 +535,67 @@ fn protocol_errors_name_what_is_wrong() {
     let cases: Vec<(&str, Raw, u16, &str)> = vec![
         (
             "wrong datatype",
-            infer_raw(&url, &json!({"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "FP32", "data": [1.0]}]}), None, None),
+            infer_raw(
+                &url,
+                &json!({"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "FP32", "data": [1.0]}]}),
+                None,
+                None,
+            ),
             400,
             "datatype FP32",
         ),
         (
             "wrong shape",
-            infer_raw(&url, &json!({"inputs": [{"name": "image", "shape": [1, 3, 5, 5], "datatype": "FP32", "data": vec![0.0; 75]}]}), None, None),
+            infer_raw(
+                &url,
+                &json!({"inputs": [{"name": "image", "shape": [1, 3, 5, 5], "datatype": "FP32", "data": vec![0.0; 75]}]}),
+                None,
+                None,
+            ),
             400,
             "[B, 3, 32, 32]",
         ),
         (
             "wrong element count",
-            infer_raw(&url, &json!({"inputs": [{"name": "image", "shape": [1, 3, s, s], "datatype": "FP32", "data": [0.0]}]}), None, None),
+            infer_raw(
+                &url,
+                &json!({"inputs": [{"name": "image", "shape": [1, 3, s, s], "datatype": "FP32", "data": [0.0]}]}),
+                None,
+                None,
+            ),
             400,
             "holds 1 elements",
         ),
         (
             "missing input",
-            infer_raw(&url, &json!({"inputs": [{"name": "class_name", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}), None, None),
+            infer_raw(
+                &url,
+                &json!({"inputs": [{"name": "class_name", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}),
+                None,
+                None,
+            ),
             400,
             "missing input",
         ),
         (
             "unknown input",
-            infer_raw(&url, &json!({"inputs": [{"name": "pixels", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}), None, None),
+            infer_raw(
+                &url,
+                &json!({"inputs": [{"name": "pixels", "shape": [1], "datatype": "BYTES", "data": ["a"]}]}),
+                None,
+                None,
+            ),
             400,
             "unknown input 'pixels'",
         ),
         (
             "bad base64",
-            infer_raw(&url, &json!({"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": ["not base64!"]}]}), None, None),
+            infer_raw(
+                &url,
+                &json!({"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "data": ["not base64!"]}]}),
+                None,
+                None,
+            ),
             400,
             "base64",
         ),
@@ -488,23 +604,44 @@ fn protocol_errors_name_what_is_wrong() {
             {
                 let text = bytes_input(json!([1]), one.len()).to_string();
                 let r = ureq::post(&url)
-                    .set("Inference-Header-Content-Length", &(text.len() + one.len() + 1).to_string())
+                    .set(
+                        "Inference-Header-Content-Length",
+                        &(text.len() + one.len() + 1).to_string(),
+                    )
                     .send_bytes(&[text.as_bytes(), &one].concat());
-                let r = match r { Ok(r) => r, Err(ureq::Error::Status(_, r)) => r, Err(e) => panic!("{e}") };
-                Raw { status: r.status(), headers: vec![], body: r.into_string().unwrap().into_bytes() }
+                let r = match r {
+                    Ok(r) => r,
+                    Err(ureq::Error::Status(_, r)) => r,
+                    Err(e) => panic!("{e}"),
+                };
+                Raw {
+                    status: r.status(),
+                    headers: vec![],
+                    body: r.into_string().unwrap().into_bytes(),
+                }
             },
             400,
             "Inference-Header-Content-Length",
         ),
         (
             "binary size past the body",
-            infer_raw(&url, &bytes_input(json!([1]), one.len() + 1), Some(&one), None),
+            infer_raw(
+                &url,
+                &bytes_input(json!([1]), one.len() + 1),
+                Some(&one),
+                None,
+            ),
             400,
             "announces",
         ),
         (
             "unclaimed binary data",
-            infer_raw(&url, &bytes_input(json!([1]), one.len() - 1), Some(&one), None),
+            infer_raw(
+                &url,
+                &bytes_input(json!([1]), one.len() - 1),
+                Some(&one),
+                None,
+            ),
             400,
             "no input claims",
         ),
@@ -516,36 +653,61 @@ fn protocol_errors_name_what_is_wrong() {
         ),
         (
             "batch of classes differs",
-            infer_raw(&url, &json!({"inputs": [
+            infer_raw(
+                &url,
+                &json!({"inputs": [
                 {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": one.len()}},
-                {"name": "stated_class", "shape": [2], "datatype": "INT64", "data": [0, 1]}]}), Some(&one), None),
+                {"name": "stated_class", "shape": [2], "datatype": "INT64", "data": [0, 1]}]}),
+                Some(&one),
+                None,
+            ),
             400,
             "batch 2",
         ),
         (
             "unknown class",
-            infer_raw(&url, &json!({"inputs": [
+            infer_raw(
+                &url,
+                &json!({"inputs": [
                 {"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": one.len()}},
-                {"name": "class_name", "shape": [1], "datatype": "BYTES", "data": ["nope"]}]}), Some(&one), None),
+                {"name": "class_name", "shape": [1], "datatype": "BYTES", "data": ["nope"]}]}),
+                Some(&one),
+                None,
+            ),
             400,
             "unknown class 'nope'",
         ),
         (
             "unknown output",
-            infer_raw(&url, &json!({"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": one.len()}}],
-                                    "outputs": [{"name": "heat"}]}), Some(&one), None),
+            infer_raw(
+                &url,
+                &json!({"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": one.len()}}],
+                                    "outputs": [{"name": "heat"}]}),
+                Some(&one),
+                None,
+            ),
             400,
             "unknown output 'heat'",
         ),
         (
             "undecodable image",
-            infer_raw(&url, &bytes_input(json!([1]), 8), Some(&length_prefixed(&[b"garb".to_vec()])), None),
+            infer_raw(
+                &url,
+                &bytes_input(json!([1]), 8),
+                Some(&length_prefixed(&[b"garb".to_vec()])),
+                None,
+            ),
             400,
             "image_bytes[0]",
         ),
         (
             "cut BYTES element",
-            infer_raw(&url, &bytes_input(json!([1]), one.len() - 1), Some(&one[..one.len() - 1]), None),
+            infer_raw(
+                &url,
+                &bytes_input(json!([1]), one.len() - 1),
+                Some(&one[..one.len() - 1]),
+                None,
+            ),
             400,
             "element 0 announces",
         ),
@@ -557,29 +719,62 @@ fn protocol_errors_name_what_is_wrong() {
         ),
         (
             "unknown model",
-            infer_raw(&server.url("/v2/models/other/infer"), &bytes_input(json!([1]), one.len()), Some(&one), None),
+            infer_raw(
+                &server.url("/v2/models/other/infer"),
+                &bytes_input(json!([1]), one.len()),
+                Some(&one),
+                None,
+            ),
             404,
             "unknown model 'other'",
         ),
         (
             "unknown version",
-            infer_raw(&server.url(&format!("/v2/models/{NAME}/versions/7/infer")), &bytes_input(json!([1]), one.len()), Some(&one), None),
+            infer_raw(
+                &server.url(&format!("/v2/models/{NAME}/versions/7/infer")),
+                &bytes_input(json!([1]), one.len()),
+                Some(&one),
+                None,
+            ),
             404,
             "no version '7'",
         ),
     ];
     for (what, answer, status, needle) in cases {
-        assert_eq!(answer.status, status, "{what}: {}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(
+            answer.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
         let error = answer.error();
-        assert!(error.contains(needle), "{what}: '{error}' does not name '{needle}'");
+        assert!(
+            error.contains(needle),
+            "{what}: '{error}' does not name '{needle}'"
+        );
     }
     // Version 1 is served under its explicit path too; unknown names 404 on every route.
-    let ok = infer_raw(&server.url(&format!("/v2/models/{NAME}/versions/1/infer")), &bytes_input(json!([1]), one.len()), Some(&one), None);
+    let ok = infer_raw(
+        &server.url(&format!("/v2/models/{NAME}/versions/1/infer")),
+        &bytes_input(json!([1]), one.len()),
+        Some(&one),
+        None,
+    );
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
     assert_eq!(get(&server.url("/v2/models/other"), None).status, 404);
     assert_eq!(get(&server.url("/v2/models/other/ready"), None).status, 404);
-    assert_eq!(get(&server.url(&format!("/v2/models/{NAME}/versions/2")), None).status, 404);
-    assert_eq!(get(&server.url(&format!("/v2/models/{NAME}/versions/1/ready")), None).status, 200);
+    assert_eq!(
+        get(&server.url(&format!("/v2/models/{NAME}/versions/2")), None).status,
+        404
+    );
+    assert_eq!(
+        get(
+            &server.url(&format!("/v2/models/{NAME}/versions/1/ready")),
+            None
+        )
+        .status,
+        200
+    );
 }
 
 #[test]
@@ -593,9 +788,15 @@ fn health_probes_stay_open_and_the_rest_needs_the_token() {
     // The default name: the model file's stem.
     let name = "model";
     assert_eq!(get(&server.url("/v2/health/live"), None).status, 200);
-    assert_eq!(get(&server.url("/v2/health/ready"), None).json()["ready"], true);
+    assert_eq!(
+        get(&server.url("/v2/health/ready"), None).json()["ready"],
+        true
+    );
     assert_eq!(get(&server.url("/v2"), None).status, 401);
-    assert_eq!(get(&server.url(&format!("/v2/models/{name}")), None).status, 401);
+    assert_eq!(
+        get(&server.url(&format!("/v2/models/{name}")), None).status,
+        401
+    );
     let meta = get(&server.url(&format!("/v2/models/{name}")), Some("t0k"));
     assert_eq!(meta.status, 200, "{}", meta.body);
     assert_eq!(meta.json()["name"], name);

@@ -95,7 +95,9 @@ fn metric(base: &str, name: &str) -> f64 {
 fn send(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
     let req = ureq::request(method, url);
     let r = match body {
-        Some(b) => req.send_json(b.clone()),
+        Some(b) => req
+            .set("Content-Type", "application/json")
+            .send_string(&b.to_string()),
         None => req.call(),
     };
     let r = match r {
@@ -103,7 +105,10 @@ fn send(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
         Err(ureq::Error::Status(_, r)) => r,
         Err(e) => panic!("transport error: {e}"),
     };
-    (r.status(), serde_json::from_str(&r.into_string().unwrap()).unwrap())
+    (
+        r.status(),
+        serde_json::from_str(&r.into_string().unwrap()).unwrap(),
+    )
 }
 
 /// A global threshold that flips at least one of the model's decisions.
@@ -161,11 +166,18 @@ fn replicas_sharing_a_threshold_file_decide_alike() {
     assert_eq!(on_a, on_b, "A and B decide alike\n{}", log());
     assert_ne!(on_a, model_a, "the saved set changed some decision");
     for (score, decision) in &on_b {
-        let want = if *score as f32 >= t as f32 { "defect" } else { "ok" };
+        let want = if *score as f32 >= t as f32 {
+            "defect"
+        } else {
+            "ok"
+        };
         assert_eq!(decision, want, "score {score} at threshold {t}");
     }
     let tag = json!({"source": "saved", "version": v});
-    assert!(tags_a.iter().chain(&tags_b).all(|x| *x == tag), "{tags_a:?} {tags_b:?}");
+    assert!(
+        tags_a.iter().chain(&tags_b).all(|x| *x == tag),
+        "{tags_a:?} {tags_b:?}"
+    );
     let (v2_decisions, parameters) = decide_v2(&b, "line");
     let v1_decisions: Vec<String> = on_b.iter().map(|(_, d)| d.clone()).collect();
     assert_eq!(v2_decisions, v1_decisions);
@@ -198,7 +210,9 @@ fn replicas_sharing_a_threshold_file_decide_alike() {
     let (status, answer) = send("DELETE", &a.url("/v1/thresholds"), None);
     assert_eq!(status, 200, "{answer}");
     assert!(!shared.exists());
-    wait_until("B is back on the model's thresholds", || version(&b) == "model");
+    wait_until("B is back on the model's thresholds", || {
+        version(&b) == "model"
+    });
     assert_eq!(decide_v1(&a.base).0, model_a);
     assert_eq!(decide_v1(&b).0, model_a);
 }

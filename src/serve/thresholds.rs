@@ -286,7 +286,11 @@ impl ThresholdStore {
             return PollOutcome::Unchanged;
         }
         *seen = version;
-        let saved = match bytes.as_deref().map(|b| parse_set(&self.path, b)).transpose() {
+        let saved = match bytes
+            .as_deref()
+            .map(|b| parse_set(&self.path, b))
+            .transpose()
+        {
             Ok(saved) => saved.map(Arc::new),
             Err(e) => return PollOutcome::Failed(e.to_string()),
         };
@@ -556,7 +560,11 @@ mod tests {
             PollOutcome::Failed(e) => assert!(e.contains("thresholds file"), "{e}"),
             other => panic!("expected a failure, got {other:?}"),
         }
-        assert_eq!(b.tag().version, saved.version, "a damaged file keeps the set");
+        assert_eq!(
+            b.tag().version,
+            saved.version,
+            "a damaged file keeps the set"
+        );
         assert_eq!(b.poll(), PollOutcome::Unchanged, "reported once");
         std::fs::remove_file(&path).unwrap();
         assert_eq!(b.poll(), PollOutcome::Reloaded(ThresholdsTag::of(None)));

@@ -359,10 +359,17 @@ async fn score(
     for (members, answer) in pending {
         let scored = match tokio::time::timeout_at(deadline, answer).await {
             Err(_) => return Err(ApiError::timeout(state.limits.timeout.as_millis() as u64)),
-            Ok(Err(_)) => return Err(ApiError::internal("the inference worker dropped the request")),
+            Ok(Err(_)) => {
+                return Err(ApiError::internal(
+                    "the inference worker dropped the request",
+                ))
+            }
             Ok(Ok(result)) => result?,
         };
-        if model.as_ref().is_some_and(|m| m.generation != scored.model.generation) {
+        if model
+            .as_ref()
+            .is_some_and(|m| m.generation != scored.model.generation)
+        {
             let mut e = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the model was reloaded while this request was scored; retry",

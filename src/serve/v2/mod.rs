@@ -44,7 +44,10 @@ pub const CLASS_INDEX: &str = "stated_class";
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(|| async { Json(json!({"live": true})) }))
+        .route(
+            "/v2/health/live",
+            get(|| async { Json(json!({"live": true})) }),
+        )
         .route("/v2/health/ready", get(ready))
         .route("/v2/models/{name}", get(model_metadata))
         .route("/v2/models/{name}/versions/{version}", get(model_metadata))
@@ -211,7 +214,10 @@ mod tests {
 
     #[test]
     fn model_names_default_to_a_clean_stem() {
-        assert_eq!(default_model_name(Path::new("/m/line 3.safetensors")), "line_3");
+        assert_eq!(
+            default_model_name(Path::new("/m/line 3.safetensors")),
+            "line_3"
+        );
         assert_eq!(default_model_name(Path::new("model.safetensors")), "model");
         assert_eq!(default_model_name(Path::new(".hidden")), "model.hidden");
         assert!(check_model_name("line_3.v2-a").is_ok());

@@ -75,28 +75,27 @@ pub fn values(
     let decision = |p: &Prediction| crate::infer::decide(p.score, threshold(p));
     let f32s = |f: &dyn Fn(&Prediction) -> f32| Values::F32(predictions.iter().map(f).collect());
     let i64s = |f: &dyn Fn(&Prediction) -> i64| Values::I64(predictions.iter().map(f).collect());
-    let texts = |f: &dyn Fn(&Prediction) -> Vec<u8>| {
-        Values::Bytes(predictions.iter().map(f).collect())
-    };
+    let texts =
+        |f: &dyn Fn(&Prediction) -> Vec<u8>| Values::Bytes(predictions.iter().map(f).collect());
     match name {
-        "image_score" => f32s(&|p| p.score),
-        "class_index" => i64s(&|p| p.class as i64),
-        "matched_class" => i64s(&|p| p.matched as i64),
-        "class_similarity" => f32s(&|p| p.class_similarity),
+        "image_score" => f32s(&|p: &Prediction| p.score),
+        "class_index" => i64s(&|p: &Prediction| p.class as i64),
+        "matched_class" => i64s(&|p: &Prediction| p.matched as i64),
+        "class_similarity" => f32s(&|p: &Prediction| p.class_similarity),
         "anomaly_map" => Values::F32(
             predictions
                 .iter()
                 .flat_map(|p| predictor.anomaly_map(p))
                 .collect(),
         ),
-        "class_name" => texts(&|p| {
+        "class_name" => texts(&|p: &Prediction| {
             meta.classes
                 .get(p.class)
                 .cloned()
                 .unwrap_or_default()
                 .into_bytes()
         }),
-        "threshold" => f32s(&|p| threshold(p).unwrap_or(f32::NAN)),
+        "threshold" => f32s(&|p: &Prediction| threshold(p).unwrap_or(f32::NAN)),
         "is_anomalous" => Values::I8(
             predictions
                 .iter()
@@ -107,7 +106,7 @@ pub fn values(
                 })
                 .collect(),
         ),
-        _ => texts(&|p| decision(p).as_str().as_bytes().to_vec()),
+        _ => texts(&|p: &Prediction| decision(p).as_str().as_bytes().to_vec()),
     }
 }
 
@@ -161,7 +160,8 @@ pub fn answer(mut head: Value, outputs: Vec<Output>) -> Response {
     let listed: Vec<Value> = outputs
         .into_iter()
         .map(|o| {
-            let mut item = json!({"name": o.name, "datatype": o.values.datatype(), "shape": o.shape});
+            let mut item =
+                json!({"name": o.name, "datatype": o.values.datatype(), "shape": o.shape});
             if o.binary {
                 any_binary = true;
                 let bytes = o.values.binary();
@@ -179,7 +179,10 @@ pub fn answer(mut head: Value, outputs: Vec<Output>) -> Response {
     if !any_binary {
         return (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             text,
         )
             .into_response();

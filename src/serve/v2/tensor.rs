@@ -345,7 +345,7 @@ fn fixed_width<'a>(
     raw: &'a [u8],
     width: usize,
 ) -> Result<std::slice::ChunksExact<'a, u8>, ApiError> {
-    if raw.len() % width != 0 {
+    if !raw.len().is_multiple_of(width) {
         return Err(ApiError::bad_request(format!(
             "input '{name}': {} bytes of binary data are not whole {width}-byte elements",
             raw.len()
@@ -429,12 +429,26 @@ mod tests {
             {"name": "z", "shape": [1, 2], "datatype": "INT64", "data": [[3, -1]]}]}"#;
         let t = request(json, &[], false).unwrap();
         assert_eq!(t[0].f32_values().unwrap(), vec![1.0, 2.5]);
-        assert!(t[0].i64_values().unwrap_err().message.contains("datatype FP32"));
-        assert!(t[1].byte_elements(true).unwrap_err().message.contains("base64"));
-        assert_eq!(t[1].byte_elements(false).unwrap(), vec![Bytes::from_static(b"%%")]);
+        assert!(t[0]
+            .i64_values()
+            .unwrap_err()
+            .message
+            .contains("datatype FP32"));
+        assert!(t[1]
+            .byte_elements(true)
+            .unwrap_err()
+            .message
+            .contains("base64"));
+        assert_eq!(
+            t[1].byte_elements(false).unwrap(),
+            vec![Bytes::from_static(b"%%")]
+        );
         assert_eq!(t[2].i64_values().unwrap(), vec![3, -1]);
-        let json = r#"{"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2]}]}"#;
-        let err = request(json, &[], false).unwrap()[0].f32_values().unwrap_err();
+        let json =
+            r#"{"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1, 2]}]}"#;
+        let err = request(json, &[], false).unwrap()[0]
+            .f32_values()
+            .unwrap_err();
         assert!(err.message.contains("holds 2 elements"), "{err}");
     }
 }

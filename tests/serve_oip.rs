@@ -817,3 +817,68 @@ fn health_probes_stay_open_and_the_rest_needs_the_token() {
     assert_eq!(names.len(), 9, "{names:?}");
     assert!(names.contains(&"anomaly_map".to_string()));
 }
+
+#[test]
+fn v2_requests_share_the_limits_of_v1() {
+    let files = image_files();
+    let one = length_prefixed(&files[..1]);
+    let request = json!({"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES",
+                                      "parameters": {"binary_data_size": one.len()}}],
+                         "outputs": [{"name": "image_score"}]});
+    // Pixels and body size: 413.
+    let server = TestServer::start(|c| {
+        c.model_name = Some(NAME.into());
+        c.max_pixels = 100;
+        c.max_body_mb = 1;
+        c.timeout_ms = 300;
+        c.queue = 1;
+        c.max_batch = 1;
+    });
+    let url = server.url(&format!("/v2/models/{NAME}/infer"));
+    let a = infer_raw(&url, &request, Some(&one), None);
+    assert_eq!(a.status, 413, "{}", String::from_utf8_lossy(&a.body));
+    assert!(a.error().contains("limit of 100 pixels"), "{}", a.error());
+    let big = length_prefixed(&[vec![0u8; (1 << 20) + 1]]);
+    let big_request = json!({"inputs": [{"name": "image_bytes", "shape": [1], "datatype": "BYTES",
+                                          "parameters": {"binary_data_size": big.len()}}]});
+    let a = infer_raw(&url, &big_request, Some(&big), None);
+    assert_eq!(a.status, 413, "{}", String::from_utf8_lossy(&a.body));
+    drop(server);
+
+    // A paused worker: the queue refuses with 503 + Retry-After, a queued request times out (504).
+    let server = TestServer::start(|c| {
+        c.model_name = Some(NAME.into());
+        c.timeout_ms = 3000;
+        c.queue = 1;
+        c.max_batch = 1;
+    });
+    let url = server.url(&format!("/v2/models/{NAME}/infer"));
+    let guard = server.handle.pause();
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, request, one) = (url.clone(), request.clone(), one.clone());
+            std::thread::spawn(move || infer_raw(&url, &request, Some(&one), None))
+        })
+        .collect();
+    let answers: Vec<Raw> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    drop(guard);
+    let refused: Vec<&Raw> = answers.iter().filter(|a| a.status == 503).collect();
+    assert!(
+        !refused.is_empty(),
+        "no request was refused while the worker was paused"
+    );
+    for r in &refused {
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(r.error().contains("queue is full"), "{}", r.error());
+    }
+    for a in answers.iter().filter(|a| a.status != 503) {
+        assert_eq!(a.status, 504, "{}", String::from_utf8_lossy(&a.body));
+    }
+    let a = infer_raw(&url, &request, Some(&one), None);
+    assert_eq!(
+        a.status,
+        200,
+        "the server serves again: {}",
+        String::from_utf8_lossy(&a.body)
+    );
+}

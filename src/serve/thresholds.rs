@@ -28,7 +28,6 @@
 //! behind the bearer token when one is set.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -299,24 +298,14 @@ impl ThresholdStore {
         PollOutcome::Reloaded(tag)
     }
 
-    /// Writes `set` atomically and puts it in force.
+    /// Writes `set` atomically ([`crate::error::write_atomic`]) and puts it in force.
     pub fn save(&self, set: ThresholdSet) -> Result<Arc<SavedSet>> {
         set.validate()
             .map_err(|e| Error::config("thresholds", "request", e))?;
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
         let text = serde_json::to_string_pretty(&set)
             .map_err(|e| Error::Other(format!("encoding the threshold set: {e}")))?;
         let mut seen = self.seen();
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-        tmp.write_all(text.as_bytes())
-            .and_then(|_| tmp.as_file().sync_all())
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.persist(&self.path)
-            .map_err(|e| Error::io(&self.path, e.error))?;
+        crate::error::write_atomic(&self.path, text.as_bytes())?;
         let saved = Arc::new(SavedSet {
             set,
             version: version_of(text.as_bytes()),

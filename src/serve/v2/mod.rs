@@ -4,7 +4,7 @@
 //! Routes: `GET /v2` (server metadata: name `cras`, version, extensions
 //! `["binary_tensor_data"]`), `GET /v2/health/live`, `GET /v2/health/ready` (both open without
 //! the token, for probes), `GET /v2/models/{name}[/versions/1]` (model metadata: inputs and
-//! outputs with datatypes and shapes, -1 for the batch, see [`model_metadata`]),
+//! outputs with datatypes and shapes, -1 for the batch),
 //! `GET /v2/models/{name}[/versions/1]/ready` and `POST /v2/models/{name}[/versions/1]/infer`
 //! ([`infer`]). The served model has ONE name (`--model-name`, default the model file's stem,
 //! [`default_model_name`]) and ONE version, `1`; any other name or version answers 404. Errors

@@ -59,6 +59,18 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, longest wait for open connections in milliseconds.
     #[arg(long, default_value_t = 15_000)]
     pub shutdown_grace_ms: u64,
+    /// The model's name in the Open Inference Protocol routes (/v2/models/NAME); default: the
+    /// model file's stem.
+    #[arg(long)]
+    pub model_name: Option<String>,
+    /// The saved threshold set's file (default: beside the model, MODEL.thresholds.json);
+    /// watched about every second, so replicas pointing at one shared file decide alike.
+    #[arg(long)]
+    pub thresholds_file: Option<PathBuf>,
+    /// Refuse PUT and DELETE /v1/thresholds with 409 (the file is managed elsewhere, e.g. a
+    /// read-only ConfigMap).
+    #[arg(long)]
+    pub thresholds_read_only: bool,
     #[command(flatten)]
     pub engine: super::engine_args::EngineArgs,
 }
@@ -83,6 +95,10 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         header_timeout_ms: a.header_timeout_ms,
         body_timeout_ms: a.body_timeout_ms,
         shutdown_grace_ms: a.shutdown_grace_ms,
+        model_name: a.model_name,
+        thresholds_file: a.thresholds_file,
+        thresholds_read_only: a.thresholds_read_only,
+        thresholds_poll_ms: 1000,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -95,6 +111,11 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             server.local_addr()?
         );
         eprintln!("inspection page: http://{}/", server.local_addr()?);
+        eprintln!(
+            "Open Inference Protocol: http://{}/v2/models/{}",
+            server.local_addr()?,
+            config.served_name()?
+        );
         tokio::spawn(reload_on_sighup(server.handle()));
         server.run(shutdown).await?;
         eprintln!("stopped");

@@ -1,11 +1,14 @@
 //! [`Batcher`]: dynamic batching of prediction requests onto ONE worker thread.
 //!
-//! Input: jobs (one request's decoded RGB images plus an optional class name) pushed into a
-//! bounded queue of `queue` jobs ([`Batcher::submit`], a full queue answers 503 at once).
-//! The worker takes the first waiting job, then gathers more until `max_batch` images are
-//! collected or `max_wait` has passed, and scores them with `Predictor::predict_images` in
-//! chunks of at most `max_batch` images: one call for the images with no stated class (global
-//! match) and one for those with a stated class. Output per job, through its oneshot channel:
+//! Input: jobs (one request's [`Inputs`]: decoded RGB images, or preprocessed network inputs
+//! `[n, 3, S, S]` as the exported graph takes them; plus an optional class name) pushed into a
+//! bounded queue of `queue` jobs ([`Batcher::submit`], [`Batcher::submit_inputs`]; a full
+//! queue answers 503 at once). The worker takes the first waiting job, then gathers more until
+//! `max_batch` images are collected or `max_wait` has passed, and scores them in chunks of at
+//! most `max_batch` images: `Predictor::predict_images` for decoded images,
+//! `Predictor::predict_batch` for preprocessed ones (the same call after preprocessing), one
+//! call per kind of input for the images with no stated class (global match) and one for those
+//! with a stated class. Output per job, through its oneshot channel:
 //! the model snapshot used and one [`Prediction`] per image, in order. Scores do not depend on
 //! what else shares the batch (eval-mode network, per-image class choice). A job whose
 //! requester gave up (timeout, closed connection) is dropped unscored. A panic while scoring is
@@ -50,8 +53,53 @@ pub struct Scored {
 /// The answer to one job.
 pub type JobResult = Result<Scored, ApiError>;
 
+/// What one job scores.
+pub enum Inputs {
+    /// Decoded images.
+    Images(Vec<RgbImage>),
+    /// Preprocessed network inputs, row-major `[count, 3, S, S]` (not for tiled models).
+    Tensor {
+        /// The values.
+        data: Vec<f32>,
+        /// How many inputs.
+        count: usize,
+    },
+}
+
+impl Inputs {
+    /// How many images.
+    pub fn len(&self) -> usize {
+        match self {
+            Inputs::Images(images) => images.len(),
+            Inputs::Tensor { count, .. } => *count,
+        }
+    }
+
+    /// Whether there is no image.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn is_tensor(&self) -> bool {
+        matches!(self, Inputs::Tensor { .. })
+    }
+
+    /// Moves `other`'s inputs (of the same kind) after these.
+    fn append(&mut self, other: &mut Inputs) {
+        match (self, other) {
+            (Inputs::Images(a), Inputs::Images(b)) => a.append(b),
+            (Inputs::Tensor { data, count }, Inputs::Tensor { data: d, count: c }) => {
+                data.append(d);
+                *count += std::mem::take(c);
+            }
+            // Groups are formed by kind (`Worker::score_batch`).
+            _ => unreachable!("inputs of different kinds in one group"),
+        }
+    }
+}
+
 struct Job {
-    images: Vec<RgbImage>,
+    images: Inputs,
     class: Option<String>,
     thresholds: InForce,
     reply: oneshot::Sender<JobResult>,
@@ -103,6 +151,16 @@ impl Batcher {
         class: Option<String>,
         thresholds: InForce,
     ) -> Result<oneshot::Receiver<JobResult>, ApiError> {
+        self.submit_inputs(Inputs::Images(images), class, thresholds)
+    }
+
+    /// [`Self::submit`] for any [`Inputs`].
+    pub fn submit_inputs(
+        &self,
+        images: Inputs,
+        class: Option<String>,
+        thresholds: InForce,
+    ) -> Result<oneshot::Receiver<JobResult>, ApiError> {
         let (reply, answer) = oneshot::channel();
         let guard = self.sender.lock().unwrap_or_else(|e| e.into_inner());
         let sender = guard.as_ref().ok_or_else(|| {
@@ -130,6 +188,14 @@ impl Batcher {
                 })
             }
         }
+    }
+
+    /// Whether jobs are taken (false once shutdown began).
+    pub fn accepting(&self) -> bool {
+        self.sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Jobs waiting in the queue now.
@@ -219,19 +285,41 @@ impl Worker {
         let total: usize = matched.iter().map(|j| j.images.len()).sum::<usize>()
             + stated.iter().map(|(j, _)| j.images.len()).sum::<usize>();
         self.metrics.observe_batch(total);
+        let (matched_tensors, matched): (Vec<Job>, Vec<Job>) =
+            matched.into_iter().partition(|j| j.images.is_tensor());
+        let (stated_tensors, stated): (Vec<_>, Vec<_>) =
+            stated.into_iter().partition(|(j, _)| j.images.is_tensor());
         self.score_group(&model, matched.into_iter().map(|j| (j, None)).collect());
         self.score_group(
             &model,
             stated.into_iter().map(|(j, k)| (j, Some(k))).collect(),
         );
+        self.score_group(
+            &model,
+            matched_tensors.into_iter().map(|j| (j, None)).collect(),
+        );
+        self.score_group(
+            &model,
+            stated_tensors
+                .into_iter()
+                .map(|(j, k)| (j, Some(k)))
+                .collect(),
+        );
     }
 
-    /// Scores jobs that share one kind of class choice (all matched, or all stated).
+    /// Scores jobs that share one kind of input and of class choice (all matched, or all
+    /// stated).
     fn score_group(&self, model: &Arc<LoadedModel>, mut jobs: Vec<(Job, Option<usize>)>) {
         if jobs.is_empty() {
             return;
         }
-        let mut images = Vec::new();
+        let mut images = match jobs[0].0.images {
+            Inputs::Images(_) => Inputs::Images(Vec::new()),
+            Inputs::Tensor { .. } => Inputs::Tensor {
+                data: Vec::new(),
+                count: 0,
+            },
+        };
         let mut classes = Vec::new();
         let mut thresholds = Vec::new();
         let mut counts = Vec::with_capacity(jobs.len());
@@ -263,20 +351,20 @@ impl Worker {
         }
     }
 
-    /// `predict_images` over `images` in chunks of `max_batch`; `classes[i]` is image i's
-    /// stated class or None for the global match, `thresholds[i]` the thresholds of its request.
+    /// `predict_images` (or `predict_batch`) over `images` in chunks of `max_batch`;
+    /// `classes[i]` is image i's stated class or None for the global match, `thresholds[i]` the
+    /// thresholds of its request.
     fn predict_chunks(
         &self,
         model: &LoadedModel,
-        images: &[RgbImage],
+        images: &Inputs,
         classes: &[Option<usize>],
         thresholds: &[&InForce],
     ) -> Result<Vec<Prediction>, ApiError> {
         let mut out = Vec::with_capacity(images.len());
         let step = self.config.max_batch.max(1);
         let meta = &model.predictor.meta;
-        for (c, (chunk, chunk_classes)) in images.chunks(step).zip(classes.chunks(step)).enumerate()
-        {
+        for (c, chunk_classes) in classes.chunks(step).enumerate() {
             let in_force = &thresholds[c * step..];
             let threshold_of = |i: usize, k: usize| in_force[i].for_class(meta, k);
             let choice = match chunk_classes
@@ -287,10 +375,9 @@ impl Worker {
                 Some(stated) => ClassChoice::Stated(stated),
                 None => ClassChoice::Match,
             };
+            let range = c * step..c * step + chunk_classes.len();
             let predicted = catch_unwind(AssertUnwindSafe(|| {
-                model
-                    .predictor
-                    .predict_images_at(chunk, &choice, &threshold_of)
+                predict_range(model, images, range, &choice, &threshold_of)
             }))
             .map_err(|_| {
                 ApiError::internal(
@@ -301,5 +388,33 @@ impl Worker {
             out.extend(predicted);
         }
         Ok(out)
+    }
+}
+
+/// Scores the images `range` of `images`.
+fn predict_range(
+    model: &LoadedModel,
+    images: &Inputs,
+    range: std::ops::Range<usize>,
+    choice: &ClassChoice,
+    threshold_of: crate::infer::decision::ThresholdOf,
+) -> crate::Result<Vec<Prediction>> {
+    let predictor = &model.predictor;
+    match images {
+        Inputs::Images(images) => predictor.predict_images_at(&images[range], choice, threshold_of),
+        Inputs::Tensor { data, count } => {
+            let s = predictor.input_size();
+            let per = 3 * s * s;
+            // Checked on arrival, but a reload may have changed the input size or tiling.
+            if data.len() != count * per || predictor.meta.preprocess.tiling.is_some() {
+                return Err(crate::Error::Other(format!(
+                    "the model was reloaded and no longer takes [{count}, 3, {s}, {s}] inputs"
+                )));
+            }
+            let n = range.len();
+            let values = data[range.start * per..range.end * per].to_vec();
+            let tensor = candle_core::Tensor::from_vec(values, (n, 3, s, s), &predictor.device)?;
+            predictor.predict_batch_at(&tensor, choice, threshold_of)
+        }
     }
 }

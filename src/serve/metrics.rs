@@ -3,8 +3,10 @@
 //!
 //! Series: `cras_requests_total{path,status}`, `cras_request_duration_seconds` (histogram, all
 //! requests), `cras_batch_size` (histogram of images per worker batch), `cras_queue_depth`
-//! (gauge, jobs waiting), `cras_model_generation` (gauge, 1 + successful reloads) and
-//! `cras_model_reload_failures_total`.
+//! (gauge, jobs waiting), `cras_model_generation` (gauge, 1 + successful reloads),
+//! `cras_model_reload_failures_total`, `cras_thresholds_reloads_total` (the watched threshold
+//! file changed and its set is in force) and `cras_thresholds_reload_failures_total` (it changed
+//! but was damaged or unreadable: the set in force stayed).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -62,6 +64,8 @@ struct Inner {
     latency: Histogram,
     batch: Histogram,
     reload_failures: u64,
+    thresholds_reloads: u64,
+    thresholds_failures: u64,
 }
 
 /// The server's counters; cheap to update from any thread.
@@ -77,6 +81,8 @@ impl Default for Metrics {
                 latency: Histogram::new(&LATENCY_BUCKETS),
                 batch: Histogram::new(&BATCH_BUCKETS),
                 reload_failures: 0,
+                thresholds_reloads: 0,
+                thresholds_failures: 0,
             }),
         }
     }
@@ -102,6 +108,16 @@ impl Metrics {
     /// Counts a failed model reload.
     pub fn observe_reload_failure(&self) {
         self.lock().reload_failures += 1;
+    }
+
+    /// Counts one change of the watched threshold file: put in force (`ok`) or refused.
+    pub fn observe_thresholds_reload(&self, ok: bool) {
+        let mut m = self.lock();
+        if ok {
+            m.thresholds_reloads += 1;
+        } else {
+            m.thresholds_failures += 1;
+        }
     }
 
     /// Requests answered so far on `path` with `status`.
@@ -148,6 +164,16 @@ impl Metrics {
             out,
             "# HELP cras_model_reload_failures_total Reloads that failed (the old model kept serving).\n# TYPE cras_model_reload_failures_total counter\ncras_model_reload_failures_total {}",
             m.reload_failures
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cras_thresholds_reloads_total Changes of the threshold file put in force.\n# TYPE cras_thresholds_reloads_total counter\ncras_thresholds_reloads_total {}",
+            m.thresholds_reloads
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cras_thresholds_reload_failures_total Changes of the threshold file refused (damaged or unreadable; the set in force stayed).\n# TYPE cras_thresholds_reload_failures_total counter\ncras_thresholds_reload_failures_total {}",
+            m.thresholds_failures
         );
         out
     }

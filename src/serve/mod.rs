@@ -4,13 +4,16 @@
 //! metadata), `GET /metrics` (Prometheus text, [`metrics`]) and `GET /v1/openapi.json`
 //! ([`openapi`]). Every error is JSON `{"error", "status"}` ([`api_error`]). The inspection
 //! page ([`page`]) is served at `/` with `GET /v1/recent` ([`recent`]) and
-//! `GET|PUT|DELETE /v1/thresholds` ([`thresholds`]: saved threshold sets, applied to decisions).
+//! `GET|PUT|DELETE /v1/thresholds` ([`thresholds`]: saved threshold sets, applied to decisions;
+//! the file is watched, [`thresholds_watch`], so replicas sharing it decide alike). The Open
+//! Inference Protocol (KServe v2, Triton's HTTP API) is served beside `/v1` under `/v2`
+//! ([`v2`]). Every answer names the model generation and threshold set in force ([`provenance`]).
 //!
 //! Requests are decoded on blocking threads, then scored by ONE worker thread with dynamic
 //! batching ([`batcher`]). Limits: body size (413), body read time (408), decoded pixels (413),
 //! queue length (503 with `Retry-After`), per-request time (504); open connections, request
 //! head read time and the shutdown grace period ([`conn`]). The server binds loopback addresses only unless
-//! `allow_remote`; with a token file every route except `/v1/health` needs
+//! `allow_remote`; with a token file every route except `/v1/health` (and the v2 health probes) needs
 //! `Authorization: Bearer <token>` (401 otherwise; the page's files stay open too). No request names a server file. The model
 //! can be swapped at run time ([`ServerHandle::reload`], called on SIGHUP by the CLI); shutdown
 //! is graceful: in-flight requests finish, then the worker is joined.
@@ -24,8 +27,11 @@ pub mod model_slot;
 pub mod openapi;
 pub mod page;
 pub mod predict;
+pub mod provenance;
 pub mod recent;
 pub mod thresholds;
+pub mod thresholds_watch;
+pub mod v2;
 
 use std::future::Future;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -85,6 +91,16 @@ pub struct ServeConfig {
     pub body_timeout_ms: u64,
     /// Longest wait for open connections after a shutdown signal, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// The model's name under `/v2/models/` (None: the model file's stem, see
+    /// [`v2::default_model_name`]).
+    pub model_name: Option<String>,
+    /// The saved threshold set's file, watched for changes (None: beside the model,
+    /// [`thresholds::path_for`]).
+    pub thresholds_file: Option<PathBuf>,
+    /// Refuse `PUT` / `DELETE /v1/thresholds` with 409 (the file is managed elsewhere).
+    pub thresholds_read_only: bool,
+    /// How often the threshold file is looked at, in milliseconds.
+    pub thresholds_poll_ms: u64,
 }
 
 impl ServeConfig {
@@ -108,7 +124,26 @@ impl ServeConfig {
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             shutdown_grace_ms: 15_000,
+            model_name: None,
+            thresholds_file: None,
+            thresholds_read_only: false,
+            thresholds_poll_ms: 1000,
         }
+    }
+
+    /// The model's name under `/v2/models/`: `model_name`, else the model file's stem.
+    pub fn served_name(&self) -> Result<String> {
+        match &self.model_name {
+            Some(name) => v2::check_model_name(name).map(|_| name.clone()),
+            None => Ok(v2::default_model_name(&self.model)),
+        }
+    }
+
+    /// The saved threshold set's file: `thresholds_file`, else beside the model.
+    pub fn thresholds_path(&self) -> PathBuf {
+        self.thresholds_file
+            .clone()
+            .unwrap_or_else(|| thresholds::path_for(&self.model))
     }
 
     /// Checks the numeric limits.
@@ -123,6 +158,7 @@ impl ServeConfig {
             ("max-connections", self.max_connections as u64),
             ("header-timeout-ms", self.header_timeout_ms),
             ("body-timeout-ms", self.body_timeout_ms),
+            ("thresholds-poll-ms", self.thresholds_poll_ms),
         ];
         for (name, v) in positive {
             if v == 0 {
@@ -168,6 +204,10 @@ pub struct AppState {
     pub recent: recent::Recent,
     /// The operator's saved thresholds.
     pub thresholds: thresholds::ThresholdStore,
+    /// The model's name under `/v2/models/`.
+    pub model_name: String,
+    /// How often the threshold file is looked at.
+    pub thresholds_poll: Duration,
 }
 
 /// Refuses a non-loopback `addr` unless `allow_remote`; returns the resolved addresses.
@@ -224,7 +264,11 @@ impl Server {
         config.validate()?;
         let addrs = check_addr(&config.addr, config.allow_remote)?;
         let token = config.token_file.as_deref().map(read_token).transpose()?;
-        let saved = thresholds::ThresholdStore::open(thresholds::path_for(&config.model))?;
+        let model_name = config.served_name()?;
+        let saved = thresholds::ThresholdStore::open_with(
+            config.thresholds_path(),
+            config.thresholds_read_only,
+        )?;
         let device = crate::device::select(&config.device)?;
         let path = config.model.clone();
         let engine = config.engine;
@@ -261,6 +305,8 @@ impl Server {
             model_path: config.model.clone(),
             recent: recent::Recent::default(),
             thresholds: saved,
+            model_name,
+            thresholds_poll: Duration::from_millis(config.thresholds_poll_ms),
         });
         let conn = conn::ConnLimits {
             max_connections: config.max_connections,
@@ -291,7 +337,12 @@ impl Server {
     /// Serves until `shutdown` completes, then finishes in-flight requests and stops the worker.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let app = router(self.state.clone());
+        let watcher = tokio::spawn(thresholds_watch::watch(
+            self.state.clone(),
+            self.state.thresholds_poll,
+        ));
         conn::serve(self.listener, app, self.conn, shutdown).await;
+        watcher.abort();
         let state = self.state;
         tokio::task::spawn_blocking(move || state.batcher.shutdown())
             .await
@@ -356,6 +407,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(move || async move { Json(openapi::document_for(auth)) }),
         )
         .merge(page::routes())
+        .merge(v2::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such route; see /v1/openapi.json")
         })
@@ -367,6 +419,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            provenance::add_headers,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(middleware::from_fn_with_state(state.clone(), count_request))
         .with_state(state)
@@ -430,7 +486,8 @@ async fn require_token(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token);
-        let open = request.uri().path() == "/v1/health" || page::is_public(request.uri().path());
+        let path = request.uri().path();
+        let open = path == "/v1/health" || page::is_public(path) || v2::is_public(path);
         if !open && !sent.is_some_and(|s| constant_time_eq(s.as_bytes(), token.as_bytes())) {
             let limits = state.limits;
             let _ = tokio::time::timeout(

@@ -3,8 +3,9 @@
 //! part), reserves their decoded pixels in the server's in-flight budget ([`super::budget`]),
 //! decodes them off the async threads under the pixel limit, queues them on the
 //! [`Batcher`](super::batcher::Batcher) and answers
-//! `{"model_generation": n, "predictions": [{name, class, class_similarity, score, threshold,
-//! is_anomalous, decision, ms, map?}, ...]}` in request order.
+//! `{"model_generation": n, "thresholds": {"source", "version"}, "predictions": [{name, class,
+//! class_similarity, score, threshold, is_anomalous, decision, ms, map?}, ...]}` in request
+//! order, with the same generation and set in the headers of [`super::provenance`].
 //!
 //! Query parameters: `class` (a class name: skip the global match), `threshold` (a finite
 //! number overriding every other threshold; without it a saved threshold set applies, see
@@ -96,7 +97,7 @@ pub async fn predict(
     State(state): State<Arc<AppState>>,
     query: Result<Query<PredictQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let started = Instant::now();
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let options = parse_options(query, &state)?;
@@ -133,12 +134,19 @@ pub async fn predict(
     };
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let map = options.map;
+    let in_force_tag = in_force.tag();
     let body =
         tokio::task::spawn_blocking(move || answer_json(&scored, &names, &in_force, map, ms))
             .await
             .map_err(|e| ApiError::internal(format!("answer failed unexpectedly: {e}")))??;
     state.recent.record(&body);
-    Ok(Json(body))
+    let generation = body["model_generation"].as_u64().unwrap_or_default();
+    let response = axum::response::IntoResponse::into_response(Json(body));
+    Ok(super::provenance::with_headers(
+        response,
+        generation,
+        &in_force_tag,
+    ))
 }
 
 /// The images of the request as (name, encoded bytes).
@@ -265,5 +273,9 @@ fn answer_json(
             names.len()
         )));
     }
-    Ok(json!({"model_generation": scored.model.generation, "predictions": predictions}))
+    Ok(json!({
+        "model_generation": scored.model.generation,
+        "thresholds": in_force.tag().json(),
+        "predictions": predictions,
+    }))
 }

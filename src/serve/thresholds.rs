@@ -1,12 +1,20 @@
 //! Saved threshold sets: decision thresholds chosen by an operator, kept apart from the model.
 //!
 //! A [`ThresholdSet`] is `{"per_class": {"<class>": t, ...}, "global": t}` (both optional, at
-//! least one threshold, every value finite). It lives in ONE file beside the model,
-//! [`path_for`] (`model.safetensors` -> `model.thresholds.json`), written atomically (temp
-//! file + rename) by `PUT /v1/thresholds`, removed by `DELETE /v1/thresholds`, read when the
-//! server starts (a damaged file stops the start with a message naming it) and re-read on
-//! SIGHUP with the model (a damaged file then keeps the set in force and is logged). The
-//! model file is never written.
+//! least one threshold, every value finite). It lives in ONE file: `--thresholds-file`, by
+//! default beside the model, [`path_for`] (`model.safetensors` -> `model.thresholds.json`),
+//! written atomically (temp file + rename) by `PUT /v1/thresholds`, removed by
+//! `DELETE /v1/thresholds` (both answer 409 under `--thresholds-read-only`), read when the
+//! server starts (a damaged file stops the start with a message naming it), re-read on SIGHUP
+//! with the model and polled about every second ([`ThresholdStore::poll`], driven by
+//! [`super::thresholds_watch`]), so that every replica pointing at one shared file decides
+//! alike; a damaged file then keeps the set in force and is logged and counted. The model file
+//! is never written.
+//!
+//! Each saved set carries a version, [`version_of`] its file's bytes (the first 16 hex digits
+//! of their SHA-256), the same on every replica reading the same file; [`ThresholdsTag`] names
+//! the set deciding an answer (`{"source": "saved", "version": "<hex>"}` or
+//! `{"source": "model", "version": "model"}`).
 //!
 //! Decisions of `POST /v1/predict` use, for class `k` named `c`: the request's `?threshold`,
 //! else the saved `per_class[c]`, else the saved `global`, else the model's stored threshold
@@ -20,14 +28,15 @@
 //! behind the bearer token when one is set.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use super::api_error::ApiError;
 use super::AppState;
@@ -74,19 +83,112 @@ pub fn path_for(model: &Path) -> PathBuf {
     model.with_extension("thresholds.json")
 }
 
+/// The version of a saved set: the first 16 hex digits of the SHA-256 of its file's bytes.
+pub fn version_of(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Largest threshold file read, in bytes (a set of a few hundred classes is a few KiB).
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A saved set with its [`version_of`] (derefs to the set).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedSet {
+    /// The thresholds.
+    pub set: ThresholdSet,
+    /// [`version_of`] the file's bytes.
+    pub version: String,
+}
+
+impl std::ops::Deref for SavedSet {
+    type Target = ThresholdSet;
+    fn deref(&self) -> &ThresholdSet {
+        &self.set
+    }
+}
+
+/// Which threshold set decides: a saved one (with its version) or the model's own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThresholdsTag {
+    /// `saved` or `model`.
+    pub source: &'static str,
+    /// [`version_of`] the saved file, or `model`.
+    pub version: String,
+}
+
+impl ThresholdsTag {
+    /// The tag of `saved` (None: the model's thresholds).
+    pub fn of(saved: Option<&SavedSet>) -> Self {
+        match saved {
+            Some(s) => Self {
+                source: "saved",
+                version: s.version.clone(),
+            },
+            None => Self {
+                source: "model",
+                version: "model".into(),
+            },
+        }
+    }
+
+    /// `{"source": ..., "version": ...}`.
+    pub fn json(&self) -> Value {
+        json!({"source": self.source, "version": self.version})
+    }
+
+    /// The `X-Cras-Thresholds` header value: `source=<source>; version=<version>`.
+    pub fn header_value(&self) -> String {
+        format!("source={}; version={}", self.source, self.version)
+    }
+}
+
+/// What [`ThresholdStore::poll`] found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PollOutcome {
+    /// The file is as last seen.
+    Unchanged,
+    /// The file changed (or appeared, or went away) and the set it holds is now in force.
+    Reloaded(ThresholdsTag),
+    /// The file changed but cannot be used; the set in force stays.
+    Failed(String),
+}
+
 /// The saved set in force and its file.
 pub struct ThresholdStore {
     path: PathBuf,
-    current: RwLock<Option<Arc<ThresholdSet>>>,
+    read_only: bool,
+    current: RwLock<Option<Arc<SavedSet>>>,
+    /// The version of the file's bytes last looked at (`None`: no file), so that a damaged
+    /// file is reported once, not at every poll. Held while the file is written or read.
+    seen: Mutex<Option<String>>,
 }
 
-fn read_set(path: &Path) -> Result<Option<ThresholdSet>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+/// The file's bytes, or None when there is no file.
+fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
     };
-    let set: ThresholdSet = serde_json::from_str(&text).map_err(|e| {
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Error::config(
+            "thresholds file",
+            path.display(),
+            format!("larger than {MAX_FILE_BYTES} bytes; not a threshold set"),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
+/// Parses and checks a threshold file's bytes.
+fn parse_set(path: &Path, bytes: &[u8]) -> Result<SavedSet> {
+    let set: ThresholdSet = serde_json::from_slice(bytes).map_err(|e| {
         Error::config(
             "thresholds file",
             path.display(),
@@ -95,25 +197,51 @@ fn read_set(path: &Path) -> Result<Option<ThresholdSet>> {
     })?;
     set.validate()
         .map_err(|e| Error::config("thresholds file", path.display(), e))?;
-    Ok(Some(set))
+    Ok(SavedSet {
+        set,
+        version: version_of(bytes),
+    })
+}
+
+fn read_set(path: &Path) -> Result<(Option<SavedSet>, Option<String>)> {
+    match read_bytes(path)? {
+        None => Ok((None, None)),
+        Some(bytes) => {
+            let saved = parse_set(path, &bytes)?;
+            let version = saved.version.clone();
+            Ok((Some(saved), Some(version)))
+        }
+    }
 }
 
 impl ThresholdStore {
     /// Reads the set saved at `path`, if any; a file that cannot be read or parsed is an error.
     pub fn open(path: PathBuf) -> Result<Self> {
-        let set = read_set(&path)?;
+        Self::open_with(path, false)
+    }
+
+    /// [`Self::open`]; with `read_only`, `PUT` and `DELETE /v1/thresholds` answer 409.
+    pub fn open_with(path: PathBuf, read_only: bool) -> Result<Self> {
+        let (set, seen) = read_set(&path)?;
         Ok(Self {
             path,
+            read_only,
             current: RwLock::new(set.map(Arc::new)),
+            seen: Mutex::new(seen),
         })
     }
 
     /// The set in force, if one is saved.
-    pub fn current(&self) -> Option<Arc<ThresholdSet>> {
+    pub fn current(&self) -> Option<Arc<SavedSet>> {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The tag of the set in force.
+    pub fn tag(&self) -> ThresholdsTag {
+        ThresholdsTag::of(self.current().as_deref())
     }
 
     /// The file the set is saved in.
@@ -121,43 +249,82 @@ impl ThresholdStore {
         &self.path
     }
 
+    /// Whether `PUT` and `DELETE` are refused.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_current(&self, set: Option<Arc<SavedSet>>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = set;
+    }
+
     /// Re-reads the file; on error the set in force stays.
     pub fn reload(&self) -> Result<()> {
-        let set = read_set(&self.path)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = set.map(Arc::new);
+        let mut seen = self.seen();
+        let (set, version) = read_set(&self.path)?;
+        self.set_current(set.map(Arc::new));
+        *seen = version;
         Ok(())
     }
 
-    /// Writes `set` atomically and puts it in force.
-    pub fn save(&self, set: ThresholdSet) -> Result<Arc<ThresholdSet>> {
+    /// Looks at the file once: when its bytes differ from those last seen, puts the set it
+    /// holds in force (no file: the model's thresholds). A file that cannot be read or parsed
+    /// keeps the set in force and is reported once per distinct content.
+    pub fn poll(&self) -> PollOutcome {
+        let mut seen = self.seen();
+        let bytes = match read_bytes(&self.path) {
+            Ok(b) => b,
+            Err(e) => return PollOutcome::Failed(e.to_string()),
+        };
+        let version = bytes.as_deref().map(version_of);
+        if version == *seen {
+            return PollOutcome::Unchanged;
+        }
+        *seen = version;
+        let saved = match bytes
+            .as_deref()
+            .map(|b| parse_set(&self.path, b))
+            .transpose()
+        {
+            Ok(saved) => saved.map(Arc::new),
+            Err(e) => return PollOutcome::Failed(e.to_string()),
+        };
+        let tag = ThresholdsTag::of(saved.as_deref());
+        self.set_current(saved);
+        PollOutcome::Reloaded(tag)
+    }
+
+    /// Writes `set` atomically ([`crate::error::write_atomic`]) and puts it in force.
+    pub fn save(&self, set: ThresholdSet) -> Result<Arc<SavedSet>> {
         set.validate()
             .map_err(|e| Error::config("thresholds", "request", e))?;
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
         let text = serde_json::to_string_pretty(&set)
             .map_err(|e| Error::Other(format!("encoding the threshold set: {e}")))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-        tmp.write_all(text.as_bytes())
-            .and_then(|_| tmp.as_file().sync_all())
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.persist(&self.path)
-            .map_err(|e| Error::io(&self.path, e.error))?;
-        let set = Arc::new(set);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(set.clone());
-        Ok(set)
+        let mut seen = self.seen();
+        crate::error::write_atomic(&self.path, text.as_bytes())?;
+        let saved = Arc::new(SavedSet {
+            set,
+            version: version_of(text.as_bytes()),
+        });
+        *seen = Some(saved.version.clone());
+        self.set_current(Some(saved.clone()));
+        Ok(saved)
     }
 
     /// Removes the saved file (if any): decisions go back to the model's thresholds.
     pub fn clear(&self) -> Result<()> {
+        let mut seen = self.seen();
         match std::fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(&self.path, e)),
         }
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = None;
+        *seen = None;
+        self.set_current(None);
         Ok(())
     }
 
@@ -181,15 +348,36 @@ impl ThresholdStore {
 #[derive(Clone, Debug, Default)]
 pub struct InForce {
     pub threshold: Option<f32>,
-    pub saved: Option<Arc<ThresholdSet>>,
+    pub saved: Option<Arc<SavedSet>>,
 }
 
 impl InForce {
     /// The threshold deciding class `k` of `meta`.
     pub fn for_class(&self, meta: &ModelMeta, k: usize) -> Option<f32> {
-        self.threshold
-            .or_else(|| ThresholdStore::threshold_for(self.saved.as_deref(), meta, k))
+        self.threshold.or_else(|| {
+            ThresholdStore::threshold_for(self.saved.as_deref().map(|s| &s.set), meta, k)
+        })
     }
+
+    /// The tag of the set (saved or the model's) this request is decided with.
+    pub fn tag(&self) -> ThresholdsTag {
+        ThresholdsTag::of(self.saved.as_deref())
+    }
+}
+
+/// 409 for a write under `--thresholds-read-only`.
+fn refuse_read_only(state: &AppState) -> std::result::Result<(), ApiError> {
+    if state.thresholds.read_only() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "this server runs with --thresholds-read-only: the threshold set is read from {} \
+                 (a shared file every replica watches); change that file instead",
+                state.thresholds.path().display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /v1/thresholds`.
@@ -202,6 +390,7 @@ pub async fn put_thresholds(
     State(state): State<Arc<AppState>>,
     body: std::result::Result<Json<ThresholdSet>, JsonRejection>,
 ) -> std::result::Result<Json<Value>, ApiError> {
+    refuse_read_only(&state)?;
     let Json(mut set) = body.map_err(|e| {
         ApiError::bad_request(format!("the threshold set is not valid JSON of the form {{\"per_class\": {{\"<class>\": t}}, \"global\": t}}: {}", e.body_text()))
     })?;
@@ -231,6 +420,7 @@ pub async fn put_thresholds(
 pub async fn delete_thresholds(
     State(state): State<Arc<AppState>>,
 ) -> std::result::Result<Json<Value>, ApiError> {
+    refuse_read_only(&state)?;
     state
         .thresholds
         .clear()
@@ -253,7 +443,7 @@ pub fn describe(state: &AppState) -> Value {
                 "name": name,
                 "model": meta.threshold(k),
                 "saved": saved.as_ref().and_then(|s| s.per_class.get(name).copied().or(s.global)),
-                "effective": ThresholdStore::threshold_for(saved.as_deref(), meta, k),
+                "effective": ThresholdStore::threshold_for(saved.as_deref().map(|s| &s.set), meta, k),
                 "holdout_scores": stored.and_then(|t| t.holdout_scores.get(k)).cloned().unwrap_or_default(),
             })
         })
@@ -277,7 +467,9 @@ pub fn describe(state: &AppState) -> Value {
     json!({
         "active": active,
         "file": state.thresholds.path().file_name().map(|f| f.to_string_lossy().to_string()),
-        "saved": saved.as_deref(),
+        "saved": saved.as_deref().map(|s| &s.set),
+        "version": ThresholdsTag::of(saved.as_deref()).version,
+        "read_only": state.thresholds.read_only(),
         "method": stored.map(|t| t.method.clone()),
         "global": {"model": model_global, "saved": saved_global, "effective": saved_global.or(model_global)},
         "classes": classes,
@@ -313,12 +505,15 @@ mod tests {
         set.per_class.insert("ring".into(), 0.25);
         store.save(set.clone()).unwrap();
         let again = ThresholdStore::open(path.clone()).unwrap();
-        assert_eq!(again.current().as_deref(), Some(&set));
+        assert_eq!(again.current().map(|s| s.set.clone()), Some(set.clone()));
+        let version = version_of(&std::fs::read(&path).unwrap());
+        assert_eq!(store.tag().version, version);
+        assert_eq!(again.tag(), ThresholdsTag::of(store.current().as_deref()));
         std::fs::write(&path, "{not json").unwrap();
         assert!(again.reload().is_err());
         assert_eq!(
-            again.current().as_deref(),
-            Some(&set),
+            again.current().map(|s| s.set.clone()),
+            Some(set.clone()),
             "a bad file keeps the set"
         );
         let err = ThresholdStore::open(path.clone())
@@ -328,5 +523,40 @@ mod tests {
         assert!(err.contains("thresholds file"), "{err}");
         again.clear().unwrap();
         assert!(again.current().is_none() && !path.exists());
+    }
+
+    #[test]
+    fn polling_follows_the_file_and_keeps_the_set_on_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared.thresholds.json");
+        let a = ThresholdStore::open(path.clone()).unwrap();
+        let b = ThresholdStore::open_with(path.clone(), true).unwrap();
+        assert!(b.read_only() && !a.read_only());
+        assert_eq!(b.poll(), PollOutcome::Unchanged);
+        let saved = a
+            .save(ThresholdSet {
+                global: Some(0.5),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(a.poll(), PollOutcome::Unchanged, "its own write is seen");
+        assert_eq!(b.poll(), PollOutcome::Reloaded(a.tag()));
+        assert_eq!(b.tag().source, "saved");
+        assert_eq!(b.tag().version, saved.version);
+        assert_eq!(b.poll(), PollOutcome::Unchanged);
+        std::fs::write(&path, "{\"global\": \"high\"}").unwrap();
+        match b.poll() {
+            PollOutcome::Failed(e) => assert!(e.contains("thresholds file"), "{e}"),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        assert_eq!(
+            b.tag().version,
+            saved.version,
+            "a damaged file keeps the set"
+        );
+        assert_eq!(b.poll(), PollOutcome::Unchanged, "reported once");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(b.poll(), PollOutcome::Reloaded(ThresholdsTag::of(None)));
+        assert_eq!(b.tag().version, "model");
     }
 }

@@ -12,4 +12,5 @@ pub mod predict;
 pub mod serve;
 pub mod synth;
 pub mod train;
+pub mod triton;
 pub mod weights;

@@ -10,6 +10,7 @@ pub mod export;
 pub mod import_reference;
 pub mod predict;
 pub mod serve;
+pub mod shard;
 pub mod synth;
 pub mod train;
 pub mod triton;

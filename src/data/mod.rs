@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod dataset;
+pub mod image_list;
 pub mod decode;
 pub mod layouts;
 pub mod loader;

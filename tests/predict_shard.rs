@@ -84,7 +84,12 @@ fn shards_cover_every_row_once_and_equal_an_unsharded_predict() {
     let out = dir.path().join("out");
     let mut by_row = BTreeMap::new();
     for k in 0..3 {
-        ok(&shard(&list, &format!("{k}/3"), &out, &["--batch-size", "2"]));
+        ok(&shard(
+            &list,
+            &format!("{k}/3"),
+            &out,
+            &["--batch-size", "2"],
+        ));
         let file = out.join(format!("shard-{k}-of-3.jsonl"));
         for line in json_lines(&std::fs::read_to_string(&file).unwrap()) {
             let row = line["row"].as_u64().unwrap() as usize;
@@ -92,8 +97,14 @@ fn shards_cover_every_row_once_and_equal_an_unsharded_predict() {
             assert!(by_row.insert(row, line).is_none(), "row {row} twice");
         }
     }
-    assert_eq!(by_row.keys().copied().collect::<Vec<_>>(), (0..7).collect::<Vec<_>>());
-    let names: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(
+        by_row.keys().copied().collect::<Vec<_>>(),
+        (0..7).collect::<Vec<_>>()
+    );
+    let names: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 3, "only the final files are left: {names:?}");
     // The same files through plain `cras predict`, line for line (paths as the list joins them).
     let args: Vec<&OsStr> = files.iter().map(|f| f.as_os_str()).collect();
@@ -102,7 +113,11 @@ fn shards_cover_every_row_once_and_equal_an_unsharded_predict() {
     let plain = json_lines(&String::from_utf8_lossy(&plain.stdout));
     assert_eq!(plain.len(), 7);
     for (row, line) in &by_row {
-        assert_eq!(comparable(line.clone()), comparable(plain[*row].clone()), "row {row}");
+        assert_eq!(
+            comparable(line.clone()),
+            comparable(plain[*row].clone()),
+            "row {row}"
+        );
     }
     // Without --shard: one shard of everything.
     ok(&shard(&list, "0/1", &dir.path().join("all"), &[]));
@@ -130,7 +145,10 @@ fn a_resume_skips_the_rows_done_and_ends_with_the_same_file() {
     let again = shard(&list, "1/2", &out, &[]);
     ok(&again);
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("2 kept from an earlier run, 1 scored now"), "{err}");
+    assert!(
+        err.contains("2 kept from an earlier run, 1 scored now"),
+        "{err}"
+    );
     let resumed = json_lines(&std::fs::read_to_string(&fin).unwrap());
     assert_eq!(resumed[1]["ms"], -1.0, "the kept row was not scored again");
     let strip = |v: &[Value]| v.iter().cloned().map(comparable).collect::<Vec<_>>();
@@ -149,13 +167,20 @@ fn a_failed_row_is_retried_by_a_rerun() {
     assert_eq!(first.status.code(), Some(1));
     let fin = out.join("shard-0-of-1.jsonl");
     let lines = json_lines(&std::fs::read_to_string(&fin).unwrap());
-    assert_eq!(lines.len(), 7, "every row has a line, the failed one its error");
+    assert_eq!(
+        lines.len(),
+        7,
+        "every row has a line, the failed one its error"
+    );
     assert!(lines[4]["error"].is_string() && lines[4].get("score").is_none());
     std::fs::rename(&moved, &files[4]).unwrap();
     let second = shard(&list, "0/1", &out, &[]);
     ok(&second);
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(err.contains("6 kept from an earlier run, 1 scored now"), "{err}");
+    assert!(
+        err.contains("6 kept from an earlier run, 1 scored now"),
+        "{err}"
+    );
     let lines = json_lines(&std::fs::read_to_string(&fin).unwrap());
     assert!(lines.iter().all(|l| l["score"].is_number()), "{lines:?}");
 }
@@ -178,7 +203,12 @@ fn class_from_manifest_states_each_rows_class() {
         assert_eq!(l["class"], classes[i % 2].as_str(), "{l}");
     }
     // A plain list has no class column.
-    let e = shard(&list, "0/1", &dir.path().join("x"), &["--class-from-manifest"]);
+    let e = shard(
+        &list,
+        "0/1",
+        &dir.path().join("x"),
+        &["--class-from-manifest"],
+    );
     assert_eq!(e.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&e.stderr).contains("class column"));
 }
@@ -198,19 +228,28 @@ fn bad_specs_lists_and_folders_are_named_before_any_work() {
         ]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{spec}: {err}");
-        assert!(err.contains("--shard") && err.contains(spec), "{spec}: {err}");
+        assert!(
+            err.contains("--shard") && err.contains(spec),
+            "{spec}: {err}"
+        );
         assert!(!out.exists(), "{spec}: the output folder was made");
     }
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, "# no images\n").unwrap();
     let o = shard(&empty, "0/1", &out, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("empty.txt") && err.contains("no images"), "{err}");
+    assert!(
+        err.contains("empty.txt") && err.contains("no images"),
+        "{err}"
+    );
     assert!(!out.exists());
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let o = shard(&list, "0/1", &file, &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1));
-    assert!(err.contains("a-file") && err.contains("output folder"), "{err}");
+    assert!(
+        err.contains("a-file") && err.contains("output folder"),
+        "{err}"
+    );
 }

@@ -70,7 +70,10 @@ fn expected_entry(v: &pb::ValueInfoProto) -> String {
 /// Checks that every graph input / output appears, in order, in its section of the config.
 fn assert_agrees(model_dir: &Path) -> (pb::GraphProto, String) {
     let onnx = std::fs::read(model_dir.join("1/model.onnx")).unwrap();
-    let graph = pb::ModelProto::decode(onnx.as_slice()).unwrap().graph.unwrap();
+    let graph = pb::ModelProto::decode(onnx.as_slice())
+        .unwrap()
+        .graph
+        .unwrap();
     let text = std::fs::read_to_string(model_dir.join("config.pbtxt")).unwrap();
     let (inputs, outputs) = text.split_once("\noutput [").expect("an output section");
     for (section, values) in [(inputs, &graph.input), (outputs, &graph.output)] {
@@ -98,22 +101,44 @@ fn the_config_agrees_with_the_graph_with_and_without_the_class_input() {
     // Default name: the model file's stem.
     let plain = dir.path().join("model");
     let (graph, text) = assert_agrees(&plain);
-    let names: Vec<_> = graph.input.iter().map(|v| v.name.clone().unwrap()).collect();
+    let names: Vec<_> = graph
+        .input
+        .iter()
+        .map(|v| v.name.clone().unwrap())
+        .collect();
     assert_eq!(names, ["image"]);
     assert!(text.contains("name: \"model\"\n"), "{text}");
     assert!(text.contains("kind: KIND_CPU"), "{text}");
     assert!(text.contains("platform: \"onnxruntime_onnx\""), "{text}");
     let classes = serde_json::to_string(&tiny_model().classes).unwrap();
-    assert!(text.contains(&cras::export::triton::quote(&classes)), "{text}");
+    assert!(
+        text.contains(&cras::export::triton::quote(&classes)),
+        "{text}"
+    );
     for c in &tiny_model().classes {
         assert!(text.contains(&format!("key: \"threshold.{c}\"")), "{text}");
     }
     ok(&export(
         dir.path(),
-        &["--name", "with-class", "--class-input", "--max-batch", "16", "--preferred-batch", "4,16", "--instances", "2", "--tensorrt"],
+        &[
+            "--name",
+            "with-class",
+            "--class-input",
+            "--max-batch",
+            "16",
+            "--preferred-batch",
+            "4,16",
+            "--instances",
+            "2",
+            "--tensorrt",
+        ],
     ));
     let (graph, text) = assert_agrees(&dir.path().join("with-class"));
-    let names: Vec<_> = graph.input.iter().map(|v| v.name.clone().unwrap()).collect();
+    let names: Vec<_> = graph
+        .input
+        .iter()
+        .map(|v| v.name.clone().unwrap())
+        .collect();
     assert_eq!(names, ["image", "stated_class"]);
     assert!(text.contains("max_batch_size: 16\n"), "{text}");
     assert!(text.contains("preferred_batch_size: [ 4, 16 ]"), "{text}");
@@ -201,7 +226,11 @@ fn python() -> Option<PathBuf> {
 
 fn check_config(py: &Path, model_dir: &Path) -> Output {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/triton/check_config.py");
-    Command::new(py).arg(script).arg(model_dir).output().unwrap()
+    Command::new(py)
+        .arg(script)
+        .arg(model_dir)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -209,7 +238,10 @@ fn tritons_own_schema_parses_the_config_and_it_matches_the_graph() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     ok(&export(dir.path(), &["--name", "plain", "--kind", "cpu"]));
-    ok(&export(dir.path(), &["--name", "classes", "--class-input", "--tensorrt"]));
+    ok(&export(
+        dir.path(),
+        &["--name", "classes", "--class-input", "--tensorrt"],
+    ));
     for name in ["plain", "classes"] {
         let out = check_config(&py, &dir.path().join(name));
         ok(&out);
@@ -220,7 +252,10 @@ fn tritons_own_schema_parses_the_config_and_it_matches_the_graph() {
     let good = std::fs::read_to_string(&cfg).unwrap();
     for (bad, says) in [
         (format!("{good}bogus_field: 1\n"), "bogus_field"),
-        (good.replacen("dims: [ 3, ", "dims: [ 4, ", 1), "config TYPE_FP32 [4"),
+        (
+            good.replacen("dims: [ 3, ", "dims: [ 4, ", 1),
+            "config TYPE_FP32 [4",
+        ),
         (good.replacen("TYPE_INT64", "TYPE_INT32", 1), "TYPE_INT32"),
     ] {
         std::fs::write(&cfg, &bad).unwrap();

@@ -42,7 +42,11 @@ pub struct ShardArgs {
 }
 
 /// The class index of every row (`--class-from-manifest`), checked against the model.
-fn row_classes(predictor: &Predictor, list: &Path, rows: &[ListedImage]) -> anyhow::Result<Vec<usize>> {
+fn row_classes(
+    predictor: &Predictor,
+    list: &Path,
+    rows: &[ListedImage],
+) -> anyhow::Result<Vec<usize>> {
     rows.iter()
         .enumerate()
         .map(|(i, r)| {
@@ -84,7 +88,11 @@ pub fn run(a: &PredictArgs) -> anyhow::Result<()> {
         .map(|i| (i, list[i].image.display().to_string()))
         .collect();
     let mut out = ShardOutput::open(out_dir, spec, &rows, s.checkpoint_every)?;
-    let todo: Vec<usize> = rows.iter().map(|r| r.0).filter(|&r| !out.is_done(r)).collect();
+    let todo: Vec<usize> = rows
+        .iter()
+        .map(|r| r.0)
+        .filter(|&r| !out.is_done(r))
+        .collect();
     let scorer = Scorer {
         predictor: &predictor,
         thresholds: &thresholds,
@@ -129,7 +137,12 @@ struct Scorer<'a> {
 impl Scorer<'_> {
     /// Decodes and scores `rows` of `list` as one batch and appends their lines (an error line
     /// for each image that cannot be decoded).
-    fn score(&self, list: &[ListedImage], rows: &[usize], out: &mut ShardOutput) -> anyhow::Result<()> {
+    fn score(
+        &self,
+        list: &[ListedImage],
+        rows: &[usize],
+        out: &mut ShardOutput,
+    ) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let mut images = Vec::new();
         let mut ok_rows = Vec::new();
@@ -155,7 +168,9 @@ impl Scorer<'_> {
             None => stated_class(meta, self.class, images.len())?,
         };
         let threshold_of = |_: usize, k: usize| self.thresholds.for_class(meta, k);
-        let preds = self.predictor.predict_images_at(&images, &choice, &threshold_of)?;
+        let preds = self
+            .predictor
+            .predict_images_at(&images, &choice, &threshold_of)?;
         let ms = started.elapsed().as_secs_f64() * 1000.0 / images.len() as f64;
         for (p, &r) in preds.iter().zip(&ok_rows) {
             let path: &PathBuf = &list[r].image;

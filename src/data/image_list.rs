@@ -67,11 +67,8 @@ fn one_column_csv(path: &Path, base: &Path) -> Result<Option<Vec<ListedImage>>> 
     let header = reader
         .headers()
         .map_err(|e| Error::dataset(path, format!("cannot read the CSV header: {e}")))?;
-    let single = header.len() == 1
-        && matches!(
-            header[0].to_ascii_lowercase().as_str(),
-            "image" | "path"
-        );
+    let single =
+        header.len() == 1 && matches!(header[0].to_ascii_lowercase().as_str(), "image" | "path");
     if !single {
         return Ok(None);
     }
@@ -87,7 +84,12 @@ fn one_column_csv(path: &Path, base: &Path) -> Result<Option<Vec<ListedImage>>> 
                 image: base.join(p),
                 class: None,
             }),
-            _ => return Err(Error::dataset(path, format!("line {line}: the path is empty"))),
+            _ => {
+                return Err(Error::dataset(
+                    path,
+                    format!("line {line}: the path is empty"),
+                ))
+            }
         }
     }
     Ok(Some(rows))
@@ -142,17 +144,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(d.join("empty.txt"), "# nothing\n\n").unwrap();
-        let e = read_image_list(&d.join("empty.txt")).unwrap_err().to_string();
+        let e = read_image_list(&d.join("empty.txt"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty.txt") && e.contains("no images"), "{e}");
         std::fs::write(d.join("empty.csv"), "image\n").unwrap();
-        let e = read_image_list(&d.join("empty.csv")).unwrap_err().to_string();
+        let e = read_image_list(&d.join("empty.csv"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no images"), "{e}");
         std::fs::write(
             d.join("rows.csv"),
             "class,split,label,image\nbolt,test,normal,gone.png\n",
         )
         .unwrap();
-        let e = read_image_list(&d.join("rows.csv")).unwrap_err().to_string();
+        let e = read_image_list(&d.join("rows.csv"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("gone.png"), "{e}");
     }
 }

@@ -234,7 +234,8 @@ fn tensor_spec(v: &pb::ValueInfoProto) -> Result<TensorSpec> {
     use pb::tensor_shape_proto::dimension::Value as DimValue;
     let name = v.name.clone().unwrap_or_default();
     let bad = |msg: &str| Error::Other(format!("ONNX graph tensor '{name}': {msg}"));
-    let Some(pb::type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref())
+    let Some(pb::type_proto::Value::TensorType(t)) =
+        v.r#type.as_ref().and_then(|t| t.value.as_ref())
     else {
         return Err(bad("not a tensor"));
     };
@@ -272,15 +273,22 @@ impl TritonConfig {
             .graph
             .as_ref()
             .ok_or_else(|| Error::Other("the exported ONNX model has no graph".into()))?;
-        let initialisers: std::collections::HashSet<_> =
-            graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+        let initialisers: std::collections::HashSet<_> = graph
+            .initializer
+            .iter()
+            .filter_map(|t| t.name.as_deref())
+            .collect();
         let inputs = graph
             .input
             .iter()
             .filter(|v| !initialisers.contains(v.name.as_deref().unwrap_or_default()))
             .map(tensor_spec)
             .collect::<Result<Vec<_>>>()?;
-        let outputs = graph.output.iter().map(tensor_spec).collect::<Result<_>>()?;
+        let outputs = graph
+            .output
+            .iter()
+            .map(tensor_spec)
+            .collect::<Result<_>>()?;
         let preferred = if options.preferred_batch.is_empty() {
             vec![options.max_batch]
         } else {
@@ -356,13 +364,22 @@ fn write_tensors(s: &mut String, field: &str, tensors: &[TensorSpec]) {
     use std::fmt::Write;
     let _ = writeln!(s, "{field} [");
     for (i, t) in tensors.iter().enumerate() {
-        let _ = writeln!(s, "  {{\n    name: {}\n    data_type: {}", quote(&t.name), t.data_type);
+        let _ = writeln!(
+            s,
+            "  {{\n    name: {}\n    data_type: {}",
+            quote(&t.name),
+            t.data_type
+        );
         if t.dims.is_empty() {
             s.push_str("    dims: [ 1 ]\n    reshape: { shape: [ ] }\n");
         } else {
             let _ = writeln!(s, "    dims: [ {} ]", join(&t.dims));
         }
-        s.push_str(if i + 1 < tensors.len() { "  },\n" } else { "  }\n" });
+        s.push_str(if i + 1 < tensors.len() {
+            "  },\n"
+        } else {
+            "  }\n"
+        });
     }
     s.push_str("]\n");
 }
@@ -376,7 +393,9 @@ fn parameters(meta: &[pb::StringStringEntryProto]) -> Result<Vec<(String, String
             .ok_or_else(|| Error::Other(format!("the exported ONNX model has no {key} metadata")))
     };
     let bad = |key: &str, e: serde_json::Error| {
-        Error::Other(format!("the exported ONNX model's {key} metadata is not JSON: {e}"))
+        Error::Other(format!(
+            "the exported ONNX model's {key} metadata is not JSON: {e}"
+        ))
     };
     let classes_json = get("cras.classes")?;
     let classes: Vec<String> =
@@ -500,7 +519,11 @@ mod tests {
         pb::ModelProto {
             graph: Some(pb::GraphProto {
                 input: vec![
-                    value("image", 1, &[b(), DimValue::DimValue(3), DimValue::DimValue(32)]),
+                    value(
+                        "image",
+                        1,
+                        &[b(), DimValue::DimValue(3), DimValue::DimValue(32)],
+                    ),
                     value("stated_class", 7, &[b()]),
                 ],
                 output: vec![
@@ -535,11 +558,17 @@ mod tests {
         };
         assert_eq!(
             c.inputs,
-            [spec("image", "TYPE_FP32", &[3, 32]), spec("stated_class", "TYPE_INT64", &[])]
+            [
+                spec("image", "TYPE_FP32", &[3, 32]),
+                spec("stated_class", "TYPE_INT64", &[])
+            ]
         );
         assert_eq!(
             c.outputs,
-            [spec("image_score", "TYPE_FP32", &[]), spec("map", "TYPE_FP32", &[-1])]
+            [
+                spec("image_score", "TYPE_FP32", &[]),
+                spec("map", "TYPE_FP32", &[-1])
+            ]
         );
         let p: std::collections::HashMap<_, _> = c.parameters.iter().cloned().collect();
         assert_eq!(p["classes"], r#"["a","b c"]"#);
@@ -548,7 +577,10 @@ mod tests {
         assert_eq!(p["threshold_method"], "q");
         let text = c.to_pbtxt();
         assert!(text.contains("dims: [ 3, 32 ]"), "{text}");
-        assert!(text.contains("dims: [ 1 ]\n    reshape: { shape: [ ] }"), "{text}");
+        assert!(
+            text.contains("dims: [ 1 ]\n    reshape: { shape: [ ] }"),
+            "{text}"
+        );
         assert!(text.contains("preferred_batch_size: [ 8 ]"), "{text}");
         assert!(text.contains("kind: KIND_GPU"), "{text}");
         assert!(!text.contains("tensorrt"), "{text}");
@@ -558,7 +590,10 @@ mod tests {
     fn an_uncalibrated_model_has_no_threshold_parameters() {
         let c = TritonConfig::from_onnx("m", &model("null", r#"["a"]"#), &TritonOptions::default())
             .unwrap();
-        assert!(c.parameters.iter().all(|(k, _)| !k.starts_with("threshold")));
+        assert!(c
+            .parameters
+            .iter()
+            .all(|(k, _)| !k.starts_with("threshold")));
     }
 
     #[test]
@@ -583,8 +618,16 @@ mod tests {
     fn bad_options_are_named() {
         let err = |o: TritonOptions| o.check().unwrap_err().to_string();
         let d = TritonOptions::default;
-        assert!(err(TritonOptions { max_batch: 0, ..d() }).contains("--max-batch"));
-        assert!(err(TritonOptions { instances: 0, ..d() }).contains("--instances"));
+        assert!(err(TritonOptions {
+            max_batch: 0,
+            ..d()
+        })
+        .contains("--max-batch"));
+        assert!(err(TritonOptions {
+            instances: 0,
+            ..d()
+        })
+        .contains("--instances"));
         let e = err(TritonOptions {
             preferred_batch: vec![4, 9],
             ..d()

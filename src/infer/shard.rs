@@ -101,7 +101,10 @@ impl ShardOutput {
         checkpoint_every: usize,
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            Error::io(dir, std::io::Error::other(format!("cannot create the output folder: {e}")))
+            Error::io(
+                dir,
+                std::io::Error::other(format!("cannot create the output folder: {e}")),
+            )
         })?;
         let final_path = dir.join(spec.file_name());
         let partial_path = dir.join(format!("{}.partial", spec.file_name()));
@@ -246,7 +249,10 @@ mod tests {
             ("3", "expected K/N"),
         ] {
             let e = bad.parse::<ShardSpec>().unwrap_err().to_string();
-            assert!(e.contains("--shard") && e.contains(bad) && e.contains(says), "{bad}: {e}");
+            assert!(
+                e.contains("--shard") && e.contains(bad) && e.contains(says),
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -281,9 +287,12 @@ mod tests {
         out.append(3, &line(3, "img3", false)).unwrap();
         drop(out); // interrupted
         let partial = dir.path().join("shard-1-of-2.jsonl.partial");
-        let mut f = std::fs::OpenOptions::new().append(true).open(&partial).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&partial)
+            .unwrap();
         write!(f, "{{\"row\": 5, \"path\": \"img5\", \"sco").unwrap(); // torn line
-        let mut out = ShardOutput::open(dir.path(), spec, &rows, 1).unwrap();
+        let out = ShardOutput::open(dir.path(), spec, &rows, 1).unwrap();
         assert_eq!(out.resumed(), 1);
         assert!(out.is_done(1) && !out.is_done(3) && !out.is_done(5));
         let early = out.finish(&rows);
@@ -298,7 +307,11 @@ mod tests {
         let text = std::fs::read_to_string(&done.path).unwrap();
         let got: Vec<u64> = text
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["row"].as_u64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["row"]
+                    .as_u64()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(got, [1, 3, 5, 7]);
         // A rerun of a finished shard keeps its scored rows and redoes only the failed one.
@@ -333,6 +346,9 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("out") && e.contains("cannot create the output folder"), "{e}");
+        assert!(
+            e.contains("out") && e.contains("cannot create the output folder"),
+            "{e}"
+        );
     }
 }

@@ -32,7 +32,7 @@ fn shard(list: &Path, spec: &str, out: &Path, more: &[&str]) -> Output {
         "--out".as_ref(),
         out.as_os_str(),
     ];
-    args.extend(more.iter().map(|s| OsStr::new(s)));
+    args.extend(more.iter().map(OsStr::new));
     cras(&args)
 }
 

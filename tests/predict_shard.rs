@@ -234,6 +234,10 @@ fn bad_specs_lists_and_folders_are_named_before_any_work() {
         );
         assert!(!out.exists(), "{spec}: the output folder was made");
     }
+    // Shard flags with PATHs instead of a list.
+    let o = cras(&["--out".as_ref(), out.as_os_str(), list.as_os_str()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("'--out <DIR>' cannot be used"));
     let empty = dir.path().join("empty.txt");
     std::fs::write(&empty, "# no images\n").unwrap();
     let o = shard(&empty, "0/1", &out, &[]);

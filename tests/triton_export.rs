@@ -190,6 +190,19 @@ fn bad_flags_are_named_and_nothing_is_written() {
         assert!(err.contains(says), "{args:?}: {err}");
         assert!(!repo.exists(), "{args:?} wrote something");
     }
+    // Triton flags with a plain ONNX export.
+    let onnx = dir.path().join("m.onnx");
+    let out = Command::new(env!("CARGO_BIN_EXE_cras"))
+        .args(["export", "--model"])
+        .arg(&tiny_model().model)
+        .arg("--out")
+        .arg(&onnx)
+        .args(["--max-batch", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-batch"));
+    assert!(!onnx.exists());
 }
 
 /// The python of the active virtualenv (`VIRTUAL_ENV`), else `python3`, when it imports

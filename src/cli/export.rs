@@ -10,7 +10,7 @@ pub struct ExportArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// The ONNX file to write.
-    #[arg(long, required_unless_present = "triton", conflicts_with = "triton")]
+    #[arg(long, required_unless_present = "triton")]
     pub out: Option<PathBuf>,
     /// Add the optional `stated_class` int64 [B] input (the class of each image; < 0: use the
     /// global match).

@@ -27,17 +27,34 @@ pub struct ShardArgs {
     pub manifest: Option<PathBuf>,
     /// Score only shard K of N: the list's rows i (0-based) with i % N == K. In a Kubernetes
     /// Indexed Job: --shard $(JOB_COMPLETION_INDEX)/N.
-    #[arg(long, value_name = "K/N", default_value = "0/1", requires = "manifest")]
+    #[arg(
+        long,
+        value_name = "K/N",
+        default_value = "0/1",
+        requires = "manifest",
+        conflicts_with = "paths"
+    )]
     pub shard: String,
     /// Folder of the shard's output, DIR/shard-K-of-N.jsonl (created).
-    #[arg(long, value_name = "DIR", requires = "manifest")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "manifest",
+        conflicts_with = "paths"
+    )]
     pub out: Option<PathBuf>,
     /// State each row's class from the manifest's class column (skips the global match; the
     /// default scores as `cras predict` does, by global match). Needs a dataset manifest.
-    #[arg(long, requires = "manifest", conflicts_with = "class")]
+    #[arg(long, requires = "manifest", conflicts_with_all = ["paths", "class"])]
     pub class_from_manifest: bool,
     /// Flush the partial output to disk every this many rows.
-    #[arg(long, value_name = "M", default_value_t = 64, requires = "manifest")]
+    #[arg(
+        long,
+        value_name = "M",
+        default_value_t = 64,
+        requires = "manifest",
+        conflicts_with = "paths"
+    )]
     pub checkpoint_every: usize,
 }
 

@@ -11,29 +11,29 @@ use cras::export::triton::{export_triton, InstanceKind, TritonOptions};
 pub struct TritonArgs {
     /// Write a Triton Inference Server model repository entry into this folder instead of one
     /// ONNX file: DIR/NAME/config.pbtxt and DIR/NAME/1/model.onnx (ONNX Runtime backend).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
     pub triton: Option<PathBuf>,
     /// The Triton model name and folder (default: the model file's stem).
-    #[arg(long, requires = "triton")]
+    #[arg(long, conflicts_with = "out")]
     pub name: Option<String>,
     /// max_batch_size: the largest batch Triton's dynamic batcher forms.
-    #[arg(long, default_value_t = 8, requires = "triton")]
+    #[arg(long, default_value_t = 8, conflicts_with = "out")]
     pub max_batch: u32,
     /// dynamic_batching.preferred_batch_size (comma-separated; default: the max batch).
-    #[arg(long, value_delimiter = ',', requires = "triton")]
+    #[arg(long, value_delimiter = ',', conflicts_with = "out")]
     pub preferred_batch: Vec<u32>,
     /// dynamic_batching.max_queue_delay_microseconds: how long a request may wait for others.
-    #[arg(long, default_value_t = 100, requires = "triton")]
+    #[arg(long, default_value_t = 100, conflicts_with = "out")]
     pub queue_delay_us: u64,
     /// instance_group count: model instances per GPU (kind gpu) or in all (kind cpu).
-    #[arg(long, default_value_t = 1, requires = "triton")]
+    #[arg(long, default_value_t = 1, conflicts_with = "out")]
     pub instances: u32,
     /// instance_group kind: gpu (KIND_GPU) or cpu (KIND_CPU).
-    #[arg(long, default_value = "gpu", value_parser = ["cpu", "gpu"], requires = "triton")]
+    #[arg(long, default_value = "gpu", value_parser = ["cpu", "gpu"], conflicts_with = "out")]
     pub kind: String,
     /// Run the graph through ONNX Runtime's TensorRT execution provider (FP32), via the
     /// backend's gpu_execution_accelerator (kind gpu only).
-    #[arg(long, requires = "triton")]
+    #[arg(long, conflicts_with = "out")]
     pub tensorrt: bool,
 }
 

@@ -10,19 +10,27 @@ pub struct ExportArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// The ONNX file to write.
-    #[arg(long)]
-    pub out: PathBuf,
+    #[arg(long, required_unless_present = "triton")]
+    pub out: Option<PathBuf>,
     /// Add the optional `stated_class` int64 [B] input (the class of each image; < 0: use the
     /// global match).
     #[arg(long)]
     pub class_input: bool,
+    #[command(flatten)]
+    pub triton: super::triton::TritonArgs,
 }
 
 /// Runs `cras export`.
 pub fn run(a: ExportArgs) -> anyhow::Result<()> {
-    let r = cras::export::export_file(&a.model, &a.out, a.class_input)?;
+    if let Some(repo) = &a.triton.triton {
+        return super::triton::run(&a.model, repo, a.class_input, &a.triton);
+    }
+    let Some(out) = &a.out else {
+        anyhow::bail!("give --out FILE.onnx or --triton DIR");
+    };
+    let r = cras::export::export_file(&a.model, out, a.class_input)?;
     let (s, g, bytes) = (r.input_size, r.grid, r.bytes);
-    println!("wrote {}", a.out.display());
+    println!("wrote {}", out.display());
     println!(
         "  size: {:.1} MiB, ONNX IR {}, opset {}",
         bytes as f64 / (1u64 << 20) as f64,

@@ -10,6 +10,8 @@ pub mod export;
 pub mod import_reference;
 pub mod predict;
 pub mod serve;
+pub mod shard;
 pub mod synth;
 pub mod train;
+pub mod triton;
 pub mod weights;

@@ -1,6 +1,7 @@
 //! `cras predict`: one JSON line per image (path, class, score, decision, threshold,
 //! milliseconds; `path_bytes`, the path's raw bytes, when it is not UTF-8), optional heatmap
-//! PNGs. Exit code 0 even when defects are found.
+//! PNGs. Exit code 0 even when defects are found. `--manifest LIST --shard K/N --out DIR`:
+//! batch scoring of a list into a resumable JSONL file per shard (`super::shard`).
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Image files or folders (searched recursively).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "manifest")]
     pub paths: Vec<PathBuf>,
     /// The images' class is known: skip the global match.
     #[arg(long)]
@@ -39,6 +40,8 @@ pub struct PredictArgs {
     pub device: String,
     #[command(flatten)]
     pub engine: super::engine_args::EngineArgs,
+    #[command(flatten)]
+    pub shard: super::shard::ShardArgs,
 }
 
 /// The image files of the arguments, and the arguments that could not be read.
@@ -143,18 +146,21 @@ fn is_image(p: &Path) -> bool {
 /// The raw bytes of a path that is not UTF-8 (its `path` field is then lossy, with U+FFFD),
 /// so that a line can still be mapped to its file.
 #[cfg(unix)]
-fn path_bytes(p: &Path) -> serde_json::Value {
+pub(super) fn path_bytes(p: &Path) -> serde_json::Value {
     use std::os::unix::ffi::OsStrExt;
     p.as_os_str().as_bytes().to_vec().into()
 }
 
 #[cfg(not(unix))]
-fn path_bytes(p: &Path) -> serde_json::Value {
+pub(super) fn path_bytes(p: &Path) -> serde_json::Value {
     p.as_os_str().as_encoded_bytes().to_vec().into()
 }
 
 /// Runs `cras predict`.
 pub fn run(a: PredictArgs) -> anyhow::Result<()> {
+    if a.shard.manifest.is_some() {
+        return super::shard::run(&a);
+    }
     let device = cras::device::select(&a.device)?;
     let predictor = Predictor::load_with(&a.model, &device, &a.engine.options())?;
     let Collected { files, errors } = collect_images(&a.paths);

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod dataset;
 pub mod decode;
+pub mod image_list;
 pub mod layouts;
 pub mod loader;
 pub mod manifest;

@@ -24,7 +24,8 @@
 //!   `cras.format` (`1`), `cras.outputs` (one line). Producer `cras` and the crate version.
 //!
 //! Submodules: `source` (everything read from the model), `graph` (the builder), `backbone`,
-//! `descriptor`, `head`, `onnx_pb` (generated protobuf types, see `dev/gen_onnx_proto.sh`).
+//! `descriptor`, `head`, `onnx_pb` (generated protobuf types, see `dev/gen_onnx_proto.sh`),
+//! `triton` (a Triton Inference Server model repository around the graph).
 
 mod backbone;
 mod descriptor;
@@ -33,6 +34,7 @@ mod head;
 #[allow(clippy::all, missing_docs)]
 pub mod onnx_pb;
 mod source;
+pub mod triton;
 
 use std::path::Path;
 

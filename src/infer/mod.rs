@@ -6,7 +6,8 @@
 //! discriminator on `[f ; f - R]` -> patch scores [g, g] (g = S/8) -> image score = max patch
 //! score; [`anomaly_map`]: the map [S, S] is the bilinear upsampling of the patch scores blurred
 //! with a Gaussian of sigma 4; [`decision`]: OK / defect at the class's threshold.
-//! [`evaluate`]: a scoring pass over a test split plus the report writer.
+//! [`evaluate`]: a scoring pass over a test split plus the report writer. [`shard`]: the
+//! sharded, resumable JSON-lines output of batch scoring (`cras predict --manifest`).
 
 pub mod anomaly_map;
 pub mod decision;
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod evaluate;
 pub mod predictor;
 pub mod scoring;
+pub mod shard;
 pub mod tiled;
 
 pub use crate::model::file::{ModelMeta, Thresholds, FORMAT_VERSION};

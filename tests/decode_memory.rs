@@ -2,6 +2,9 @@
 //! binary, so no other test shares the high-water mark): a 1 MiB PNG whose iCCP profile
 //! inflates to 1 GiB costs a bounded few MiB, and a 1x1000000 image preprocesses without
 //! allocating its resized size.
+//!
+//! A test binary of its own, not a module of `tests/it`: it measures this process's peak RSS,
+//! which any test running beside it (in parallel or before it) would raise.
 
 #[path = "common/hostile.rs"]
 mod hostile;

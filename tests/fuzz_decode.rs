@@ -4,6 +4,9 @@
 //! panic, and stay within the decoders' memory limits (this process's peak RSS; one test per
 //! binary so no other test shares it). `CRAS_FUZZ_CASES=100000 cargo test --release --test
 //! fuzz_decode` runs long; `CRAS_FUZZ_SEED` picks another sequence.
+//!
+//! A test binary of its own, not a module of `tests/it`: its memory bound is this process's peak
+//! RSS, which the training and inference tests there would raise.
 
 #[path = "common/hostile.rs"]
 mod hostile;

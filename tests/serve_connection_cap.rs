@@ -1,6 +1,10 @@
 //! `cras serve` caps its open connections: descriptors stay bounded whatever the clients do
 //! (alone in its test binary, so that no other test opens descriptors meanwhile).
+//!
+//! A test binary of its own, not a module of `tests/serve`: it counts this process's open file
+//! descriptors, which the servers and clients of tests running beside it would change.
 
+mod common;
 mod serve_support;
 
 use std::net::TcpStream;

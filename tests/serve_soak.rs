@@ -5,7 +5,12 @@
 //! documented status (401, 413, 400, 408; a trickled head is closed), the server's memory must
 //! stay bounded and it must still serve at the end. `examples/serve_soak.rs` runs the same soak
 //! for longer and prints the figures.
+//!
+//! A test binary of its own, not a module of `tests/serve`: its availability figures (answers
+//! within the client timeout, some in every 5-second window) assume the machine is not busy
+//! with other tests for those 15 s.
 
+mod common;
 mod serve_support;
 #[path = "serve_support/soak.rs"]
 mod soak;

@@ -2,6 +2,10 @@
 //! scripts (a JSON index of `{name: {shape, offset}}` beside one little-endian f32 `.bin`).
 #![allow(dead_code)]
 
+pub mod hostile;
+pub mod mutate;
+pub mod tiny;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -3,11 +3,10 @@
 //! (ureq) that returns every status instead of failing on 4xx/5xx.
 #![allow(dead_code)]
 
-#[path = "../common/tiny.rs"]
-mod tiny;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use tiny::tiny_train_config;
+
+use crate::common::tiny::tiny_train_config;
 
 use cras::data::synth::{generate, SynthConfig};
 use cras::serve::{ServeConfig, Server, ServerHandle};

@@ -6,11 +6,9 @@
 //! a clean `Err` naming the file, never panic. `CRAS_FUZZ_CASES` runs longer, `CRAS_FUZZ_SEED`
 //! picks another sequence.
 
-#[path = "common/mutate.rs"]
-mod mutate;
+use crate::common::mutate;
 
-#[path = "common/tiny.rs"]
-mod tiny;
+use crate::common::tiny;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use tiny::tiny_train_config;

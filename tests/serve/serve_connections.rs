@@ -3,7 +3,7 @@
 //! after the header timeout, a stalled body gets 408, shutdown ends within its grace period
 //! despite a half-sent request, and the token is checked before a body is buffered.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

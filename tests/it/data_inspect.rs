@@ -3,8 +3,7 @@
 //! inspect, accepted by discovery); discovery reads only the splits a command uses, in the MVTec
 //! AD layout and in rows (a manifest) alike, and inspect audits a manifest's files one by one.
 
-#[path = "common/hostile.rs"]
-mod hostile;
+use crate::common::hostile;
 
 use std::path::Path;
 use std::process::Command;

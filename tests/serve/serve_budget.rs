@@ -2,7 +2,7 @@
 //! request above the whole budget gets 413, one that does not fit beside the requests in flight
 //! 503 with Retry-After, and it succeeds once they are answered.
 
-mod serve_support;
+use crate::serve_support;
 
 use serve_support::{post_multipart, TestServer};
 

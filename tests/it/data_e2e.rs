@@ -3,8 +3,7 @@
 //! images have no masks gets image metrics with `null` pixel metrics and the reason in
 //! metrics.json and report.md.
 
-#[path = "common/tiny.rs"]
-mod tiny;
+use crate::common::tiny;
 use std::path::Path;
 use tiny::tiny_train_config;
 

@@ -2,8 +2,7 @@
 //! the ablation flags stored in the model file (and read strictly from older files), the
 //! run-time false-alarm rate of `cras predict`, and `cras train --cache-f16`.
 
-#[path = "common/tiny.rs"]
-mod tiny;
+use crate::common::tiny;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tiny::tiny_train_config;

@@ -7,7 +7,7 @@
 //! these tests print why and pass; with `CRAS_REQUIRE_RUNTIMES=1` (what `.ci/run` sets) a
 //! missing runtime fails them.
 
-mod common;
+use crate::common;
 use common::cras;
 use std::path::{Path, PathBuf};
 use std::process::Command;

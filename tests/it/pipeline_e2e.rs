@@ -1,8 +1,7 @@
 //! End to end on a tiny generated dataset: synth -> train -> model file -> predictor -> eval
 //! files, as a user runs it (small images and dimensions so that it takes seconds).
 
-#[path = "common/tiny.rs"]
-mod tiny;
+use crate::common::tiny;
 use std::path::Path;
 use tiny::tiny_train_config;
 

@@ -3,7 +3,7 @@
 //! the discriminator's rate, the test-set selection's batch vote, `cras eval --batch-vote
 //! --vote-group`, `cras eval --pro reference` and `--reference-masks` on grey masks.
 
-mod common;
+use crate::common;
 use common::cras;
 use std::path::PathBuf;
 use std::sync::OnceLock;

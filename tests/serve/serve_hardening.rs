@@ -2,7 +2,7 @@
 //! "defect"), every error including 405 is JSON, the bearer scheme is case-insensitive, and the
 //! OpenAPI document declares bearer auth only when the server runs with a token.
 
-mod serve_support;
+use crate::serve_support;
 
 use serve_support::{post, TestServer};
 

@@ -3,7 +3,7 @@
 //! aligned centers, the fake features, the loss, both optimisers' updated weights and the
 //! discriminator's BatchNorm running statistics, within 1e-5 relative.
 
-mod common;
+use crate::common;
 
 use cras::model::{
     optim::{AdamFamily, WeightDecay},

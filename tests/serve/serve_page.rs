@@ -14,8 +14,8 @@
 //! with no horizontal overflow. Screenshots go to `$CRAS_SCREENSHOTS` when
 //! set. Without chromedriver or Chromium it says so and passes, unless `CRAS_REQUIRE_BROWSER=1`.
 
-mod serve_support;
-mod webdriver;
+use crate::serve_support;
+use crate::webdriver;
 
 use std::path::{Path, PathBuf};
 

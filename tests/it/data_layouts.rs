@@ -2,7 +2,7 @@
 //! the rows (class, split, label, defect, image, masks) are the expected ones, and a manifest
 //! written from them reads back to the same rows.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

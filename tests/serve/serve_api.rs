@@ -2,7 +2,7 @@
 //! batching are bit-identical to direct `Predictor` calls on single images and to what
 //! `cras predict` prints; multipart, maps, metadata, metrics, OpenAPI, reload, graceful stop.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::collections::HashMap;
 use std::io::Cursor;

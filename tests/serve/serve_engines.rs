@@ -1,10 +1,10 @@
 //! `cras serve` on a bf16 engine decides as the candle engine does: the batcher hands each
 //! request's thresholds (its `threshold` parameter, else the saved set, else the model's) to the
 //! engine, which re-scores at f32 the images near them. Needs OpenVINO (found as
-//! `tests/engine_parity.rs` finds it); skipped with the reason printed when it is absent, a
+//! `tests/it/engine_parity.rs` finds it); skipped with the reason printed when it is absent, a
 //! failure with `CRAS_REQUIRE_RUNTIMES=1`.
 
-mod serve_support;
+use crate::serve_support;
 use serve_support::{get, post_multipart, tiny_model, TestServer};
 
 use candle_core::Device;

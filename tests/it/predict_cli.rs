@@ -2,7 +2,7 @@
 //! of images sharing a stem in different folders do not overwrite each other, a missing path
 //! among the arguments is reported while the others are scored, `--threshold NaN` is refused.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,7 +3,7 @@
 //! (the library's `Predictor::load`, `cras predict`, `cras serve` at start and on reload), with
 //! an error naming the file.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -3,8 +3,7 @@
 //! tiles' scores, its map the blend of their maps at the working resolution; evaluation at the
 //! model's map side or at `--map-size`; the CLI's errors for impossible tilings.
 
-#[path = "common/tiny.rs"]
-mod tiny;
+use crate::common::tiny;
 use std::path::Path;
 use std::process::Command;
 

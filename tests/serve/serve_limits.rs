@@ -2,7 +2,7 @@
 //! saying what is wrong and the server keeps serving; body and pixel limits answer 413, a full
 //! queue 503 with Retry-After, a slow answer 504; the bearer token guards every route but health.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

@@ -96,3 +96,24 @@ pub fn cras(args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX-BF16), the condition under
+/// which OpenVINO runs a bf16 model. On other CPUs a bf16 engine is refused with a message
+/// and the bf16 tests are skipped even when `CRAS_REQUIRE_RUNTIMES=1` (the runtimes are
+/// present; the hardware is what is missing).
+pub fn cpu_runs_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
+        info.split_whitespace()
+            .any(|flag| flag == "avx512_bf16" || flag == "amx_bf16")
+    })
+}
+
+/// A runtime engine that failed to load: a panic when `CRAS_REQUIRE_RUNTIMES=1` (unless it is
+/// a bf16 engine on a CPU without bf16, see [`cpu_runs_bf16`]), else a printed skip.
+pub fn engine_unavailable(what: &str, bf16: bool, e: &dyn std::fmt::Display) {
+    let required = std::env::var("CRAS_REQUIRE_RUNTIMES").is_ok_and(|v| v == "1");
+    if required && !(bf16 && !cpu_runs_bf16()) {
+        panic!("{what} is required (CRAS_REQUIRE_RUNTIMES=1) but failed: {e}");
+    }
+    eprintln!("SKIPPED {what}: {e}");
+}

@@ -91,10 +91,11 @@ fn on_engine_with(
             Some(p)
         }
         Err(e) => {
-            if std::env::var("CRAS_REQUIRE_RUNTIMES").is_ok_and(|v| v == "1") {
-                panic!("{kind} is required (CRAS_REQUIRE_RUNTIMES=1) but failed: {e}");
-            }
-            eprintln!("SKIPPED {kind} {precision}: {e}");
+            crate::common::engine_unavailable(
+                &format!("{kind} {precision}"),
+                precision == Precision::Bf16,
+                &e,
+            );
             None
         }
     }

@@ -17,4 +17,6 @@ mod serve_connections;
 mod serve_engines;
 mod serve_hardening;
 mod serve_limits;
+mod serve_oip;
 mod serve_page;
+mod serve_replicas;

@@ -6,8 +6,8 @@
 //! `/v2`); a damaged file keeps the set in force on both and is counted; B refuses writes with
 //! 409; a DELETE through A takes both back to the model's thresholds.
 
-mod serve_support;
-#[path = "serve_support/soak.rs"]
+use crate::serve_support;
+#[path = "../../serve_support/soak.rs"]
 mod soak;
 
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! retried by a rerun; `--class-from-manifest`; bad specs, an empty list and an unwritable
 //! folder are named before any image is scored.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

@@ -11,7 +11,7 @@
 //!   a wrong datatype, shape, missing input, bad base64, binary lengths that do not add up; 404
 //!   for an unknown model or version), the token, metrics and the provenance headers.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! virtualenv's python; skipped with a message when they are missing, a failure when
 //! `CRAS_REQUIRE_TRITONCLIENT=1`). No Triton server runs here.
 
-mod serve_support;
+use crate::serve_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

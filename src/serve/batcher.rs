@@ -25,8 +25,7 @@ use super::api_error::ApiError;
 use super::metrics::Metrics;
 use super::model_slot::{LoadedModel, ModelSlot};
 use super::thresholds::InForce;
-use crate::infer::predictor::ClassChoice;
-use crate::infer::Prediction;
+use crate::infer::{ClassChoice, Prediction};
 
 /// Batching limits.
 #[derive(Clone, Copy, Debug)]

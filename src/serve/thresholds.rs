@@ -20,7 +20,6 @@
 //! behind the bearer token when one is set.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -132,19 +131,9 @@ impl ThresholdStore {
     pub fn save(&self, set: ThresholdSet) -> Result<Arc<ThresholdSet>> {
         set.validate()
             .map_err(|e| Error::config("thresholds", "request", e))?;
-        let dir = self
-            .path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
         let text = serde_json::to_string_pretty(&set)
             .map_err(|e| Error::Other(format!("encoding the threshold set: {e}")))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-        tmp.write_all(text.as_bytes())
-            .and_then(|_| tmp.as_file().sync_all())
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        tmp.persist(&self.path)
-            .map_err(|e| Error::io(&self.path, e.error))?;
+        crate::fsio::write_atomic(&self.path, text.as_bytes())?;
         let set = Arc::new(set);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(set.clone());
         Ok(set)

@@ -206,7 +206,7 @@ impl Predictor {
     ///
     /// A tiled model takes each image's tiles in a row, `[B * T, 3, S, S]` (as
     /// [`crate::data::loader::Batch::to_tensor`] and [`Self::preprocess`] give them), and returns
-    /// one prediction per image ([`super::tiled`]).
+    /// one prediction per image (the tile passes of module `tiled`).
     pub fn predict_batch_at(
         &self,
         images: &Tensor,

@@ -3,7 +3,7 @@
 //!
 //! [`TrainedModel::load`] reads a complete model file ([`super::file::load`]: metadata and
 //! tensors checked), refuses a partial checkpoint, builds the extractor and runs a test forward
-//! pass ([`TrainedModel::self_test`]); every error names the file. [`ModelRef`] is the same
+//! pass ([`ModelRef::self_test`]); every error names the file. [`ModelRef`] is the same
 //! model borrowed: what the exporter and the inference layer read. [`HeadRef::score_adapted`]
 //! is the head's scoring of one adapted image (alignment, discriminator), shared by inference
 //! and the self test.

@@ -12,7 +12,6 @@ use std::path::PathBuf;
 use crate::data::{decode, loader, ClassSplit, Dataset, Preprocess, TestItem};
 use crate::infer::{decide, ClassChoice, Decision, Predictor, ThresholdChoice};
 use crate::metrics::EvalAccumulator;
-use crate::model::ModelMeta;
 use crate::report::gallery::GalleryEntry;
 use crate::Result;
 
@@ -190,7 +189,6 @@ impl PassSetup<'_> {
                     let record = &images[images.len() - 1];
                     let panel = Panel { mask, map };
                     gallery.push(self.gallery_item(
-                        meta,
                         &class.name,
                         item,
                         record,
@@ -220,7 +218,6 @@ impl PassSetup<'_> {
     /// metrics' geometry, its mask and map.
     fn gallery_item(
         &self,
-        meta: &ModelMeta,
         class: &str,
         item: &TestItem,
         record: &ImageRecord,

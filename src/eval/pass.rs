@@ -239,7 +239,9 @@ impl PassSetup<'_> {
                 score: record.score,
                 threshold: record.threshold,
                 verdict: record.decision.is_anomalous(),
-                matched_class: meta
+                matched_class: self
+                    .predictor
+                    .meta
                     .classes
                     .get(record.matched)
                     .cloned()

@@ -7,8 +7,8 @@
 //! [`head::Discriminator`] on `[f ; f - R]` [rows, 2D] -> probabilities [rows, 1].
 //!
 //! [`mod@file`] owns the model file (tensor names, metadata, save / save_partial / load);
-//! [`trained`] is a complete model in memory ([`TrainedModel`], borrowed as [`ModelRef`]) with
-//! its load-time test forward pass; [`step`] is the training step only; scoring (class choice,
+//! [`TrainedModel`] is a complete model in memory (borrowed as [`ModelRef`]) with its
+//! load-time test forward pass (file `trained`); [`step`] is the training step only; scoring (class choice,
 //! predictions) lives in the inference layer.
 //! `model` depends on `backbone`, `features` and `data` only (never on `train` or `infer`).
 
@@ -20,7 +20,7 @@ pub mod layers;
 pub mod optim;
 pub mod step;
 pub mod synthesis;
-pub mod trained;
+mod trained;
 
 pub use center::{CenterAccumulator, CenterBank};
 pub use file::{HeadRef, ModelFile, ModelMeta, Thresholds, TrainingStats, FORMAT_VERSION};

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use cras::infer::predictor::{ClassChoice, Prediction, Predictor};
+use cras::infer::{ClassChoice, Prediction, Predictor};
 
 fn npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> anyhow::Result<()> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();

@@ -10,7 +10,7 @@
 //! accumulator, times the standalone `ranking::auroc`, `ranking::average_precision` and
 //! `pro::aupro` on flat arrays (each sorts on its own).
 
-use cras::infer::anomaly_map::upsample_bilinear;
+use cras::maps::upsample_bilinear;
 use cras::metrics::{pro, ranking, EvalAccumulator};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rayon::prelude::*;

@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         crop: s as u32,
         ..cras::data::Preprocess::reference()
     };
-    let mut meta = cras::infer::ModelMeta::describe(
+    let mut meta = cras::model::ModelMeta::describe(
         &classes,
         &extractor,
         &pre,

@@ -2,7 +2,7 @@
 //!
 //! torchvision names its files `<arch>-<first 8 hex chars of the SHA-256>.pth`; a download is
 //! accepted only when its hash starts with that prefix, and is stored atomically (streamed to a
-//! temporary file in the cache folder, then renamed). Without network access the error says
+//! temporary file in the cache folder, then renamed: [`crate::fsio::write_atomic_with`]). Without network access the error says
 //! exactly where to put a file obtained elsewhere.
 
 use super::weights::hex;
@@ -51,6 +51,61 @@ fn url_file_name(url: &str) -> Option<&str> {
     path.rsplit('/').next().filter(|s| !s.is_empty())
 }
 
+/// Copies `reader` into `file` (`dest`'s temporary file), hashing on the way: the byte count
+/// and the SHA-256 in hex. A broken-off download is an error naming `url`.
+fn stream_hashed(
+    mut reader: impl Read,
+    file: &mut std::fs::File,
+    dest: &Path,
+    url: &str,
+    offline_hint: &dyn Fn() -> String,
+) -> Result<(usize, String)> {
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| {
+            Error::Other(format!(
+                "download of {url} broke off after {total} bytes: {e}; {}",
+                offline_hint()
+            ))
+        })?;
+        if n == 0 {
+            break;
+        }
+        sha2::Digest::update(&mut hasher, &buf[..n]);
+        file.write_all(&buf[..n]).map_err(|e| Error::io(dest, e))?;
+        total += n;
+    }
+    Ok((total, hex(&sha2::Digest::finalize(hasher))))
+}
+
+/// Whether the file already at `dest` can be used: its SHA-256 starts with the `prefix` its name
+/// promises (or its name promises none).
+fn cached_copy_is_good(dest: &Path, prefix: Option<&str>) -> Result<bool> {
+    let sha = super::weights::sha256_file(dest)?;
+    match prefix {
+        Some(p) if sha.starts_with(p) => {
+            tracing::info!("{} is already cached (sha256 {sha})", dest.display());
+            Ok(true)
+        }
+        None => {
+            tracing::info!(
+                "{} is already cached (no hash in its name to check)",
+                dest.display()
+            );
+            Ok(true)
+        }
+        Some(p) => {
+            tracing::warn!(
+                "{} has sha256 {sha}, not the {p}... its name promises: downloading again",
+                dest.display()
+            );
+            Ok(false)
+        }
+    }
+}
+
 /// Downloads `url` into `cache_dir` unless a copy with the right hash is already there, and
 /// returns the stored file's path.
 pub fn fetch(url: &str, cache_dir: &Path) -> Result<PathBuf> {
@@ -58,25 +113,8 @@ pub fn fetch(url: &str, cache_dir: &Path) -> Result<PathBuf> {
         .ok_or_else(|| Error::config("url", url, "does not end with a file name"))?;
     let dest = cache_dir.join(name);
     let prefix = expected_hash_prefix(name);
-    if dest.is_file() {
-        let sha = super::weights::sha256_file(&dest)?;
-        match &prefix {
-            Some(p) if sha.starts_with(p.as_str()) => {
-                tracing::info!("{} is already cached (sha256 {sha})", dest.display());
-                return Ok(dest);
-            }
-            None => {
-                tracing::info!(
-                    "{} is already cached (no hash in its name to check)",
-                    dest.display()
-                );
-                return Ok(dest);
-            }
-            Some(p) => tracing::warn!(
-                "{} has sha256 {sha}, not the {p}... its name promises: downloading again",
-                dest.display()
-            ),
-        }
+    if dest.is_file() && cached_copy_is_good(&dest, prefix.as_deref())? {
+        return Ok(dest);
     }
     if prefix.is_none() {
         tracing::warn!(
@@ -95,40 +133,20 @@ pub fn fetch(url: &str, cache_dir: &Path) -> Result<PathBuf> {
         .call()
         .map_err(|e| Error::Other(format!("could not download {url}: {e}; {}", offline_hint())))?;
     std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
-    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-    let mut reader = response.into_reader();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0usize;
-    loop {
-        let n = reader.read(&mut buf).map_err(|e| {
-            Error::Other(format!(
-                "download of {url} broke off after {total} bytes: {e}; {}",
-                offline_hint()
-            ))
-        })?;
-        if n == 0 {
-            break;
+    let (total, sha) = crate::fsio::write_atomic_with(&dest, |file| {
+        let (total, sha) = stream_hashed(response.into_reader(), file, &dest, url, &offline_hint)?;
+        if let Some(p) = &prefix {
+            if !sha.starts_with(p.as_str()) {
+                return Err(Error::weights(
+                    &dest,
+                    format!(
+                        "download of {url} has sha256 {sha}, but its name promises {p}...: not stored"
+                    ),
+                ));
+            }
         }
-        sha2::Digest::update(&mut hasher, &buf[..n]);
-        tmp.write_all(&buf[..n])
-            .map_err(|e| Error::io(tmp.path(), e))?;
-        total += n;
-    }
-    let sha = hex(&sha2::Digest::finalize(hasher));
-    if let Some(p) = &prefix {
-        if !sha.starts_with(p.as_str()) {
-            return Err(Error::weights(
-                &dest,
-                format!(
-                    "download of {url} has sha256 {sha}, but its name promises {p}...: not stored"
-                ),
-            ));
-        }
-    }
-    tmp.as_file().sync_all().map_err(|e| Error::io(&dest, e))?;
-    tmp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        Ok((total, sha))
+    })?;
     tracing::info!("stored {} ({total} bytes, sha256 {sha})", dest.display());
     Ok(dest)
 }

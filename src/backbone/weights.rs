@@ -168,7 +168,7 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
 /// Writes tensors as an f32 safetensors file, atomically.
 pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let bytes = safetensors_bytes(tensors)?;
-    crate::error::write_atomic(path, &bytes)
+    crate::fsio::write_atomic(path, &bytes)
 }
 
 /// SHA-256 of a file's bytes, lower-case hex.

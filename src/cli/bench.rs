@@ -12,7 +12,8 @@ use cras::export::{ExportOptions, ExportStage};
 use cras::features::cache::{CachePrecision, FeatureCache};
 use cras::features::{DescriptorConfig, ExtractorSpec};
 use cras::infer::engine::{open_runtime, EngineChoice, EngineKind};
-use cras::infer::{ClassChoice, ModelMeta, Predictor};
+use cras::infer::{ClassChoice, Predictor};
+use cras::model::ModelMeta;
 use cras::model::{Ablation, Adaptor, CenterBank, Discriminator};
 use cras::train::fit::{fit, FitConfig, FitObserver, HeadState};
 use rand::SeedableRng;
@@ -210,7 +211,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         println!("  training with cached features:               {r:>9.1} img/s");
     }
     if let Some(path) = &a.json {
-        cras::error::write_atomic(path, serde_json::to_string_pretty(&figures)?.as_bytes())?;
+        cras::fsio::write_atomic(path, serde_json::to_string_pretty(&figures)?.as_bytes())?;
     }
     Ok(())
 }

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use cras::backbone::Arch;
 use cras::data::synth::{generate, SynthConfig};
 use cras::data::{MaskMode, Preprocess, ResizeMode};
+use cras::eval::{evaluate, EvalOptions};
 use cras::features::DescriptorConfig;
-use cras::infer::evaluate::{evaluate, EvalOptions};
 use cras::infer::Predictor;
 use cras::train::fit::FitConfig;
 use cras::train::pipeline::{train, NoiseScale, TrainConfig};
@@ -86,7 +86,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             data.display()
         );
         let s = generate(&synth, &data)?;
-        cras::error::write_atomic(&marker, wanted.as_bytes())?;
+        cras::fsio::write_atomic(&marker, wanted.as_bytes())?;
         println!(
             "      {} classes, {} images in {:.1}s",
             s.classes.len(),

@@ -164,6 +164,6 @@ fn write_npy(path: &Path, t: &Tensor) -> anyhow::Result<()> {
     bytes.extend_from_slice(&u16::try_from(header.len())?.to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    cras::error::write_atomic(path, &bytes)?;
+    cras::fsio::write_atomic(path, &bytes)?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use cras::infer::evaluate::{evaluate, EvalOptions, ProMode};
+use cras::eval::{evaluate, EvalOptions, ProMode};
 use cras::infer::Predictor;
 
 /// Evaluate a model on a dataset's test split.

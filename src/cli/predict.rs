@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use cras::data::decode;
-use cras::infer::predictor::{stated_class, Predictor};
 use cras::infer::{decide, ThresholdChoice};
+use cras::infer::{stated_class, Predictor};
 use cras::report::heatmap::{gray_map_png, write_gray_png};
 
 /// Score image files or folders with a trained model.

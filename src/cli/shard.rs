@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use cras::data::decode;
 use cras::data::image_list::{read_image_list, ListedImage};
-use cras::infer::predictor::{stated_class, Predictor};
 use cras::infer::shard::{ShardOutput, ShardSpec};
 use cras::infer::{decide, ClassChoice, ThresholdChoice};
+use cras::infer::{stated_class, Predictor};
 
 use super::predict::PredictArgs;
 

@@ -50,6 +50,13 @@ impl Batch {
     }
 }
 
+/// The rows `rows` of a `[N, ...]` tensor (e.g. some of a batch's views), in that order.
+pub fn select_rows(x: &candle_core::Tensor, rows: &[usize]) -> Result<candle_core::Tensor> {
+    let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+    let idx = candle_core::Tensor::from_vec(idx, rows.len(), x.device())?;
+    Ok(x.index_select(&idx, 0)?)
+}
+
 /// Decodes and preprocesses one batch (in parallel).
 pub fn load_batch(paths: Vec<PathBuf>, pre: &Preprocess) -> Result<Batch> {
     let per_image = paths

@@ -411,7 +411,7 @@ pub fn write_manifest(path: &Path, samples: &[Sample]) -> Result<()> {
             ))
         }
     };
-    crate::error::write_atomic(path, &bytes)
+    crate::fsio::write_atomic(path, &bytes)
 }
 
 /// Builds the [`Dataset`] of `samples`, read from `source` (a folder or manifest), reading and

@@ -2,7 +2,8 @@
 //! published ([`layouts`]: MVTec AD, your own folders, VisA, MVTec AD 2, LOCO, Real-IAD),
 //! split-aware MVTec AD discovery ([`dataset`]) and the per-file checks of `cras data inspect`
 //! ([`audit`]), Pillow-exact decoding ([`decode`]), the reference's torchvision preprocessing
-//! ([`preprocess`]), a deterministic synthetic benchmark ([`synth`]) and a parallel,
+//! ([`preprocess`]) on Pillow-exact resize kernels ([`resize`]), tiling of high-resolution images
+//! ([`tiling`]), a deterministic synthetic benchmark ([`synth`]) and a parallel,
 //! bounded-memory batch loader ([`loader`]).
 
 pub mod audit;
@@ -13,6 +14,7 @@ pub mod layouts;
 pub mod loader;
 pub mod manifest;
 pub mod preprocess;
+pub mod resize;
 pub mod synth;
 pub mod tiling;
 

@@ -10,16 +10,14 @@
 //! the network's input `S x S` (the model's crop) and normalised as a whole image would be.
 //! Output: [`Tiling::views`] `[T, 3, S, S]` f32, row-major.
 //!
-//! The tiles' anomaly maps are blended back into one `[image_size, image_size]` map by
-//! [`crate::infer::tiled`]; the image score is the maximum over the tiles. The model stores its
+//! The tiles' anomaly maps are blended back into one `[image_size, image_size]` map by the
+//! inference layer (its `tiled` module); the image score is the maximum over the tiles. The model stores its
 //! [`Tiling`] in its preprocessing, so every inference path tiles as training did.
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use super::preprocess::{
-    resize_bilinear_pil, resize_crop_bilinear_pil, IMAGENET_MEAN, IMAGENET_STD,
-};
+use super::resize::{normalize, resize_bilinear_pil, resize_crop_bilinear_pil};
 use crate::{Error, Result};
 
 /// Largest working side accepted (a 16384 x 16384 RGB image is 768 MiB).
@@ -173,8 +171,7 @@ impl Tiling {
             out.resize(start + 3 * plane, 0.0);
             for (i, p) in px.chunks_exact(3).enumerate() {
                 for c in 0..3 {
-                    out[start + c * plane + i] =
-                        (p[c] as f32 / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+                    out[start + c * plane + i] = normalize(p[c], c);
                 }
             }
         }
@@ -192,6 +189,7 @@ fn crop_rgb(img: &RgbImage, w: TileWindow) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::resize::{IMAGENET_MEAN, IMAGENET_STD};
 
     fn tiling(image_size: u32, tile: u32, overlap: u32) -> Tiling {
         Tiling {

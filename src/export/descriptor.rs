@@ -153,7 +153,7 @@ mod tests {
             for j in 0..n_in {
                 let mut e = vec![0f32; n_in];
                 e[j] = 1.0;
-                let col = crate::infer::anomaly_map::upsample_bilinear(&e, 1, n_in, 1, n_out);
+                let col = crate::maps::upsample_bilinear(&e, 1, n_in, 1, n_out);
                 for o in 0..n_out {
                     assert!((m[o * n_in + j] - col[o] as f64).abs() < 1e-7);
                 }

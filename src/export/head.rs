@@ -1,5 +1,6 @@
-//! The CRAS head as ONNX nodes, the same computation as `infer::predictor::score_with_head`:
-//! adaptor (MatMul Wᵀ + bias) -> global match (cosine of the l2-normalised flattened map with
+//! The CRAS head as ONNX nodes, the same computation as the inference layer's candle scoring
+//! (the adaptor, the class, then `HeadRef::score_adapted`): adaptor (MatMul Wᵀ + bias) ->
+//! global match (cosine of the l2-normalised flattened map with
 //! each class's unit center map: Gemm, ArgMax, ReduceMax) -> class (matched, or the stated
 //! `stated_class` input when >= 0) -> local alignment (cosine sims `[B,P,P]` against the class's unit
 //! centers, ArgMax, Gather of the chosen centers) -> discriminator on `[f ; f - R]` (fc1, BN
@@ -75,7 +76,7 @@ pub fn map_matrix(grid: usize, out: usize, sigma: f64) -> Vec<f64> {
     if sigma.is_nan() || sigma <= 0.0 {
         return up;
     }
-    let kernel = crate::infer::anomaly_map::gaussian_kernel(sigma);
+    let kernel = crate::maps::gaussian_kernel(sigma);
     let radius = (kernel.len() / 2) as i64;
     let period = 2 * out as i64;
     let reflect = |i: i64| {
@@ -147,20 +148,61 @@ pub fn head(
     desc: &str,
     class_input: Option<&str>,
 ) -> Result<HeadOutputs> {
+    let eps = g.scalar_f32("l2_eps", 1e-12);
+    let f = linear(g, desc, &src.adaptor, "adaptor", None); // [B,P,D]
+    let m = global_match(g, src, &f, &eps, class_input);
+    let h1 = first_layer(g, src, &f, &m, &eps)?;
+    let h = affine(g, &h1, &src.bn1, "bn1");
+    let h = g.leaky_relu(&h, 0.2);
+    let h = linear(g, &h, &src.fc2, "fc2", None);
+    let h = affine(g, &h, &src.bn2, "bn2");
+    let h = g.leaky_relu(&h, 0.2);
+    let logit = linear(g, &h, &src.tail, "tail", None); // [B,P,1]
+    let prob = g.sigmoid(&logit);
+    let n = src.grid as i64;
+    let patch = g.reshape(&prob, &[-1, n, n]);
+    let image_score = g.reduce_max(&patch, &[1, 2], false);
+    let map = anomaly_map(g, src, &patch);
+    Ok(HeadOutputs {
+        image_score,
+        patch_scores: patch,
+        anomaly_map: map,
+        class_index: m.class,
+        matched_class: m.matched,
+        class_similarity: m.similarity,
+    })
+}
+
+/// The global match's values in the graph.
+struct Match {
+    /// The bank's flattened unit center maps `[K,P*D]`.
+    unit_flat: String,
+    /// Matched class `[B]`, its cosine `[B]`, and the class used (stated when >= 0) `[B]`.
+    matched: String,
+    similarity: String,
+    class: String,
+}
+
+/// Global match of the adapted features `f` `[B,P,D]`: cosine of the l2-normalised flattened
+/// map with each class's unit center map, ArgMax, ReduceMax; the class used is the stated one
+/// where `class_input` is given and >= 0.
+fn global_match(
+    g: &mut Graph,
+    src: &ModelSource,
+    f: &str,
+    eps: &str,
+    class_input: Option<&str>,
+) -> Match {
     let (k, p, d) = (
         src.centers.dims[0],
         src.centers.dims[1],
         src.centers.dims[2],
     );
-    let eps = g.scalar_f32("l2_eps", 1e-12);
-    let f = linear(g, desc, &src.adaptor, "adaptor", None); // [B,P,D]
-
-    // Global match.
     let centers = g.init_f32("centers", &src.centers.dims, &src.centers.data);
-    let flat = g.reshape(&f, &[-1, (p * d) as i64]);
-    let flat = l2_normalize(g, &flat, &eps);
+    let flat = g.reshape(f, &[-1, (p * d) as i64]);
+    let flat = l2_normalize(g, &flat, eps);
     let bank_flat = g.reshape(&centers, &[k as i64, (p * d) as i64]);
-    let unit_flat = l2_normalize(g, &bank_flat, &eps); // [K,P*D]
+    let unit_flat = l2_normalize(g, &bank_flat, eps); // [K,P*D]
     let sim = g.gemm_bt(&flat, &unit_flat); // [B,K]
     let matched = g.argmax(&sim, 1);
     let similarity = g.reduce_max(&sim, &[1], false);
@@ -172,59 +214,64 @@ pub fn head(
         }
         None => matched.clone(),
     };
+    Match {
+        unit_flat,
+        matched,
+        similarity,
+        class,
+    }
+}
 
-    // Discriminator input. [f ; f - R] · W1ᵀ = f · (W1a + W1b)ᵀ - R · W1bᵀ (W1a, W1b: the
-    // first and second D input columns of fc1), and R is a row of the center bank, so R · W1bᵀ
-    // is a row of the constant table T = bank · W1bᵀ [K*P, D1] computed here once: a Gather
-    // instead of a [P,D]x[D,D1] product per image (a tenth of the arithmetic at the paper
-    // configuration), and no [B,P,2D] copy.
-    let h1 = if src.ablation.residual {
-        let rows = if src.ablation.center_search {
-            // The class's unit centers from the one folded bank constant `unit_flat` (its rows
-            // normalised again: the same directions), so the runtime holds the bank once.
-            let bank_k = g.gather(&unit_flat, &class, 0); // [B,P*D]
-            let bank_k = g.reshape(&bank_k, &[-1, p as i64, d as i64]);
-            let unit = l2_normalize(g, &bank_k, &eps); // [B,P,D]
-            let unit_k = g.transpose(&unit, &[0, 2, 1]); // [B,D,P]
-            let fu = l2_normalize(g, &f, &eps);
-            let cos = g.matmul(&fu, &unit_k); // [B,P,P]
-            let best = g.argmax(&cos, 2);
-            // Row of the chosen center in the [K*P, D] bank: class * P + best, [B,P].
-            let base = g.unsqueeze(&class, &[1]);
-            let pp = g.ints(&[p as i64]);
-            let base = g.mul(&base, &pp);
-            g.add(&base, &best)
-        } else {
-            // The class's centers at the same positions: rows class * P + [0, P).
-            let base = g.unsqueeze(&class, &[1]);
-            let pp = g.ints(&[p as i64]);
-            let base = g.mul(&base, &pp);
-            let positions: Vec<i64> = (0..p as i64).collect();
-            let positions = g.ints(&positions);
-            g.add(&base, &positions)
-        };
-        let table = residual_table(src)?; // [K*P, D1]
-        let table = g.init_f32("fc1.residual_table", &table.dims, &table.data);
-        let r_w = g.gather(&table, &rows, 0); // [B,P,D1]
-        let summed = summed_fc1(src);
-        let top = linear(g, &f, &summed, "fc1", None);
-        g.sub(&top, &r_w)
-    } else {
+/// The discriminator's first linear layer on `[f ; f - R]` `[B,P,D1]`, R the local alignment
+/// of `f` with the class `m.class` (or `[f ; 0]` without the residual).
+///
+/// `[f ; f - R] · W1ᵀ = f · (W1a + W1b)ᵀ - R · W1bᵀ` (W1a, W1b: the first and second D input
+/// columns of fc1), and R is a row of the center bank, so R · W1bᵀ is a row of the constant
+/// table T = bank · W1bᵀ [K*P, D1] computed here once: a Gather instead of a [P,D]x[D,D1]
+/// product per image (a tenth of the arithmetic at the paper configuration), and no [B,P,2D]
+/// copy.
+fn first_layer(g: &mut Graph, src: &ModelSource, f: &str, m: &Match, eps: &str) -> Result<String> {
+    let (p, d) = (src.centers.dims[1], src.centers.dims[2]);
+    if !src.ablation.residual {
         // [f ; 0] · W1ᵀ = f · W1[:, :D]ᵀ: the zero half contributes nothing.
-        linear(g, &f, &src.fc1, "fc1", Some((0, d)))
+        return Ok(linear(g, f, &src.fc1, "fc1", Some((0, d))));
+    }
+    let class = &m.class;
+    let rows = if src.ablation.center_search {
+        // The class's unit centers from the one folded bank constant `unit_flat` (its rows
+        // normalised again: the same directions), so the runtime holds the bank once.
+        let bank_k = g.gather(&m.unit_flat, class, 0); // [B,P*D]
+        let bank_k = g.reshape(&bank_k, &[-1, p as i64, d as i64]);
+        let unit = l2_normalize(g, &bank_k, eps); // [B,P,D]
+        let unit_k = g.transpose(&unit, &[0, 2, 1]); // [B,D,P]
+        let fu = l2_normalize(g, f, eps);
+        let cos = g.matmul(&fu, &unit_k); // [B,P,P]
+        let best = g.argmax(&cos, 2);
+        // Row of the chosen center in the [K*P, D] bank: class * P + best, [B,P].
+        let base = g.unsqueeze(class, &[1]);
+        let pp = g.ints(&[p as i64]);
+        let base = g.mul(&base, &pp);
+        g.add(&base, &best)
+    } else {
+        // The class's centers at the same positions: rows class * P + [0, P).
+        let base = g.unsqueeze(class, &[1]);
+        let pp = g.ints(&[p as i64]);
+        let base = g.mul(&base, &pp);
+        let positions: Vec<i64> = (0..p as i64).collect();
+        let positions = g.ints(&positions);
+        g.add(&base, &positions)
     };
-    let h = affine(g, &h1, &src.bn1, "bn1");
-    let h = g.leaky_relu(&h, 0.2);
-    let h = linear(g, &h, &src.fc2, "fc2", None);
-    let h = affine(g, &h, &src.bn2, "bn2");
-    let h = g.leaky_relu(&h, 0.2);
-    let logit = linear(g, &h, &src.tail, "tail", None); // [B,P,1]
-    let prob = g.sigmoid(&logit);
-    let n = src.grid as i64;
-    let patch = g.reshape(&prob, &[-1, n, n]);
-    let image_score = g.reduce_max(&patch, &[1, 2], false);
+    let table = residual_table(src)?; // [K*P, D1]
+    let table = g.init_f32("fc1.residual_table", &table.dims, &table.data);
+    let r_w = g.gather(&table, &rows, 0); // [B,P,D1]
+    let summed = summed_fc1(src);
+    let top = linear(g, f, &summed, "fc1", None);
+    Ok(g.sub(&top, &r_w))
+}
 
-    // Anomaly map A P Aᵀ.
+/// The anomaly map `A·P·Aᵀ` `[B,S,S]` of the patch scores `patch` `[B,g,g]` (`A` = blur ∘
+/// upsample, [`map_matrix`], in f32).
+fn anomaly_map(g: &mut Graph, src: &ModelSource, patch: &str) -> String {
     let s = src.input_size;
     let a64 = map_matrix(src.grid, s, 4.0);
     let a: Vec<f32> = a64.iter().map(|&v| v as f32).collect();
@@ -233,16 +280,8 @@ pub fn head(
         .collect();
     let a = g.init_f32("map_a", &[s, src.grid], &a);
     let at = g.init_f32("map_a_t", &[src.grid, s], &at);
-    let left = g.matmul(&a, &patch); // [B,S,g]
-    let map = g.matmul(&left, &at); // [B,S,S]
-    Ok(HeadOutputs {
-        image_score,
-        patch_scores: patch,
-        anomaly_map: map,
-        class_index: class,
-        matched_class: matched,
-        class_similarity: similarity,
-    })
+    let left = g.matmul(&a, patch); // [B,S,g]
+    g.matmul(&left, &at) // [B,S,S]
 }
 
 /// Declares the head's outputs in the contract's order.
@@ -268,7 +307,7 @@ mod tests {
         for (grid, s) in [(8, 64), (36, 288), (4, 32)] {
             let a = map_matrix(grid, s, 4.0);
             let p: Vec<f32> = (0..grid * grid).map(|_| rng.gen::<f32>()).collect();
-            let want = crate::infer::anomaly_map::anomaly_map(&p, grid, s, 4.0);
+            let want = crate::maps::anomaly_map(&p, grid, s, 4.0);
             // A P Aᵀ in f64.
             let mut ap = vec![0f64; s * grid];
             for i in 0..s {

@@ -1,6 +1,6 @@
 //! ONNX export: ONE graph of the whole scoring path of a trained model, from the preprocessed
-//! image tensor to the scores, maps and classes, numerically equal to [`Predictor`]'s candle
-//! path (f32; scores within 1e-5, maps within 1e-4 on ONNX Runtime and OpenVINO).
+//! image tensor to the scores, maps and classes, numerically equal to the inference layer's
+//! candle path (f32; scores within 1e-5, maps within 1e-4 on ONNX Runtime and OpenVINO).
 //!
 //! # Graph contract (format "1")
 //! - ONNX IR version 8, opset 17 of the default domain, standard ops only (Conv, Relu,
@@ -15,13 +15,16 @@
 //!   `class_index`: that is the name of an output, and ONNX values are named once (SSA).
 //! - Outputs, in this order: `image_score` float32 `[batch]` (max patch score),
 //!   `patch_scores` float32 `[batch,g,g]`, `anomaly_map` float32 `[batch,S,S]` (bilinear
-//!   upsampling + Gaussian blur sigma 4, as [`crate::infer::anomaly_map`]), `class_index` int64
+//!   upsampling + Gaussian blur sigma 4, as [`crate::maps`]), `class_index` int64
 //!   `[batch]` (class used for alignment), `matched_class` int64 `[batch]` (global match),
 //!   `class_similarity` float32 `[batch]`.
 //! - Metadata (`metadata_props`, strings): `cras.classes` (JSON list), `cras.thresholds` (JSON
 //!   or `null`), `cras.preprocess` (JSON), `cras.backbone` (JSON provenance),
 //!   `cras.random_backbone` (`true`/`false`), `cras.version`, `cras.model_sha256`,
 //!   `cras.format` (`1`), `cras.outputs` (one line). Producer `cras` and the crate version.
+//!
+//! Input: the trained model borrowed ([`ModelRef`]: metadata, feature extractor, head), or a
+//! model file ([`export_file`]). Output: the serialised ONNX `ModelProto` bytes.
 //!
 //! Submodules: `source` (everything read from the model), `graph` (the builder), `backbone`,
 //! `descriptor`, `head`, `onnx_pb` (generated protobuf types, see `dev/gen_onnx_proto.sh`),
@@ -40,7 +43,7 @@ use std::path::Path;
 
 use prost::Message;
 
-use crate::infer::Predictor;
+use crate::model::{ModelRef, TrainedModel};
 use crate::{Error, Result};
 use graph::{Dim, Elem, Graph};
 pub use head::map_matrix;
@@ -81,9 +84,10 @@ pub enum ExportStage {
     Descriptors,
 }
 
-/// The serialised ONNX `ModelProto` of `predictor`'s scoring path.
-pub fn export_onnx(predictor: &Predictor, options: &ExportOptions) -> Result<Vec<u8>> {
-    let src = source::ModelSource::read(predictor)?;
+/// The serialised ONNX `ModelProto` of the scoring path of `model` (a [`ModelRef`], or anything
+/// that lends one: a [`TrainedModel`], the inference layer's predictor).
+pub fn export_onnx<'a>(model: impl Into<ModelRef<'a>>, options: &ExportOptions) -> Result<Vec<u8>> {
+    let src = source::ModelSource::read(model.into())?;
     let s = src.input_size;
     let first = src.layers[0].stride();
     if s == 0 || !s.is_multiple_of(16) || s / first != src.grid {
@@ -96,6 +100,20 @@ pub fn export_onnx(predictor: &Predictor, options: &ExportOptions) -> Result<Vec
             ),
         ));
     }
+    let g = scoring_graph(&src, options)?;
+    if g.initializer_bytes > PROTOBUF_LIMIT {
+        return Err(Error::Other(format!(
+            "the model's constants take {} MiB, over ONNX's 2 GiB protobuf limit (external data is not supported)",
+            g.initializer_bytes >> 20
+        )));
+    }
+    Ok(model_proto(&src, options, g).encode_to_vec())
+}
+
+/// The graph of the scoring path (or of its prefix up to `options.stop_after`): inputs,
+/// backbone, descriptors, head, declared outputs.
+fn scoring_graph(src: &source::ModelSource, options: &ExportOptions) -> Result<Graph> {
+    let s = src.input_size;
     let mut g = Graph::default();
     let b = Dim::Named("batch");
     let image = g.input(
@@ -106,7 +124,7 @@ pub fn export_onnx(predictor: &Predictor, options: &ExportOptions) -> Result<Vec
     let class_input = options
         .class_input
         .then(|| g.input("stated_class", Elem::I64, &[b]));
-    let feats = backbone::backbone(&mut g, &src, &image)?;
+    let feats = backbone::backbone(&mut g, src, &image)?;
     if options.stop_after == Some(ExportStage::Backbone) {
         for (i, f) in feats.iter().enumerate() {
             let dims = [
@@ -117,22 +135,23 @@ pub fn export_onnx(predictor: &Predictor, options: &ExportOptions) -> Result<Vec
             ];
             g.output(f, &format!("feature_{i}"), Elem::F32, &dims);
         }
+        return Ok(g);
+    }
+    let desc = descriptor::descriptor(&mut g, src, &feats)?;
+    if options.stop_after == Some(ExportStage::Descriptors) {
+        let dims = [Dim::Named("batch"), Dim::Named("p"), Dim::Fixed(src.dims)];
+        g.output(&desc, "descriptors", Elem::F32, &dims);
     } else {
-        let desc = descriptor::descriptor(&mut g, &src, &feats)?;
-        if options.stop_after == Some(ExportStage::Descriptors) {
-            let dims = [Dim::Named("batch"), Dim::Named("p"), Dim::Fixed(src.dims)];
-            g.output(&desc, "descriptors", Elem::F32, &dims);
-        } else {
-            let outs = head::head(&mut g, &src, &desc, class_input.as_deref())?;
-            head::declare_outputs(&mut g, &outs, src.grid, s);
-        }
+        let outs = head::head(&mut g, src, &desc, class_input.as_deref())?;
+        head::declare_outputs(&mut g, &outs, src.grid, s);
     }
-    if g.initializer_bytes > PROTOBUF_LIMIT {
-        return Err(Error::Other(format!(
-            "the model's constants take {} MiB, over ONNX's 2 GiB protobuf limit (external data is not supported)",
-            g.initializer_bytes >> 20
-        )));
-    }
+    Ok(g)
+}
+
+/// The `ModelProto` around graph `g`: versions, producer, doc string and the `cras.*`
+/// metadata of the graph contract.
+fn model_proto(src: &source::ModelSource, options: &ExportOptions, g: Graph) -> pb::ModelProto {
+    let s = src.input_size;
     let version = env!("CARGO_PKG_VERSION");
     let meta = [
         ("cras.classes", serde_json::json!(src.classes).to_string()),
@@ -151,7 +170,7 @@ pub fn export_onnx(predictor: &Predictor, options: &ExportOptions) -> Result<Vec
         ("cras.format", FORMAT.to_string()),
         ("cras.outputs", OUTPUTS_DOC.to_string()),
     ];
-    let model = pb::ModelProto {
+    pb::ModelProto {
         ir_version: Some(IR_VERSION),
         opset_import: vec![pb::OperatorSetIdProto {
             domain: Some(String::new()),
@@ -182,8 +201,7 @@ pub fn export_onnx(predictor: &Predictor, options: &ExportOptions) -> Result<Vec
             })
             .collect(),
         ..Default::default()
-    };
-    Ok(model.encode_to_vec())
+    }
 }
 
 /// What [`export_file`] wrote.
@@ -204,27 +222,27 @@ pub struct ExportSummary {
 /// Exports the model file `model` (written by `cras train`) to `out`, written atomically.
 /// Errors name the file at fault (unreadable or partial model, unwritable output).
 pub fn export_file(model: &Path, out: &Path, class_input: bool) -> Result<ExportSummary> {
-    let predictor = Predictor::load(model, &candle_core::Device::Cpu)?;
+    let trained = TrainedModel::load(model, &candle_core::Device::Cpu)?;
     let options = ExportOptions {
         class_input,
         model_sha256: Some(crate::backbone::sha256_file(model)?),
         stop_after: None,
     };
-    let bytes = export_onnx(&predictor, &options)
+    let bytes = export_onnx(&trained, &options)
         .map_err(|e| Error::checkpoint(model, format!("ONNX export: {e}")))?;
     write_onnx(out, &bytes)?;
     Ok(ExportSummary {
         bytes: bytes.len(),
-        input_size: predictor.input_size(),
-        grid: predictor.meta.grid,
-        classes: predictor.meta.classes.clone(),
-        tiling: predictor.meta.preprocess.tiling,
+        input_size: trained.as_ref().input_size(),
+        grid: trained.meta.grid,
+        classes: trained.meta.classes.clone(),
+        tiling: trained.meta.preprocess.tiling,
     })
 }
 
 /// Writes exported bytes to `path` atomically (temporary file + rename).
 pub fn write_onnx(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::error::write_atomic(path, bytes).map_err(|e| {
+    crate::fsio::write_atomic(path, bytes).map_err(|e| {
         Error::Other(format!(
             "cannot write the ONNX file {}: {e}",
             path.display()

@@ -3,8 +3,8 @@
 //! ablation flags and the metadata. The graph builders only see [`ModelSource`], so a change in
 //! the model or inference modules is fixed here.
 //!
-//! Symbols read: `Predictor::{meta, extractor, adaptor, discriminator, bank, ablation,
-//! input_size}`, `ModelMeta::{classes, thresholds, preprocess, backbone, descriptor, grid,
+//! Symbols read: `ModelRef::{meta, extractor, head, input_size}` (the trained model, borrowed),
+//! `ModelMeta::{classes, thresholds, preprocess, backbone, descriptor, grid, ablation,
 //! random_backbone}`, `FeatureExtractor::{backbone, cfg}`, `ResNet::{info, channels,
 //! folded_tensors}`, `backbone::topology::Topology`, `Linear::{weight, bias}`,
 //! `BatchNorm1d::eval_affine`, `CenterBank::centers`, `model::Ablation`.
@@ -15,8 +15,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::backbone::topology::{ConvBn, Topology};
 use crate::backbone::Layer;
-use crate::infer::Predictor;
-use crate::model::Ablation;
+use crate::model::{Ablation, ModelRef};
 use crate::{Error, Result};
 
 /// A host copy of a float32 tensor.
@@ -129,9 +128,9 @@ fn affine(bn: &crate::model::layers::BatchNorm1d) -> Result<AffineSrc> {
 }
 
 impl ModelSource {
-    /// Reads everything the graph needs from `p`.
-    pub fn read(p: &Predictor) -> Result<Self> {
-        let meta = &p.meta;
+    /// Reads everything the graph needs from the model `p`.
+    pub fn read(p: ModelRef<'_>) -> Result<Self> {
+        let meta = p.meta;
         let backbone = &p.extractor.backbone;
         let info = backbone.info();
         let cfg = &p.extractor.cfg;
@@ -171,32 +170,7 @@ impl ModelSource {
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        let d = &p.discriminator;
-        let pre = &meta.preprocess;
-        let mut preprocess = serde_json::json!({
-            "resize": pre.resize,
-            "crop": pre.crop,
-            "mode": pre.mode,
-            "mean": crate::data::preprocess::IMAGENET_MEAN,
-            "std": crate::data::preprocess::IMAGENET_STD,
-            "layout": "float32 [B,3,crop,crop], RGB, channels first",
-            "rule": match pre.mode {
-                crate::data::ResizeMode::ShorterSideThenCenterCrop =>
-                    "Pillow BILINEAR (antialiased) resize of the shorter side to `resize`, center crop `crop` x `crop`, v/255, (v - mean) / std per channel",
-                crate::data::ResizeMode::Square =>
-                    "Pillow BILINEAR (antialiased) resize to `crop` x `crop` (aspect ratio not kept), v/255, (v - mean) / std per channel",
-            },
-        });
-        if let Some(t) = &pre.tiling {
-            preprocess["tiling"] = serde_json::json!({
-                "image_size": t.image_size,
-                "tile": t.tile,
-                "overlap": t.overlap,
-                "tiles": t.count(),
-                "centers_per_tile": t.centers_per_tile,
-                "rule": "the graph scores ONE TILE per input: Pillow BILINEAR resize of the image to image_size x image_size, windows of tile x tile whose starts step by tile - overlap (the last flush with the edge), row-major, each resized to crop x crop and normalised; per image, the class is the tiles' majority match (tiles matched otherwise are scored again with it; with centers_per_tile the bank row of class k, tile j is k * tiles + j, a match votes for row / tiles and a tile is scored again with stated_class = its own row unless it matched it), the score the maximum over the tiles, the map the tiles' maps resized to their windows and averaged where they overlap",
-            });
-        }
+        let d = p.head.discriminator;
         Ok(ModelSource {
             input_size: p.input_size(),
             stem: conv(&topo.stem)?,
@@ -206,22 +180,52 @@ impl ModelSource {
             patch_size: cfg.patch_size,
             dims: cfg.dims,
             grid: meta.grid,
-            adaptor: linear(&p.adaptor.linear)?,
+            adaptor: linear(&p.head.adaptor.linear)?,
             fc1: linear(&d.fc1)?,
             bn1: affine(&d.bn1)?,
             fc2: linear(&d.fc2)?,
             bn2: affine(&d.bn2)?,
             tail: linear(&d.tail)?,
-            centers: HostTensor::read(&p.bank.centers)?,
-            ablation: p.ablation(),
+            centers: HostTensor::read(&p.head.bank.centers)?,
+            ablation: meta.ablation,
             classes: meta.classes.clone(),
             thresholds_json: serde_json::to_string(&meta.thresholds)
                 .map_err(|e| Error::Other(e.to_string()))?,
-            preprocess_json: preprocess.to_string(),
+            preprocess_json: preprocess_json(&meta.preprocess).to_string(),
             backbone_json: backbone_json(info)?,
             random_backbone: meta.random_backbone(),
         })
     }
+}
+
+/// The preprocessing as the graph's consumers must reproduce it (`cras.preprocess`): sizes,
+/// mode, normalisation, the rule in words, and a tiled model's tiling.
+fn preprocess_json(pre: &crate::data::Preprocess) -> serde_json::Value {
+    let mut preprocess = serde_json::json!({
+        "resize": pre.resize,
+        "crop": pre.crop,
+        "mode": pre.mode,
+        "mean": crate::data::resize::IMAGENET_MEAN,
+        "std": crate::data::resize::IMAGENET_STD,
+        "layout": "float32 [B,3,crop,crop], RGB, channels first",
+        "rule": match pre.mode {
+            crate::data::ResizeMode::ShorterSideThenCenterCrop =>
+                "Pillow BILINEAR (antialiased) resize of the shorter side to `resize`, center crop `crop` x `crop`, v/255, (v - mean) / std per channel",
+            crate::data::ResizeMode::Square =>
+                "Pillow BILINEAR (antialiased) resize to `crop` x `crop` (aspect ratio not kept), v/255, (v - mean) / std per channel",
+        },
+    });
+    if let Some(t) = &pre.tiling {
+        preprocess["tiling"] = serde_json::json!({
+            "image_size": t.image_size,
+            "tile": t.tile,
+            "overlap": t.overlap,
+            "tiles": t.count(),
+            "centers_per_tile": t.centers_per_tile,
+            "rule": "the graph scores ONE TILE per input: Pillow BILINEAR resize of the image to image_size x image_size, windows of tile x tile whose starts step by tile - overlap (the last flush with the edge), row-major, each resized to crop x crop and normalised; per image, the class is the tiles' majority match (tiles matched otherwise are scored again with it; with centers_per_tile the bank row of class k, tile j is k * tiles + j, a match votes for row / tiles and a tile is scored again with stated_class = its own row unless it matched it), the score the maximum over the tiles, the map the tiles' maps resized to their windows and averaged where they overlap",
+        });
+    }
+    preprocess
 }
 
 /// The backbone's provenance: [`crate::backbone::BackboneInfo`] plus a one-line summary.

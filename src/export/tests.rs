@@ -11,13 +11,12 @@ use super::onnx_pb as pb;
 use super::*;
 use crate::backbone::{Arch, BackboneBuilder, Layer, WeightSource};
 use crate::features::{DescriptorConfig, FeatureExtractor};
-use crate::infer::{ModelMeta, FORMAT_VERSION};
-use crate::model::{Adaptor, CenterBank, Discriminator};
+use crate::model::{Adaptor, CenterBank, Discriminator, ModelMeta, TrainedModel, FORMAT_VERSION};
 
 const S: usize = 32;
 
 /// A random resnet18 model with the given descriptor layers and width, 3 classes.
-fn predictor(layers: &[Layer], dims: usize, ablation: Option<serde_json::Value>) -> Predictor {
+fn tiny_model(layers: &[Layer], dims: usize, ablation: Option<serde_json::Value>) -> TrainedModel {
     let dev = Device::Cpu;
     let backbone = BackboneBuilder::new(Arch::Resnet18, &WeightSource::Random { seed: 3 })
         .unwrap()
@@ -64,10 +63,16 @@ fn predictor(layers: &[Layer], dims: usize, ablation: Option<serde_json::Value>)
         test_selected: false,
         partial: false,
     };
-    Predictor::from_parts(meta, extractor, adaptor, disc, bank, &dev)
+    TrainedModel {
+        meta,
+        extractor,
+        adaptor,
+        discriminator: disc,
+        bank,
+    }
 }
 
-fn export(p: &Predictor, class_input: bool) -> pb::ModelProto {
+fn export(p: &TrainedModel, class_input: bool) -> pb::ModelProto {
     let opts = ExportOptions {
         class_input,
         model_sha256: Some("ab".repeat(32)),
@@ -111,7 +116,7 @@ fn floats(t: &pb::TensorProto) -> Vec<f32> {
 
 #[test]
 fn interface_opset_and_metadata_follow_the_contract() {
-    let p = predictor(&[Layer::L2, Layer::L3], 64, None);
+    let p = tiny_model(&[Layer::L2, Layer::L3], 64, None);
     let m = export(&p, false);
     assert_eq!(m.ir_version(), IR_VERSION);
     assert_eq!(m.opset_import.len(), 1);
@@ -217,7 +222,7 @@ fn graph_is_topologically_ordered_and_uses_contract_ops_only() {
         (vec![Layer::L1, Layer::L2], 48, false),
         (vec![Layer::L1], 100, true),
     ] {
-        let m = export(&predictor(&layers, d, None), class_input);
+        let m = export(&tiny_model(&layers, d, None), class_input);
         let g = m.graph.unwrap();
         let mut known: HashSet<&str> = g.input.iter().map(|i| i.name()).collect();
         known.extend(g.initializer.iter().map(|t| t.name()));
@@ -257,7 +262,7 @@ fn graph_is_topologically_ordered_and_uses_contract_ops_only() {
 
 #[test]
 fn initializers_hold_the_model_tensors() {
-    let p = predictor(&[Layer::L2, Layer::L3], 64, None);
+    let p = tiny_model(&[Layer::L2, Layer::L3], 64, None);
     let m = export(&p, false);
     let g = m.graph.unwrap();
     // Every folded backbone tensor up to layer3, stored once with its shape and values.
@@ -329,7 +334,7 @@ fn initializers_hold_the_model_tensors() {
 #[test]
 fn non_uniform_pooling_uses_the_pooling_conv_and_ablations_change_the_head() {
     // resnet18 layer1: 576 values -> 100 dims is not a uniform pooling.
-    let m = export(&predictor(&[Layer::L1], 100, None), false);
+    let m = export(&tiny_model(&[Layer::L1], 100, None), false);
     let g = m.graph.unwrap();
     let pool = initializer(&g, "descriptor_pool_");
     assert_eq!(pool.len(), 1);
@@ -341,7 +346,7 @@ fn non_uniform_pooling_uses_the_pooling_conv_and_ablations_change_the_head() {
     }
     // No residual half: fc1 reads f only ([D,D]), no residual weights, no alignment.
     let abl = serde_json::json!({"residual": false, "center_search": true});
-    let g = export(&predictor(&[Layer::L2, Layer::L3], 64, Some(abl)), false)
+    let g = export(&tiny_model(&[Layer::L2, Layer::L3], 64, Some(abl)), false)
         .graph
         .unwrap();
     assert_eq!(initializer(&g, "fc1.weight_t_")[0].dims, vec![64, 64]);
@@ -350,12 +355,12 @@ fn non_uniform_pooling_uses_the_pooling_conv_and_ablations_change_the_head() {
     // No center search: the table rows of the class's centers at the same positions, no
     // [B,P,P] ArgMax.
     let abl = serde_json::json!({"residual": true, "center_search": false});
-    let g = export(&predictor(&[Layer::L2, Layer::L3], 64, Some(abl)), false)
+    let g = export(&tiny_model(&[Layer::L2, Layer::L3], 64, Some(abl)), false)
         .graph
         .unwrap();
     let argmaxes = g.node.iter().filter(|n| n.op_type() == "ArgMax").count();
     assert_eq!(argmaxes, 1, "only the global match");
-    let full = export(&predictor(&[Layer::L2, Layer::L3], 64, None), false)
+    let full = export(&tiny_model(&[Layer::L2, Layer::L3], 64, None), false)
         .graph
         .unwrap();
     assert_eq!(
@@ -382,7 +387,7 @@ fn file_errors_name_the_file() {
         "{e}"
     );
     // Round trip of a real export through the file.
-    let p = predictor(&[Layer::L2], 32, None);
+    let p = tiny_model(&[Layer::L2], 32, None);
     let bytes = export_onnx(&p, &ExportOptions::default()).unwrap();
     write_onnx(&out, &bytes).unwrap();
     let back = pb::ModelProto::decode(std::fs::read(&out).unwrap().as_slice()).unwrap();
@@ -394,7 +399,8 @@ fn file_errors_name_the_file() {
     assert_eq!(meta["cras.model_sha256"], "unknown");
     // From a model file: its SHA-256 is recorded.
     let model = dir.path().join("m.safetensors");
-    p.save(&model).unwrap();
+    let m = p.as_ref();
+    crate::model::file::save(&model, m.meta, m.head, &m.extractor.backbone).unwrap();
     let summary = export_file(&model, &out, true).unwrap();
     assert_eq!(summary.bytes as u64, std::fs::metadata(&out).unwrap().len());
     let back = pb::ModelProto::decode(std::fs::read(&out).unwrap().as_slice()).unwrap();
@@ -409,7 +415,7 @@ fn file_errors_name_the_file() {
 
 #[test]
 fn stage_graphs_end_at_the_backbone_or_the_descriptors() {
-    let p = predictor(&[Layer::L2, Layer::L3], 48, None);
+    let p = tiny_model(&[Layer::L2, Layer::L3], 48, None);
     let names = |stage| -> Vec<String> {
         let opts = ExportOptions {
             stop_after: Some(stage),

@@ -469,7 +469,7 @@ pub fn export_triton(model: &Path, repo: &Path, options: &TritonOptions) -> Resu
     let onnx = super::export_file(model, &onnx_path, options.class_input)?;
     let bytes = std::fs::read(&onnx_path).map_err(|e| Error::io(&onnx_path, e))?;
     let config = TritonConfig::from_onnx(&name, &bytes, options)?;
-    crate::error::write_atomic(&config_path, config.to_pbtxt().as_bytes())?;
+    crate::fsio::write_atomic(&config_path, config.to_pbtxt().as_bytes())?;
     Ok(TritonSummary {
         model_dir,
         config_path,

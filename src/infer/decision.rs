@@ -50,12 +50,12 @@ impl Decision {
     }
 }
 
-/// The decision for `score` at `threshold` (see the module documentation for the rule).
+/// The decision for `score` at `threshold` (see the module documentation for the rule; the
+/// comparison itself is [`crate::metrics::ranking::flags_defect`]).
 pub fn decide(score: f32, threshold: Option<f32>) -> Decision {
     match threshold.filter(|t| t.is_finite()) {
         None => Decision::NoThreshold,
-        Some(_) if !score.is_finite() => Decision::Defect,
-        Some(t) if score >= t => Decision::Defect,
+        Some(t) if crate::metrics::ranking::flags_defect(score, t) => Decision::Defect,
         Some(_) => Decision::Ok,
     }
 }

@@ -7,7 +7,7 @@
 //! similarity, image score = max patch score, patch scores `[g*g]`). Around it: decoded RGB images
 //! ([`Predictor::predict_images`] = [`Predictor::preprocess`] + `predict_batch`), cached
 //! descriptors [B, P, D] ([`Predictor::score_descriptors`]), and [`Predictor::anomaly_map`]
-//! (patch scores -> the [S, S] map, [`super::anomaly_map::map_of`]).
+//! (patch scores -> the [S, S] map, [`crate::maps::map_of`]).
 
 use std::path::Path;
 
@@ -17,10 +17,12 @@ use rayon::prelude::*;
 use super::decision::ThresholdOf;
 use super::engine::graph_engine::GraphEngine;
 use super::engine::{EngineChoice, EngineKind, EngineOptions, Precision};
-pub use super::scoring::{ClassChoice, Prediction};
+use super::scoring::{ClassChoice, Prediction};
 use super::tiled;
 use crate::features::FeatureExtractor;
-use crate::model::{file, Ablation, Adaptor, CenterBank, Discriminator, HeadRef, ModelMeta};
+use crate::model::{
+    file, Ablation, Adaptor, CenterBank, Discriminator, HeadRef, ModelMeta, ModelRef, TrainedModel,
+};
 use crate::{Error, Result};
 
 /// A trained CRAS model ready for inference.
@@ -36,72 +38,18 @@ pub struct Predictor {
 }
 
 impl Predictor {
-    /// Loads a complete model file written by `cras train` onto `device`.
+    /// Loads a complete model file written by `cras train` onto `device` (checked, with its
+    /// test forward pass: [`TrainedModel::load`]).
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
-        let f = file::load(path, device)?;
-        let backbone = match (f.meta.partial, f.backbone) {
-            (false, Some(b)) => b,
-            _ => {
-                return Err(Error::checkpoint(
-                    path,
-                    "this is a partial checkpoint of an unfinished training run: finish it with `cras train --resume`",
-                ))
-            }
-        };
-        let extractor = FeatureExtractor::new(backbone, f.meta.descriptor.clone())
-            .map_err(|e| Error::checkpoint(path, e.to_string()))?;
-        let predictor = Self::from_parts(
-            f.meta,
-            extractor,
-            f.adaptor,
-            f.discriminator,
-            f.bank,
+        let m = TrainedModel::load(path, device)?;
+        Ok(Self::from_parts(
+            m.meta,
+            m.extractor,
+            m.adaptor,
+            m.discriminator,
+            m.bank,
             device,
-        );
-        predictor
-            .self_test()
-            .map_err(|e| Error::checkpoint(path, format!("test forward pass: {e}")))?;
-        Ok(predictor)
-    }
-
-    /// A test forward pass, cheap whatever the model's input size: the backbone and descriptor
-    /// on a 32x32 gray image (their output must be finite and of the model's width), then the
-    /// head on the first class's centers as descriptors [1, P, D] (finite scores, one per
-    /// patch). Catches what the static checks cannot (e.g. a degenerate batch-norm variance).
-    pub fn self_test(&self) -> Result<()> {
-        let d = self.meta.descriptor.dims;
-        let image = Tensor::zeros((1, 3, 32, 32), candle_core::DType::F32, &self.device)?;
-        let g = self.extractor.descriptors(&image)?;
-        if g.dim(2)? != d {
-            return Err(Error::Other(format!(
-                "the descriptor is {} wide, the metadata says {d}",
-                g.dim(2)?
-            )));
-        }
-        if crate::model::check::non_finite(&g)? > 0 {
-            return Err(Error::Other(
-                "the backbone gives NaN or infinite features".into(),
-            ));
-        }
-        let g = self.bank.centers.narrow(0, 0, 1)?;
-        let p = self.score_descriptors(&g, &ClassChoice::Match)?;
-        let patches = self.meta.grid * self.meta.grid;
-        match p.first() {
-            Some(p)
-                if p.patch_scores.len() == patches
-                    && p.score.is_finite()
-                    && p.patch_scores.iter().all(|s| s.is_finite()) =>
-            {
-                Ok(())
-            }
-            Some(p) => Err(Error::Other(format!(
-                "the head gives score {} over {} patch scores (expected a finite score over \
-                 {patches})",
-                p.score,
-                p.patch_scores.len()
-            ))),
-            None => Err(Error::Other("the head gives no prediction".into())),
-        }
+        ))
     }
 
     /// Builds a predictor from the parts of a training run (no file round trip).
@@ -213,6 +161,15 @@ impl Predictor {
         file::save(path, &self.meta, self.head(), &self.extractor.backbone)
     }
 
+    /// The trained model (metadata, extractor, head), borrowed: what the exporter reads.
+    pub fn parts(&self) -> ModelRef<'_> {
+        ModelRef {
+            meta: &self.meta,
+            extractor: &self.extractor,
+            head: self.head(),
+        }
+    }
+
     /// The trained head, borrowed.
     pub fn head(&self) -> HeadRef<'_> {
         HeadRef {
@@ -249,7 +206,7 @@ impl Predictor {
     ///
     /// A tiled model takes each image's tiles in a row, `[B * T, 3, S, S]` (as
     /// [`crate::data::loader::Batch::to_tensor`] and [`Self::preprocess`] give them), and returns
-    /// one prediction per image ([`super::tiled`]).
+    /// one prediction per image (the tile passes of module `tiled`).
     pub fn predict_batch_at(
         &self,
         images: &Tensor,
@@ -259,59 +216,15 @@ impl Predictor {
         let Some(tiling) = self.meta.preprocess.tiling else {
             return self.predict_inputs_at(images, choice, threshold_of);
         };
-        let t = tiling.count();
-        let n = images.dim(0)?;
-        if n % t != 0 {
-            return Err(Error::Other(format!(
-                "{n} inputs are not whole images of {t} tiles each"
-            )));
-        }
-        if let ClassChoice::Stated(c) = choice {
-            if c.len() != n / t {
-                return Err(Error::Other(format!(
-                    "{} stated classes for {} images",
-                    c.len(),
-                    n / t
-                )));
-            }
-        }
-        // Thresholds are per class; a bank row r belongs to class r / rows.
-        let rows = tiling.center_rows_per_class();
-        let per_tile = |i: usize, r: usize| threshold_of(i / t, r / rows);
-        let tile_choice = tiled::tile_choice(choice, &tiling);
-        // At most TILES_PER_PASS inputs at a time (whole images), so that memory does not grow
-        // with the batch times the tile count. A batch vote needs every tile in one pass.
-        let step = match tile_choice {
-            ClassChoice::BatchVote => n,
-            _ => (tiled::TILES_PER_PASS / t).max(1) * t,
+        let geometry = tiled::TileGeometry {
+            tiling,
+            classes: self.meta.classes.len(),
+            grid: self.meta.grid,
+            side: self.input_size(),
         };
-        let mut tiles = Vec::with_capacity(n);
-        for start in (0..n).step_by(step) {
-            let len = step.min(n - start);
-            let part = match &tile_choice {
-                ClassChoice::Stated(c) => ClassChoice::Stated(c[start..start + len].to_vec()),
-                other => other.clone(),
-            };
-            tiles.extend(self.predict_inputs_at(
-                &images.narrow(0, start, len)?,
-                &part,
-                &|i, r| per_tile(start + i, r),
-            )?);
-        }
-        let classes = self.meta.classes.len();
-        let (votes, again) = tiled::tile_votes(&tiles, &tiling, classes, choice);
-        for part in again.chunks(tiled::TILES_PER_PASS) {
-            let idx: Vec<usize> = part.iter().map(|&(i, _)| i).collect();
-            let rescored = self.predict_inputs_at(
-                &tiled::select_rows(images, &idx)?,
-                &ClassChoice::Stated(part.iter().map(|&(_, r)| r).collect()),
-                &|j, r| per_tile(idx[j], r),
-            )?;
-            for (&i, p) in idx.iter().zip(rescored) {
-                tiles[i] = p;
-            }
-        }
-        tiled::combine(tiles, &votes, &tiling, self.meta.grid, self.input_size())
+        geometry.predict(images, choice, threshold_of, &|x, c, th| {
+            self.predict_inputs_at(x, c, th)
+        })
     }
 
     /// Scores network inputs [N, 3, S, S], one prediction per input (a tiled model's tiles
@@ -383,12 +296,18 @@ impl Predictor {
         if let Some(map) = &p.map {
             return map.clone();
         }
-        super::anomaly_map::map_of(&p.patch_scores, self.meta.grid, self.input_size())
+        crate::maps::map_of(&p.patch_scores, self.meta.grid, self.input_size())
     }
 
     /// The stored threshold for class `k` (per class, else global), if calibrated.
     pub fn threshold(&self, k: usize) -> Option<f32> {
         self.meta.threshold(k)
+    }
+}
+
+impl<'a> From<&'a Predictor> for ModelRef<'a> {
+    fn from(p: &'a Predictor) -> Self {
+        p.parts()
     }
 }
 

@@ -5,11 +5,11 @@
 //! center bank), the model's [`Ablation`] flags and a [`ClassChoice`]. Per image: adaptor
 //! f [P, D] -> class by global match (or stated, or the batch's vote) -> local alignment
 //! R [P, D] ([`crate::model::CenterBank::align`]) -> discriminator on `[f ; f - R]` -> patch
-//! scores `[P]` -> image score = max patch score. Output: one [`Prediction`] per image, in order.
+//! scores `[P]` (both [`HeadRef::score_adapted`]) -> image score = max patch score. Output: one [`Prediction`] per image, in order.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
-use crate::model::{discriminator_input, Ablation, HeadRef};
+use crate::model::{Ablation, HeadRef};
 use crate::{Error, Result};
 
 /// How the class of each image is chosen.
@@ -107,12 +107,7 @@ pub fn score_descriptors(
     let classes = classes_for(choice, &matched, head.bank.classes())?;
     let mut out = Vec::with_capacity(b);
     for (i, fi) in f.iter().enumerate() {
-        let r = head
-            .bank
-            .align(fi, &classes[i..=i], ablation.center_search)?;
-        let x = discriminator_input(&fi.reshape((p, d))?, &r.reshape((p, d))?, ablation)?;
-        let s = head.discriminator.forward_eval(&x)?.flatten_all()?;
-        let patch_scores: Vec<f32> = s.to_device(&Device::Cpu)?.to_vec1()?;
+        let patch_scores = head.score_adapted(fi, &classes[i..=i], ablation)?;
         out.push(Prediction {
             class: classes[i],
             matched: matched[i],

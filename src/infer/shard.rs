@@ -114,7 +114,7 @@ impl ShardOutput {
             read_scored(file, &paths, &mut lines)?;
         }
         let kept: String = lines.values().map(|l| format!("{l}\n")).collect();
-        crate::error::write_atomic(&partial_path, kept.as_bytes())?;
+        crate::fsio::write_atomic(&partial_path, kept.as_bytes())?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(&partial_path)
@@ -173,7 +173,7 @@ impl ShardOutput {
             )));
         }
         let text: String = self.lines.values().map(|l| format!("{l}\n")).collect();
-        crate::error::write_atomic(&self.final_path, text.as_bytes())?;
+        crate::fsio::write_atomic(&self.final_path, text.as_bytes())?;
         std::fs::remove_file(&self.partial_path).map_err(|e| Error::io(&self.partial_path, e))?;
         let failed = self.lines.values().filter(|l| !is_scored(l)).count();
         Ok(ShardDone {

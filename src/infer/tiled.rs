@@ -1,5 +1,6 @@
-//! Scoring of tiled models ([`crate::data::Tiling`]): per-tile predictions to one prediction per
-//! image.
+//! Scoring of tiled models ([`crate::data::Tiling`]): the inference half of tiling, all of it
+//! ([`TileGeometry::predict`]): per-tile predictions to one prediction per image. (The data half,
+//! window geometry and the tiles' views, is [`crate::data::tiling`].)
 //!
 //! Input: the T tiles of each of B images, scored as ordinary inputs `[B * T, 3, S, S]` (each a
 //! [`Prediction`] with its `[S, S]` map). Per image:
@@ -21,13 +22,125 @@
 
 use candle_core::Tensor;
 
-use super::anomaly_map::{map_of, upsample_bilinear};
+use super::decision::ThresholdOf;
 use super::scoring::{batch_vote, ClassChoice, Prediction};
+use crate::data::loader::select_rows;
 use crate::data::Tiling;
+use crate::maps::{map_of, upsample_bilinear};
 use crate::{Error, Result};
 
 /// Network inputs scored in one pass (whole images of tiles; at least one image).
 pub const TILES_PER_PASS: usize = 64;
+
+/// The scoring of network inputs `[N, 3, S, S]`, one prediction per input (the predictor's
+/// engine), with the threshold in force for input i scored with bank row r.
+pub type ScoreInputs<'a> =
+    &'a dyn Fn(&Tensor, &ClassChoice, ThresholdOf<'_>) -> Result<Vec<Prediction>>;
+
+/// A tiled model's geometry as its scoring needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct TileGeometry {
+    pub tiling: Tiling,
+    /// Number of classes of the model.
+    pub classes: usize,
+    /// Side of a tile's patch grid.
+    pub grid: usize,
+    /// The network's input side S (a tile's side after resizing).
+    pub side: usize,
+}
+
+impl TileGeometry {
+    /// Scores the tiles of B images, `[B * T, 3, S, S]` (each image's tiles in a row), with
+    /// `score`, and returns one prediction per image (see the module docs): a first pass over
+    /// every tile, a second over the tiles aligned with another class than their image's vote,
+    /// then [`combine`]. `threshold_of(i, k)` is the threshold of image i scored as class k.
+    pub fn predict(
+        &self,
+        images: &Tensor,
+        choice: &ClassChoice,
+        threshold_of: ThresholdOf,
+        score: ScoreInputs,
+    ) -> Result<Vec<Prediction>> {
+        let tiling = &self.tiling;
+        let t = tiling.count();
+        let n = images.dim(0)?;
+        if n % t != 0 {
+            return Err(Error::Other(format!(
+                "{n} inputs are not whole images of {t} tiles each"
+            )));
+        }
+        if let ClassChoice::Stated(c) = choice {
+            if c.len() != n / t {
+                return Err(Error::Other(format!(
+                    "{} stated classes for {} images",
+                    c.len(),
+                    n / t
+                )));
+            }
+        }
+        // Thresholds are per class; a bank row r belongs to class r / rows.
+        let rows = tiling.center_rows_per_class();
+        let per_tile = |i: usize, r: usize| threshold_of(i / t, r / rows);
+        let mut tiles = self.first_pass(images, choice, &per_tile, score)?;
+        let (votes, again) = tile_votes(&tiles, tiling, self.classes, choice);
+        rescore(images, &again, &mut tiles, &per_tile, score)?;
+        combine(tiles, &votes, tiling, self.grid, self.side)
+    }
+
+    /// Every tile scored once, with the per-tile rows of [`tile_choice`]. At most
+    /// [`TILES_PER_PASS`] inputs at a time (whole images), so that memory does not grow with the
+    /// batch times the tile count; a batch vote needs every tile in one pass.
+    fn first_pass(
+        &self,
+        images: &Tensor,
+        choice: &ClassChoice,
+        per_tile: ThresholdOf,
+        score: ScoreInputs,
+    ) -> Result<Vec<Prediction>> {
+        let n = images.dim(0)?;
+        let t = self.tiling.count();
+        let tile_choice = tile_choice(choice, &self.tiling);
+        let step = match tile_choice {
+            ClassChoice::BatchVote => n,
+            _ => (TILES_PER_PASS / t).max(1) * t,
+        };
+        let mut tiles = Vec::with_capacity(n);
+        for start in (0..n).step_by(step.max(1)) {
+            let len = step.min(n - start);
+            let part = match &tile_choice {
+                ClassChoice::Stated(c) => ClassChoice::Stated(c[start..start + len].to_vec()),
+                other => other.clone(),
+            };
+            tiles.extend(score(&images.narrow(0, start, len)?, &part, &|i, r| {
+                per_tile(start + i, r)
+            })?);
+        }
+        Ok(tiles)
+    }
+}
+
+/// Scores the tiles `again` (global index, bank row) once more, aligned with their row, and
+/// puts the new predictions in `tiles`.
+fn rescore(
+    images: &Tensor,
+    again: &[(usize, usize)],
+    tiles: &mut [Prediction],
+    per_tile: ThresholdOf,
+    score: ScoreInputs,
+) -> Result<()> {
+    for part in again.chunks(TILES_PER_PASS) {
+        let idx: Vec<usize> = part.iter().map(|&(i, _)| i).collect();
+        let rescored = score(
+            &select_rows(images, &idx)?,
+            &ClassChoice::Stated(part.iter().map(|&(_, r)| r).collect()),
+            &|j, r| per_tile(idx[j], r),
+        )?;
+        for (&i, p) in idx.iter().zip(rescored) {
+            tiles[i] = p;
+        }
+    }
+    Ok(())
+}
 
 /// The first pass's per-tile choice of bank rows, from a per-image class choice.
 pub fn tile_choice(choice: &ClassChoice, tiling: &Tiling) -> ClassChoice {
@@ -74,13 +187,6 @@ pub fn tile_votes(
         votes.push(class);
     }
     (votes, again)
-}
-
-/// The rows `rows` of a `[N, ...]` tensor.
-pub fn select_rows(x: &Tensor, rows: &[usize]) -> Result<Tensor> {
-    let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-    let idx = Tensor::from_vec(idx, rows.len(), x.device())?;
-    Ok(x.index_select(&idx, 0)?)
 }
 
 /// One prediction per image from its `t` tile predictions (see the module docs). `grid` and `s`

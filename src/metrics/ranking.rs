@@ -77,7 +77,14 @@ pub fn pr_curve(scores: &[f32], labels: &[bool]) -> Option<Vec<(f64, f64)>> {
     Some(points)
 }
 
-/// Confusion counts and rates at one threshold (anomalous iff `score >= threshold`).
+/// The ONE decision rule at a threshold: a score is flagged anomalous (a defect) when it is
+/// not finite (NaN, +inf, -inf: an image the model cannot score is never passed as good) or
+/// when `score >= threshold`. The inference layer's `decide` and [`confusion_at`] both apply it.
+pub fn flags_defect(score: f32, threshold: f32) -> bool {
+    !score.is_finite() || score >= threshold
+}
+
+/// Confusion counts and rates at one threshold (anomalous per [`flags_defect`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Confusion {
     /// tp / (tp + fp); None when nothing is predicted anomalous.
@@ -92,10 +99,10 @@ pub struct Confusion {
     pub fn_: usize,
 }
 
-/// Counts at `threshold` (anomalous iff `score >= threshold`; a NaN score is never anomalous).
-/// Extra entries of the longer slice are ignored.
+/// Counts at `threshold` (anomalous per [`flags_defect`]: `score >= threshold`, or a
+/// non-finite score). Extra entries of the longer slice are ignored.
 pub fn confusion_at(scores: &[f32], labels: &[bool], threshold: f32) -> Confusion {
-    let predicted: Vec<bool> = scores.iter().map(|&s| s >= threshold).collect();
+    let predicted: Vec<bool> = scores.iter().map(|&s| flags_defect(s, threshold)).collect();
     confusion(&predicted, labels)
 }
 
@@ -182,6 +189,15 @@ mod tests {
         let c = confusion_at(&scores, &labels, best.threshold);
         assert_eq!((c.tp, c.fp, c.tn, c.fn_), (3, 1, 1, 0));
         assert!((c.f1.unwrap() - best.f1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_non_finite_score_counts_as_a_defect_as_in_every_decision() {
+        let scores = [f32::NAN, f32::NEG_INFINITY, 0.1, 0.9, f32::INFINITY];
+        let labels = [true, false, false, true, false];
+        let c = confusion_at(&scores, &labels, 0.5);
+        assert_eq!((c.tp, c.fp, c.tn, c.fn_), (2, 2, 1, 0));
+        assert!(flags_defect(f32::NAN, 0.5) && flags_defect(0.5, 0.5) && !flags_defect(0.4, 0.5));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! [`crate::model::file::load`] runs [`check_tensors`] (every tensor finite) and [`check_meta`]
 //! (the metadata's preprocessing is usable, its grid follows from its crop and descriptor
 //! layers, and the center bank and head have the shapes its descriptor width and grid imply)
-//! before returning; [`crate::infer::Predictor::load`] then runs a test forward pass. Every
+//! before returning; [`crate::model::TrainedModel::load`] then runs a test forward pass. Every
 //! error is a [`crate::Error::Checkpoint`] naming the file and what is wrong, so that every
 //! command (and a `cras serve` reload) refuses a bad model instead of failing per image.
 

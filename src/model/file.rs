@@ -410,7 +410,7 @@ pub fn write_raw(
     info.insert(META_KEY.to_string(), meta.to_string());
     let bytes = safetensors::serialize(views, Some(info))
         .map_err(|e| Error::checkpoint(path, e.to_string()))?;
-    crate::error::write_atomic(path, &bytes)
+    crate::fsio::write_atomic(path, &bytes)
 }
 
 /// Reads the container written by [`write_raw`] (tensors through candle's safetensors reader).

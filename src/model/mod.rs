@@ -7,7 +7,9 @@
 //! [`head::Discriminator`] on `[f ; f - R]` [rows, 2D] -> probabilities [rows, 1].
 //!
 //! [`mod@file`] owns the model file (tensor names, metadata, save / save_partial / load);
-//! [`step`] is the training step only; scoring lives in [`crate::infer::scoring`].
+//! [`TrainedModel`] is a complete model in memory (borrowed as [`ModelRef`]) with its
+//! load-time test forward pass (file `trained`); [`step`] is the training step only; scoring (class choice,
+//! predictions) lives in the inference layer.
 //! `model` depends on `backbone`, `features` and `data` only (never on `train` or `infer`).
 
 pub mod center;
@@ -18,7 +20,9 @@ pub mod layers;
 pub mod optim;
 pub mod step;
 pub mod synthesis;
+mod trained;
 
 pub use center::{CenterAccumulator, CenterBank};
 pub use file::{HeadRef, ModelFile, ModelMeta, Thresholds, TrainingStats, FORMAT_VERSION};
 pub use head::{discriminator_input, Ablation, Adaptor, Discriminator};
+pub use trained::{ModelRef, TrainedModel};

@@ -17,7 +17,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::table::{csv_table, markdown_table, pct, text_table};
-use crate::error::{write_atomic, Error, Result};
+use crate::error::{Error, Result};
+use crate::fsio::write_atomic;
 use crate::metrics::MetricSet;
 
 /// Current value of [`EvalReport::format`].

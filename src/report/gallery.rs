@@ -1,19 +1,22 @@
 //! A static HTML gallery of test images with their anomaly-map panels.
 //!
 //! Input: [`GalleryEntry`]s (one per image: class, defect type, panel PNG path relative to the
-//! HTML file, original image path, score, optional decision threshold, matched class).
+//! HTML file, original image path, score, optional decision threshold, the decision taken by
+//! the caller, matched class).
 //! Output: one self-contained `index.html` (inline CSS, no script, no external resource besides
 //! the panel images), written atomically: a summary, a colour-scale legend, a table of contents,
 //! then one section per class (in order of first appearance) whose rows are sorted by score,
-//! highest first. The decision follows [`crate::infer::decision`]: "defect" (also for a
-//! non-finite score), "OK", or "-" without a threshold. A matched class that differs from the true class is highlighted. All text is
+//! highest first. The decision shown is the entry's [`GalleryEntry::verdict`]: "defect", "OK",
+//! or "-" without a threshold; this module does not decide. A matched class that differs from
+//! the true class is highlighted. All text is
 //! HTML-escaped; panel paths are also percent-encoded where a URL needs it.
 
 use std::path::Path;
 
 use super::curves::escape_xml;
 use super::heatmap::jet;
-use crate::error::{write_atomic, Result};
+use crate::error::Result;
+use crate::fsio::write_atomic;
 
 /// One image of the gallery.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,14 +33,11 @@ pub struct GalleryEntry {
     pub score: f32,
     /// The decision threshold in force for this image, if any.
     pub threshold: Option<f32>,
+    /// The decision at `threshold`: `Some(true)` = defect, `Some(false)` = OK, None when no
+    /// threshold is in force.
+    pub verdict: Option<bool>,
     /// The class the model matched (global match).
     pub matched_class: String,
-}
-
-/// The decision for `score` at `threshold` by the one rule ([`crate::infer::decide`]):
-/// `Some(true)` = defect, `Some(false)` = OK, None when there is no threshold.
-pub fn decision(score: f32, threshold: Option<f32>) -> Option<bool> {
-    crate::infer::decide(score, threshold).is_anomalous()
 }
 
 /// A relative path as a URL: `\` becomes `/`; characters with a meaning in URLs are
@@ -109,7 +109,7 @@ fn grouped(entries: &[GalleryEntry]) -> Vec<(&str, Vec<&GalleryEntry>)> {
 
 fn row_html(e: &GalleryEntry) -> String {
     let mismatch = e.matched_class != e.class;
-    let (decision_class, decision_text) = match decision(e.score, e.threshold) {
+    let (decision_class, decision_text) = match e.verdict {
         Some(true) => ("defect", "defect"),
         Some(false) => ("ok", "OK"),
         None => ("", "-"),
@@ -133,10 +133,7 @@ fn row_html(e: &GalleryEntry) -> String {
 /// The gallery page as a string (see the module documentation).
 pub fn gallery_html(title: &str, entries: &[GalleryEntry]) -> String {
     let groups = grouped(entries);
-    let flagged = entries
-        .iter()
-        .filter(|e| decision(e.score, e.threshold) == Some(true))
-        .count();
+    let flagged = entries.iter().filter(|e| e.verdict == Some(true)).count();
     let mismatches = entries
         .iter()
         .filter(|e| e.matched_class != e.class)
@@ -158,10 +155,7 @@ pub fn gallery_html(title: &str, entries: &[GalleryEntry]) -> String {
     ));
     h.push_str("<table class=\"summary\"><tr><th>class</th><th>images</th><th>flagged defect</th><th>class mismatches</th></tr>\n");
     for (i, (class, list)) in groups.iter().enumerate() {
-        let flagged = list
-            .iter()
-            .filter(|e| decision(e.score, e.threshold) == Some(true))
-            .count();
+        let flagged = list.iter().filter(|e| e.verdict == Some(true)).count();
         let mism = list.iter().filter(|e| e.matched_class != e.class).count();
         h.push_str(&format!(
             "<tr><td><a href=\"#class-{i}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\">{flagged}</td><td class=\"num\">{mism}</td></tr>\n",

@@ -14,7 +14,8 @@ use std::path::Path;
 
 use image::{GrayImage, ImageEncoder, Rgb, RgbImage};
 
-use crate::error::{write_atomic, Error, Result};
+use crate::error::{Error, Result};
+use crate::fsio::write_atomic;
 
 /// Piecewise-linear control points `(position, intensity)` of the classic "jet" colormap (the
 /// one OpenCV's `COLORMAP_JET` and matplotlib's `jet` draw): dark blue, blue, cyan, yellow, red,

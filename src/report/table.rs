@@ -6,7 +6,8 @@
 //! - [`text_table`]: columns padded to a common width (by `char` count), two spaces apart, a
 //!   dashed rule under the header; every line has the same width.
 //! - [`markdown_table`]: GitHub-flavoured pipes; `|` in a cell is escaped, newlines become spaces.
-//! - [`csv_table`]: RFC 4180 quoting (a cell holding `,`, `"`, CR or LF is quoted, quotes doubled).
+//! - [`csv_table`]: RFC 4180 quoting by the `csv` crate (a cell holding `,`, `"`, CR or LF is
+//!   quoted, quotes doubled).
 //!
 //! [`pct`] formats a fraction as a percentage with two decimals, `-` when undefined.
 
@@ -91,25 +92,19 @@ pub fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// One CSV field with RFC 4180 quoting.
-pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
-/// A CSV document (header line, then one line per row).
+/// A CSV document (header line, then one line per row), written by the `csv` crate: a cell
+/// holding `,`, `"`, CR or LF is quoted with its quotes doubled; lines end in `\n`.
 pub fn csv_table(header: &[String], rows: &[Vec<String>]) -> String {
     let n = column_count(header, rows);
-    padded_rows(header, rows, n)
-        .iter()
-        .map(|r| {
-            let fields: Vec<String> = r.iter().map(|c| csv_field(c)).collect();
-            fields.join(",") + "\n"
-        })
-        .collect()
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for row in padded_rows(header, rows, n) {
+        w.write_record(&row)
+            .expect("writing CSV into memory cannot fail");
+    }
+    let bytes = w
+        .into_inner()
+        .expect("flushing CSV into memory cannot fail");
+    String::from_utf8(bytes).expect("CSV of UTF-8 cells is UTF-8")
 }
 
 /// A fraction as a percentage with two decimals (`0.9876` -> `"98.76"`); `"-"` for None or a

@@ -28,8 +28,7 @@ use super::api_error::ApiError;
 use super::metrics::Metrics;
 use super::model_slot::{LoadedModel, ModelSlot};
 use super::thresholds::InForce;
-use crate::infer::predictor::ClassChoice;
-use crate::infer::Prediction;
+use crate::infer::{ClassChoice, Prediction};
 
 /// Batching limits.
 #[derive(Clone, Copy, Debug)]
@@ -397,7 +396,7 @@ fn predict_range(
     images: &Inputs,
     range: std::ops::Range<usize>,
     choice: &ClassChoice,
-    threshold_of: crate::infer::decision::ThresholdOf,
+    threshold_of: crate::infer::ThresholdOf,
 ) -> crate::Result<Vec<Prediction>> {
     let predictor = &model.predictor;
     match images {

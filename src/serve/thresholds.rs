@@ -298,14 +298,14 @@ impl ThresholdStore {
         PollOutcome::Reloaded(tag)
     }
 
-    /// Writes `set` atomically ([`crate::error::write_atomic`]) and puts it in force.
+    /// Writes `set` atomically ([`crate::fsio::write_atomic`]) and puts it in force.
     pub fn save(&self, set: ThresholdSet) -> Result<Arc<SavedSet>> {
         set.validate()
             .map_err(|e| Error::config("thresholds", "request", e))?;
         let text = serde_json::to_string_pretty(&set)
             .map_err(|e| Error::Other(format!("encoding the threshold set: {e}")))?;
         let mut seen = self.seen();
-        crate::error::write_atomic(&self.path, text.as_bytes())?;
+        crate::fsio::write_atomic(&self.path, text.as_bytes())?;
         let saved = Arc::new(SavedSet {
             set,
             version: version_of(text.as_bytes()),

@@ -8,6 +8,7 @@ use crate::backbone::{Arch, BnStats};
 use crate::data::{Format, Preprocess};
 use crate::features::cache::CachePrecision;
 use crate::features::DescriptorConfig;
+use crate::Error;
 
 /// Multi-class (one model for all classes) or single-class (one class per model).
 #[derive(
@@ -99,6 +100,37 @@ impl TrainConfig {
             select_batch_vote: false,
             stop_after: None,
         }
+    }
+
+    /// Checks the configuration before any work is done: the preprocessing sizes (a tiling
+    /// whose working side is left to the data, 0, is checked once that side is known) and the
+    /// options that need, or exclude, each other. Errors name the option.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.preprocess.tiling.is_none_or(|t| t.image_size != 0) {
+            self.preprocess.validate()?;
+        }
+        if self.preprocess.tiling.is_some() && self.eval_every > 0 {
+            return Err(Error::config(
+                "eval-every",
+                self.eval_every,
+                "is not available with --tile (evaluate the trained model with `cras eval`)",
+            ));
+        }
+        if self.select_batch_vote && self.eval_every == 0 {
+            return Err(Error::config(
+                "select-batch-vote",
+                true,
+                "needs --eval-every N (it sets how the test-set evaluation assigns classes)",
+            ));
+        }
+        if self.select_on_test && self.eval_every == 0 {
+            return Err(Error::config(
+                "select-on-test",
+                true,
+                "needs --eval-every N",
+            ));
+        }
+        Ok(())
     }
 }
 

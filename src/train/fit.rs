@@ -155,38 +155,64 @@ pub fn fit(
     if cfg.batch_size == 0 {
         return Err(Error::config("batch-size", 0, "must be at least 1"));
     }
-    let n = cache.len();
-    let steps = n.div_ceil(cfg.batch_size);
+    let run = Run {
+        cache,
+        labels,
+        bank,
+        cfg,
+        device,
+    };
     let mut history = Vec::new();
     for epoch in state.epochs_done..cfg.epochs {
+        let stats = run.epoch(state, epoch, obs)?;
+        state.epochs_done = epoch + 1;
+        if let Some(log) = obs.log.as_deref_mut() {
+            let mut line = serde_json::to_value(stats).unwrap_or_default();
+            line["kind"] = "epoch".into();
+            writeln!(log, "{line}").map_err(|e| Error::Other(format!("training log: {e}")))?;
+        }
+        tracing::info!(
+            epoch = epoch + 1,
+            of = cfg.epochs,
+            loss = format!("{:.4}", stats.loss),
+            normal_ok = format!("{:.1}%", 100.0 * stats.p_true),
+            synthetic_caught = format!("{:.1}%", 100.0 * stats.p_fake),
+            secs = format!("{:.1}", stats.seconds),
+            "epoch done"
+        );
+        (obs.on_epoch)(state, &stats)?;
+        history.push(stats);
+    }
+    Ok(history)
+}
+
+/// What every step of a run reads.
+struct Run<'a> {
+    cache: &'a FeatureCache,
+    labels: &'a [usize],
+    bank: &'a CenterBank,
+    cfg: &'a FitConfig,
+    device: &'a Device,
+}
+
+impl Run<'_> {
+    /// One epoch: every cached image once, in the epoch's order, in batches; the step figures
+    /// go to the progress bar and the log. Returns the epoch's mean figures.
+    fn epoch(
+        &self,
+        state: &mut HeadState,
+        epoch: usize,
+        obs: &mut FitObserver<'_, '_>,
+    ) -> Result<EpochStats> {
+        let cfg = self.cfg;
+        let n = self.cache.len();
+        let steps = n.div_ceil(cfg.batch_size);
         let started = std::time::Instant::now();
         let order = epoch_order(n, cfg.seed, epoch);
         let bar = progress_bar(obs.progress, steps as u64, epoch, cfg.epochs);
         let mut sum = StepStats::default();
         for (step, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let g = cache.batch(chunk, device)?;
-            let classes: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-            let mut rng =
-                ChaCha12Rng::seed_from_u64(derive_seed(&[cfg.seed, 2, epoch as u64, step as u64]));
-            let noise = gaussian_noise(
-                &mut rng,
-                chunk.len() * cache.rows(),
-                cache.dims(),
-                cfg.noise,
-                device,
-            )?;
-            let s = train_step(
-                &state.adaptor,
-                &mut state.discriminator,
-                bank,
-                &g,
-                &classes,
-                &noise,
-                cfg.k,
-                cfg.ablation,
-                &mut state.opt_adaptor,
-                &mut state.opt_discriminator,
-            )?;
+            let s = self.step(state, epoch, step, chunk)?;
             if !s.loss.is_finite() {
                 bar.abandon();
                 return Err(Error::Other(format!(
@@ -213,33 +239,50 @@ pub fn fit(
         }
         bar.finish_and_clear();
         let k = steps.max(1) as f64;
-        let stats = EpochStats {
+        Ok(EpochStats {
             epoch,
             loss: sum.loss / k,
             p_true: sum.p_true / k,
             p_fake: sum.p_fake / k,
             seconds: started.elapsed().as_secs_f64(),
             images: n,
-        };
-        state.epochs_done = epoch + 1;
-        if let Some(log) = obs.log.as_deref_mut() {
-            let mut line = serde_json::to_value(stats).unwrap_or_default();
-            line["kind"] = "epoch".into();
-            writeln!(log, "{line}").map_err(|e| Error::Other(format!("training log: {e}")))?;
-        }
-        tracing::info!(
-            epoch = epoch + 1,
-            of = cfg.epochs,
-            loss = format!("{:.4}", stats.loss),
-            normal_ok = format!("{:.1}%", 100.0 * stats.p_true),
-            synthetic_caught = format!("{:.1}%", 100.0 * stats.p_fake),
-            secs = format!("{:.1}", stats.seconds),
-            "epoch done"
-        );
-        (obs.on_epoch)(state, &stats)?;
-        history.push(stats);
+        })
     }
-    Ok(history)
+
+    /// Step `step` of `epoch` on the cached images `chunk`: their descriptors, the step's
+    /// seeded noise, then [`train_step`].
+    fn step(
+        &self,
+        state: &mut HeadState,
+        epoch: usize,
+        step: usize,
+        chunk: &[usize],
+    ) -> Result<StepStats> {
+        let cfg = self.cfg;
+        let g = self.cache.batch(chunk, self.device)?;
+        let classes: Vec<usize> = chunk.iter().map(|&i| self.labels[i]).collect();
+        let mut rng =
+            ChaCha12Rng::seed_from_u64(derive_seed(&[cfg.seed, 2, epoch as u64, step as u64]));
+        let noise = gaussian_noise(
+            &mut rng,
+            chunk.len() * self.cache.rows(),
+            self.cache.dims(),
+            cfg.noise,
+            self.device,
+        )?;
+        train_step(
+            &state.adaptor,
+            &mut state.discriminator,
+            self.bank,
+            &g,
+            &classes,
+            &noise,
+            cfg.k,
+            cfg.ablation,
+            &mut state.opt_adaptor,
+            &mut state.opt_discriminator,
+        )
+    }
 }
 
 fn progress_bar(show: bool, len: u64, epoch: usize, epochs: usize) -> indicatif::ProgressBar {

@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 
 pub use super::config::{NoiseScale, Setting, TrainConfig};
-use super::fit::{derive_seed, fit, EpochStats, FitObserver, HeadState};
+use super::fit::{derive_seed, fit, EpochStats, FitConfig, FitObserver, HeadState};
 use super::selection::{BestHead, TestProbe};
 pub use super::split::{split, Split};
 use super::tiles;
@@ -27,7 +27,7 @@ use crate::backbone::WeightSource;
 use crate::data::loader;
 use crate::features::cache::FeatureCache;
 use crate::features::{ExtractorSpec, FeatureExtractor};
-use crate::infer::predictor::{ClassChoice, Predictor};
+use crate::infer::{ClassChoice, Predictor};
 use crate::model::file::{self, HeadRef, ModelMeta, Thresholds, TrainingStats};
 use crate::model::{Adaptor, CenterAccumulator, CenterBank, Discriminator};
 use crate::{Error, Result};
@@ -82,11 +82,9 @@ pub fn training_extractor(
                 batches.push(t);
                 continue;
             }
-            let rows: Vec<usize> = (0..b.len())
-                .map(|i| i * b.views + (image + i) % b.views)
-                .collect();
+            let rows = tiles::one_view_each(b.len(), b.views, image);
             image += b.len();
-            batches.push(crate::infer::tiled::select_rows(&t, &rows)?);
+            batches.push(loader::select_rows(&t, &rows)?);
         }
     }
     ExtractorSpec {
@@ -376,7 +374,8 @@ pub fn finalise(
     Ok(predictor.meta)
 }
 
-/// Runs the whole training. With `resume`, continues from `<out>.partial`.
+/// Runs the whole training. With `resume`, continues from `<out>.partial`. The configuration
+/// is checked first ([`TrainConfig::validate`]).
 pub fn train(
     cfg: &TrainConfig,
     out: &Path,
@@ -384,95 +383,31 @@ pub fn train(
     log: Option<&mut dyn std::io::Write>,
 ) -> Result<TrainSummary> {
     let started = std::time::Instant::now();
+    cfg.validate()?;
     let split = split(cfg)?;
     let resolved = tiles::with_tile_image_size(cfg, &split.train)?;
     let cfg = resolved.as_ref().unwrap_or(cfg);
-    cfg.preprocess.validate()?;
-    if cfg.preprocess.tiling.is_some() && cfg.eval_every > 0 {
-        return Err(Error::config(
-            "eval-every",
-            cfg.eval_every,
-            "is not available with --tile (evaluate the trained model with `cras eval`)",
-        ));
-    }
-    if cfg.select_batch_vote && cfg.eval_every == 0 {
-        return Err(Error::config(
-            "select-batch-vote",
-            true,
-            "needs --eval-every N (it sets how the test-set evaluation assigns classes)",
-        ));
-    }
-    if cfg.select_on_test && cfg.eval_every == 0 {
-        return Err(Error::config(
-            "select-on-test",
-            true,
-            "needs --eval-every N",
-        ));
-    }
     let device = crate::device::select(&cfg.device)?;
     let extractor = training_extractor(cfg, &split.train, &device)?;
     let cache = fill_cache(cfg, &extractor, &split.train, &device)?;
     let labels = tiles::row_labels(&split.labels, &cfg.preprocess);
-    let bank_rows = tiles::center_row_names(&split.classes, &cfg.preprocess);
     let partial = partial_path(out);
-    let (state, bank, mut stats) = if resume {
+    let (mut state, bank, stats) = if resume {
         resume_head(cfg, &partial, &split.classes, &device)?
     } else {
+        let bank_rows = tiles::center_row_names(&split.classes, &cfg.preprocess);
         let (state, bank) = init_head(cfg, &cache, &labels, &bank_rows, &device)?;
         (state, bank, TrainingStats::default())
     };
-    let mut state = state;
     // Measured on the adaptor before training; a resumed run reuses the checkpoint's figure
     // (its adaptor is trained: measuring again would change the noise and so the model).
     let median = match stats.median_center_distance.filter(|_| resume) {
         Some(m) => m,
         None => median_center_distance(cfg, &state.adaptor, &bank, &cache, &labels, &device)?,
     };
-    let mut fit_cfg = cfg.fit.clone();
-    let stop_early = cfg.stop_after.filter(|&n| n < cfg.fit.epochs);
-    if let Some(n) = stop_early {
-        fit_cfg.epochs = n;
-    }
-    fit_cfg.noise = match cfg.noise {
-        NoiseScale::Fixed(s) => s,
-        NoiseScale::Auto(frac) => {
-            let s = frac * median / (cfg.descriptor.dims as f64).sqrt();
-            tracing::info!(
-                median_distance = format!("{median:.3}"),
-                sigma = format!("{s:.4}"),
-                "noise auto: sigma set from the median patch-to-center distance"
-            );
-            s
-        }
-    };
-    stats.noise = fit_cfg.noise;
-    stats.median_center_distance = Some(median);
-    stats.images = split.train.len();
-    let config = serde_json::to_value(cfg).map_err(|e| Error::Other(e.to_string()))?;
-    let mut meta = ModelMeta::describe(
-        &split.classes,
-        &extractor,
-        &cfg.preprocess,
-        cfg.fit.ablation,
-        config,
-    );
-    meta.training = stats;
-    meta.partial = true;
-
-    let probe = if cfg.eval_every > 0 {
-        tracing::warn!(
-            "--eval-every: the TEST split is evaluated during training (the reference protocol)"
-        );
-        Some(TestProbe::build(
-            &split.dataset,
-            &cfg.preprocess,
-            &extractor,
-            cfg.descriptor.dims,
-            &device,
-        )?)
-    } else {
-        None
-    };
+    let fit_cfg = fit_config(cfg, median);
+    let mut meta = run_meta(cfg, &split, &extractor, stats, fit_cfg.noise, median)?;
+    let probe = test_probe(cfg, &split, &extractor, &device)?;
     let outcome = fit_with_checkpoints(
         cfg,
         &fit_cfg,
@@ -487,8 +422,9 @@ pub fn train(
         &device,
     )?;
     drop(cache);
-    if let Some(n) = stop_early {
-        tracing::info!(epochs = n, partial = %partial.display(), "stopped as asked; continue with --resume");
+    if fit_cfg.epochs < cfg.fit.epochs {
+        // `stop_after` cut the schedule: keep the partial checkpoint.
+        tracing::info!(epochs = fit_cfg.epochs, partial = %partial.display(), "stopped as asked; continue with --resume");
         meta.training.epochs_done = state.epochs_done;
         return Ok(TrainSummary {
             model: partial,
@@ -514,6 +450,76 @@ pub fn train(
         meta,
         history: outcome.history,
     })
+}
+
+/// The loop's configuration: `cfg.fit` cut to `stop_after` epochs when that stops early, with
+/// the noise sigma fixed, or set from the median patch-to-center distance `median`.
+fn fit_config(cfg: &TrainConfig, median: f64) -> FitConfig {
+    let mut fit_cfg = cfg.fit.clone();
+    if let Some(n) = cfg.stop_after.filter(|&n| n < cfg.fit.epochs) {
+        fit_cfg.epochs = n;
+    }
+    fit_cfg.noise = match cfg.noise {
+        NoiseScale::Fixed(s) => s,
+        NoiseScale::Auto(frac) => {
+            let s = frac * median / (cfg.descriptor.dims as f64).sqrt();
+            tracing::info!(
+                median_distance = format!("{median:.3}"),
+                sigma = format!("{s:.4}"),
+                "noise auto: sigma set from the median patch-to-center distance"
+            );
+            s
+        }
+    };
+    fit_cfg
+}
+
+/// The metadata of the run as its partial checkpoints record it: classes, extractor,
+/// preprocessing, ablation, the configuration as provenance, and the training figures so far.
+fn run_meta(
+    cfg: &TrainConfig,
+    split: &Split,
+    extractor: &FeatureExtractor,
+    mut stats: TrainingStats,
+    noise: f64,
+    median: f64,
+) -> Result<ModelMeta> {
+    stats.noise = noise;
+    stats.median_center_distance = Some(median);
+    stats.images = split.train.len();
+    let config = serde_json::to_value(cfg).map_err(|e| Error::Other(e.to_string()))?;
+    let mut meta = ModelMeta::describe(
+        &split.classes,
+        extractor,
+        &cfg.preprocess,
+        cfg.fit.ablation,
+        config,
+    );
+    meta.training = stats;
+    meta.partial = true;
+    Ok(meta)
+}
+
+/// The opt-in test-set probe of `--eval-every` (None when off).
+fn test_probe(
+    cfg: &TrainConfig,
+    split: &Split,
+    extractor: &FeatureExtractor,
+    device: &Device,
+) -> Result<Option<TestProbe>> {
+    if cfg.eval_every == 0 {
+        return Ok(None);
+    }
+    tracing::warn!(
+        "--eval-every: the TEST split is evaluated during training (the reference protocol)"
+    );
+    Ok(Some(TestProbe::build(
+        &split.dataset,
+        &cfg.preprocess,
+        extractor,
+        cfg.descriptor.dims,
+        device,
+    )?))
 }
 
 /// Scores the held-out normal images of each class (class stated) and sets thresholds.

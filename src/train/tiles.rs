@@ -22,6 +22,15 @@ pub fn row_labels(labels: &[usize], pre: &Preprocess) -> Vec<usize> {
         .collect()
 }
 
+/// One view (tile) of each of `images` images of `views` views each, their positions cycling
+/// from `first`: the rows `i * views + (first + i) % views` of the batch's tensor (BatchNorm
+/// recalibration samples as many network inputs as images).
+pub fn one_view_each(images: usize, views: usize, first: usize) -> Vec<usize> {
+    (0..images)
+        .map(|i| i * views + (first + i) % views)
+        .collect()
+}
+
 /// Names of the center bank's rows: the classes, or with per-tile centers `class#tile`.
 pub fn center_row_names(classes: &[String], pre: &Preprocess) -> Vec<String> {
     let rows = pre.center_rows_per_class();
@@ -35,7 +44,7 @@ pub fn center_row_names(classes: &[String], pre: &Preprocess) -> Vec<String> {
 }
 
 /// A tiled configuration whose working side is left to the data (0) gets the longer side of the
-/// first training image (None: nothing to resolve).
+/// first training image, checked (None: nothing to resolve).
 pub fn with_tile_image_size(cfg: &TrainConfig, train: &[PathBuf]) -> Result<Option<TrainConfig>> {
     let Some(tiling) = cfg.preprocess.tiling.filter(|t| t.image_size == 0) else {
         return Ok(None);
@@ -50,6 +59,7 @@ pub fn with_tile_image_size(cfg: &TrainConfig, train: &[PathBuf]) -> Result<Opti
         image_size: w.max(h),
         ..tiling
     });
+    out.preprocess.validate()?;
     tracing::info!(
         image_size = w.max(h),
         tile = tiling.tile,

@@ -10,7 +10,7 @@ use tiny::tiny_train_config;
 use cras::data::manifest::{samples_of, write_manifest, Split};
 use cras::data::synth::{generate, SynthConfig};
 use cras::data::{discover, Label};
-use cras::infer::evaluate::{evaluate, EvalOptions};
+use cras::eval::{evaluate, EvalOptions};
 use cras::infer::Predictor;
 use cras::report::eval_report::PIXEL_METRICS_NULL;
 use cras::train::pipeline::{train, TrainConfig};

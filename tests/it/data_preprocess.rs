@@ -178,7 +178,7 @@ fn noise(w: u32, h: u32) -> RgbImage {
 
 #[test]
 fn resizing_only_the_crop_window_equals_resizing_then_cropping() {
-    use cras::data::preprocess::{resize_bilinear_pil, resize_crop_bilinear_pil};
+    use cras::data::resize::{resize_bilinear_pil, resize_crop_bilinear_pil};
     let p = Preprocess {
         resize: 37,
         crop: 32,

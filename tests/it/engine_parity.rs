@@ -16,7 +16,7 @@ use candle_core::{Device, Tensor};
 use cras::infer::engine::{
     EngineChoice, EngineKind, EngineOptions, Precision, DEFAULT_CONFIRM_BAND,
 };
-use cras::infer::predictor::ClassChoice;
+use cras::infer::ClassChoice;
 use cras::infer::{decide, near_threshold, Prediction, Predictor};
 
 /// A tiny dataset and a model trained on it with `extra` train options.

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use cras::data::{discover, MaskMode, Preprocess, ResizeMode};
-use cras::infer::evaluate::{evaluate, scoring_pass, EvalOptions, ProMode};
-use cras::infer::scoring::batch_vote;
+use cras::eval::{evaluate, scoring_pass, EvalOptions, ProMode};
+use cras::infer::batch_vote;
 use cras::infer::Predictor;
 use cras::metrics::pro::aupro_reference;
 

@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use cras::error::write_atomic;
+use cras::fsio::write_atomic;
 
 #[test]
 fn leftovers_of_a_killed_write_are_removed_and_permissions_follow_the_umask() {

@@ -8,7 +8,7 @@ use std::process::Command;
 use tiny::tiny_train_config;
 
 use cras::data::synth::{generate, SynthConfig};
-use cras::infer::scoring::score_descriptors;
+use cras::infer::score_descriptors;
 use cras::infer::{ClassChoice, Predictor};
 use cras::model::{file, Ablation};
 use cras::train::pipeline::{train, TrainConfig};
@@ -152,7 +152,7 @@ fn predict_false_alarm_rate_rederives_per_class_thresholds() {
     dataset(&data);
     let model = tmp.path().join("m.safetensors");
     let summary = train(&config(&data, Ablation::default()), &model, false, None).unwrap();
-    let want = cras::infer::decision::false_alarm_thresholds(&summary.meta, 0.5).unwrap();
+    let want = cras::infer::false_alarm_thresholds(&summary.meta, 0.5).unwrap();
     let stored = summary.meta.thresholds.clone().unwrap();
     let images = test_images(&data, &summary.meta.classes[1]);
     let m = model.to_str().unwrap();

@@ -2,7 +2,7 @@
 //! align_corners=False)` and `scipy.ndimage.gaussian_filter` (fixtures written by
 //! `dev/gen_metrics_fixtures.py`), to 1e-5 absolute.
 
-use cras::infer::anomaly_map::{anomaly_map, gaussian_blur, upsample_bilinear};
+use cras::maps::{anomaly_map, gaussian_blur, upsample_bilinear};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/metrics");
 

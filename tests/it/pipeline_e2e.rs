@@ -6,8 +6,8 @@ use std::path::Path;
 use tiny::tiny_train_config;
 
 use cras::data::synth::{generate, SynthConfig};
-use cras::infer::evaluate::{evaluate, EvalOptions};
-use cras::infer::predictor::ClassChoice;
+use cras::eval::{evaluate, EvalOptions};
+use cras::infer::ClassChoice;
 use cras::infer::Predictor;
 use cras::model::file;
 use cras::train::fit::FitConfig;

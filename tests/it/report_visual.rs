@@ -273,6 +273,7 @@ fn entry(class: &str, file: &str, score: f32, matched: &str) -> GalleryEntry {
         source: format!("/data/{class}/test/crack/{file}"),
         score,
         threshold: Some(0.5),
+        verdict: cras::infer::decide(score, Some(0.5)).is_anomalous(),
         matched_class: matched.into(),
     }
 }

@@ -10,10 +10,10 @@ use std::process::Command;
 use candle_core::{Device, Tensor};
 use cras::data::synth::{generate, SynthConfig};
 use cras::data::Tiling;
-use cras::infer::anomaly_map::{map_of, upsample_bilinear};
-use cras::infer::evaluate::{evaluate, EvalOptions};
-use cras::infer::predictor::ClassChoice;
+use cras::eval::{evaluate, EvalOptions};
+use cras::infer::ClassChoice;
 use cras::infer::Predictor;
+use cras::maps::{map_of, upsample_bilinear};
 use cras::train::pipeline::train;
 
 const SIDE: u32 = 96;

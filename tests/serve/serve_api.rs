@@ -9,7 +9,7 @@ use std::io::Cursor;
 
 use base64::Engine;
 use cras::data::decode::decode_rgb;
-use cras::infer::predictor::ClassChoice;
+use cras::infer::ClassChoice;
 use cras::infer::Predictor;
 use serve_support::{get, post, post_multipart, score_bits, tiny_model, TestServer};
 
@@ -175,7 +175,7 @@ fn info_routes_describe_the_model_and_service() {
     assert_eq!(model["classes"], serde_json::json!(m.classes));
     assert_eq!(
         model["format_version"],
-        serde_json::json!(cras::infer::FORMAT_VERSION)
+        serde_json::json!(cras::model::FORMAT_VERSION)
     );
     assert_eq!(model["input_size"], 32);
     assert_eq!(model["preprocessing"]["crop"], 32);

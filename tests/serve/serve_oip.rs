@@ -19,7 +19,7 @@ use std::process::Command;
 
 use base64::Engine;
 use cras::data::decode::decode_rgb;
-use cras::infer::predictor::ClassChoice;
+use cras::infer::ClassChoice;
 use cras::infer::{Prediction, Predictor};
 use serde_json::{json, Value};
 use serve_support::{get, tiny_model, TestServer};

@@ -1,17 +1,19 @@
-//! Anomaly-map post-processing (spec section 1, row "anomaly map"): patch scores `[g, g]` ->
+//! Map kernels, a leaf of the crate (imports nothing of it). Anomaly-map post-processing (spec
+//! section 1, row "anomaly map"): patch scores `[g, g]` ->
 //! bilinear upsampling to `[out, out]` (PyTorch `F.interpolate(mode="bilinear",
 //! align_corners=False)`) -> Gaussian blur (`scipy.ndimage.gaussian_filter` defaults: mode
 //! 'reflect', truncate 4.0). All buffers are row-major f32; arithmetic is f64.
 //!
 //! [`map_of`] is the one function turning a prediction's patch scores into its map (every
-//! command and the test-set probe use it).
+//! command, the exported graph's reference and the test-set probe use it);
+//! [`upsample_bilinear`] also resizes maps and masks, [`gaussian_kernel`] gives the exported
+//! graph its blur taps.
 
 /// Sigma of the Gaussian blur of CRAS anomaly maps.
 pub const SIGMA: f64 = 4.0;
 
-/// The anomaly map `[side, side]` of patch scores `[grid, grid]` (a
-/// [`Prediction`](super::Prediction)'s `patch_scores`): bilinear upsampling, Gaussian blur of
-/// [`SIGMA`].
+/// The anomaly map `[side, side]` of patch scores `[grid, grid]` (a prediction's
+/// `patch_scores`): bilinear upsampling, Gaussian blur of [`SIGMA`].
 pub fn map_of(patch_scores: &[f32], grid: usize, side: usize) -> Vec<f32> {
     anomaly_map(patch_scores, grid, side, SIGMA)
 }

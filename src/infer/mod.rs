@@ -13,10 +13,12 @@ pub mod decision;
 pub mod engine;
 pub mod evaluate;
 pub mod predictor;
+pub mod record;
 pub mod scoring;
 pub mod tiled;
 
 pub use crate::model::file::{ModelMeta, Thresholds, FORMAT_VERSION};
 pub use decision::{decide, near_threshold, Decision, ThresholdChoice, ThresholdOf};
 pub use predictor::Predictor;
+pub use record::PredictionRecord;
 pub use scoring::{ClassChoice, Prediction};

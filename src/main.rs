@@ -122,6 +122,18 @@ mod tests {
     }
 
     #[test]
+    fn train_defaults_are_the_papers_configuration() {
+        let cli = Cli::try_parse_from(["cras", "train", "--data", "d", "--out", "m.safetensors"])
+            .unwrap();
+        let Command::Train(args) = cli.command else {
+            panic!("not the train command")
+        };
+        let got = serde_json::to_value(args.config().unwrap()).unwrap();
+        let want = serde_json::to_value(cras::train::config::TrainConfig::paper("d")).unwrap();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn colour_only_on_a_terminal_without_no_color() {
         let set = Some(std::ffi::OsStr::new("1"));
         let empty = Some(std::ffi::OsStr::new(""));

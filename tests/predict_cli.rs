@@ -156,9 +156,10 @@ fn a_broken_link_named_like_an_image_gets_an_error_line() {
     assert_eq!(out.status.code(), Some(1));
     let found = lines(&out);
     assert_eq!(found.len(), 2, "{found:?}");
-    assert!(found[0]["score"].is_number(), "{found:?}");
-    assert!(found[1]["path"].as_str().unwrap().ends_with("broken.png"));
-    assert!(found[1]["error"].is_string(), "{found:?}");
+    // Decoding errors are printed as they happen, before the batch's scores.
+    assert!(found[0]["path"].as_str().unwrap().ends_with("broken.png"));
+    assert!(found[0]["error"].is_string(), "{found:?}");
+    assert!(found[1]["score"].is_number(), "{found:?}");
 }
 
 #[test]

@@ -171,3 +171,72 @@ impl EngineArgs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Every group, as a command would flatten them.
+    #[derive(clap::Parser)]
+    struct Groups {
+        #[command(flatten)]
+        features: FeatureArgs,
+        #[command(flatten)]
+        device: DeviceArg,
+        #[command(flatten)]
+        engine: EngineArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Groups, clap::Error> {
+        Groups::try_parse_from(std::iter::once("cras").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_the_library_configuration() {
+        let g = parse(&[]).unwrap();
+        let paper = paper();
+        assert_eq!(g.features.network.backbone, paper.backbone);
+        assert_eq!(g.features.network.descriptor(), paper.descriptor);
+        assert_eq!(g.features.preprocess(), paper.preprocess);
+        assert_eq!(g.features.bn_stats, paper.bn_stats);
+        assert_eq!(g.features.weights, None);
+        assert_eq!(g.device.device, paper.device);
+        assert_eq!(g.engine.options(), EngineOptions::default());
+    }
+
+    #[test]
+    fn choices_parse_by_name_and_a_wrong_one_lists_them() {
+        let g = parse(&[
+            "--backbone=resnet18",
+            "--layers=layer1,layer3",
+            "--bn-stats=clean",
+            "--engine=ORT",
+            "--precision=fp32",
+            "--square",
+        ])
+        .unwrap();
+        assert_eq!(g.features.network.backbone, Arch::Resnet18);
+        assert_eq!(g.features.network.layers, [Layer::L1, Layer::L3]);
+        assert_eq!(g.features.bn_stats, BnStats::Clean);
+        assert_eq!(g.engine.options().choice.to_string(), "onnxruntime");
+        assert_eq!(g.engine.options().precision, Precision::F32);
+        assert_eq!(g.features.preprocess().mode, ResizeMode::Square);
+        for (flag, listed) in [
+            ("--engine=tensorrt", "candle, onnxruntime, openvino, auto"),
+            ("--precision=fp8", "f32, bf16"),
+            (
+                "--backbone=vit",
+                "wide_resnet50_2, wide_resnet101_2, resnet18, resnet50",
+            ),
+            ("--layers=layer5", "layer1, layer2, layer3, layer4"),
+            ("--bn-stats=frozen", "reference, clean"),
+        ] {
+            let err = parse(&[flag]).err().expect(flag).to_string();
+            assert!(
+                err.contains(&format!("[possible values: {listed}]")),
+                "{err}"
+            );
+        }
+    }
+}

@@ -152,12 +152,15 @@ const DECISIONS: [Decision; 3] = [Decision::Defect, Decision::Ok, Decision::NoTh
 
 /// The record's keys, in JSON order.
 pub const FIELDS: [Field; 12] = [
-    Field::both(
-        "class",
-        "string",
-        false,
-        "Class used: matched globally, or the one stated.",
-    ),
+    Field {
+        service_description: "Class used: matched globally, or the one stated in ?class.",
+        ..Field::both(
+            "class",
+            "string",
+            false,
+            "Class used: matched globally, or the one stated with --class.",
+        )
+    },
     Field::both(
         "class_similarity",
         "number",

@@ -64,15 +64,32 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 
-fn main() {
-    tune_allocator();
-    let cli = Cli::parse();
+/// Logs to stderr at `level` (RUST_LOG overrides it), coloured only on a terminal.
+fn init_logging(level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
+}
+
+/// Colour codes only for a terminal, and not when `NO_COLOR` is set to a non-empty value
+/// (no-color.org): a log redirected to a file or a pipe stays plain text.
+fn use_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+fn main() {
+    tune_allocator();
+    let cli = Cli::parse();
+    init_logging(&cli.log);
     let result = match cli.command {
         Command::Synth(a) => cli::synth::run(a),
         Command::Data(a) => cli::data::run(a),
@@ -102,5 +119,28 @@ mod tests {
     fn cli_definition_is_consistent() {
         // Catches clashing option names (e.g. a subcommand option shadowing a global one).
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn train_defaults_are_the_papers_configuration() {
+        let cli = Cli::try_parse_from(["cras", "train", "--data", "d", "--out", "m.safetensors"])
+            .unwrap();
+        let Command::Train(args) = cli.command else {
+            panic!("not the train command")
+        };
+        let got = serde_json::to_value(args.config().unwrap()).unwrap();
+        let want = serde_json::to_value(cras::train::config::TrainConfig::paper("d")).unwrap();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let set = Some(std::ffi::OsStr::new("1"));
+        let empty = Some(std::ffi::OsStr::new(""));
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, empty));
+        assert!(!use_colour(true, set));
+        assert!(!use_colour(false, None));
+        assert!(!use_colour(false, empty));
     }
 }

@@ -16,6 +16,7 @@ mod builder;
 pub mod fetch;
 mod resnet;
 pub(crate) mod topology;
+mod value_enum;
 pub mod weights;
 
 pub use builder::{BackboneBuilder, BuildOptions};

@@ -1,79 +1,39 @@
 //! `cras embed`: the patch descriptors `[HW, dims]` of one image (and optionally the backbone's
 //! layer outputs) written as `.npy` or `.safetensors`, chosen by the output's extension.
 //! Without `--weights` the backbone is the seeded random initialisation (said on stderr).
-//! Backbone, preprocessing and descriptor flags are `cras train`'s (same names, same defaults,
-//! same resize rule); the extractor is built by [`cras::features::ExtractorSpec`].
+//! Backbone, preprocessing and descriptor flags are `cras train`'s ([`super::args::FeatureArgs`]:
+//! same names, same defaults, same resize rule); the extractor is built by
+//! [`cras::features::ExtractorSpec`].
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Tensor};
-use cras::backbone::{weights, Arch, WeightSource};
-use cras::data::{Preprocess, ResizeMode};
-use cras::features::{DescriptorConfig, ExtractorSpec};
+use cras::backbone::{weights, WeightSource};
+use cras::features::ExtractorSpec;
 
-use super::train::BnStatsArg;
+use super::args::{DeviceArg, FeatureArgs};
 
 #[derive(clap::Args)]
 pub struct EmbedArgs {
-    /// Backbone state dict (.pth or .safetensors); without it a seeded random backbone is used.
-    #[arg(long)]
-    weights: Option<PathBuf>,
     /// The image to describe.
     #[arg(long)]
     image: PathBuf,
     /// Output file: .npy or .safetensors.
     #[arg(long)]
     out: PathBuf,
-    /// Backbone network: wide_resnet50_2, wide_resnet101_2, resnet18, resnet50.
-    #[arg(long, default_value = "wide_resnet50_2")]
-    backbone: Arch,
-    /// Center crop side (the model's input; a multiple of 16).
-    #[arg(long, default_value_t = 288)]
-    image_size: u32,
-    /// Shorter side after resizing [default: image-size * 329 / 288, the reference's ratio].
-    #[arg(long)]
-    resize: Option<u32>,
-    /// Resize straight to a square of --image-size (no crop).
-    #[arg(long)]
-    square: bool,
-    /// Descriptor width.
-    #[arg(long, default_value_t = 1536)]
-    dims: usize,
-    /// Backbone stages the descriptor combines, comma-separated; the first sets the patch grid.
-    #[arg(long, value_delimiter = ',', default_value = "layer2,layer3")]
-    layers: Vec<cras::backbone::Layer>,
+    #[command(flatten)]
+    features: FeatureArgs,
     /// Also write each descriptor layer's output (.npy: `<stem>.layer2.npy` next to the output).
     #[arg(long)]
     write_layers: bool,
-    /// BatchNorm statistics: reference (the authors' load-time perturbation) or clean.
-    #[arg(long, value_enum, default_value = "reference")]
-    bn_stats: BnStatsArg,
     /// Seed of the random backbone used without --weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Device: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArg,
 }
 
-/// The preprocessing `--image-size`, `--resize` and `--square` describe (`cras train`'s rule).
-pub fn preprocess_from_flags(image_size: u32, resize: Option<u32>, square: bool) -> Preprocess {
-    Preprocess {
-        resize: if square {
-            image_size
-        } else {
-            resize.unwrap_or_else(|| Preprocess::reference_resize(image_size))
-        },
-        crop: image_size,
-        mode: if square {
-            ResizeMode::Square
-        } else {
-            ResizeMode::ShorterSideThenCenterCrop
-        },
-        ..Preprocess::reference()
-    }
-}
-
+/// Runs `cras embed`.
 pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     let ext = a.out.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ext != "npy" && ext != "safetensors" {
@@ -82,31 +42,28 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
             a.out.display()
         );
     }
-    let pre = preprocess_from_flags(a.image_size, a.resize, a.square);
+    let f = &a.features;
+    let pre = f.preprocess();
     pre.validate()?;
-    let size = a.image_size as usize;
-    let device = cras::device::select(&a.device)?;
-    let weights = match &a.weights {
+    let size = f.network.image_size as usize;
+    let device = a.device.select()?;
+    let weights = match &f.weights {
         Some(p) => WeightSource::File(p.clone()),
         None => {
             eprintln!(
                 "note: no --weights given: using a seeded random {} (seed {}); these are NOT \
                  ImageNet features",
-                a.backbone, a.seed
+                f.network.backbone, a.seed
             );
             WeightSource::Random { seed: a.seed }
         }
     };
     let extractor = ExtractorSpec {
-        arch: a.backbone,
+        arch: f.network.backbone,
         weights,
-        bn_stats: a.bn_stats.into(),
+        bn_stats: f.bn_stats,
         input_size: size,
-        descriptor: DescriptorConfig {
-            dims: a.dims,
-            layers: a.layers.clone(),
-            ..DescriptorConfig::default()
-        },
+        descriptor: f.network.descriptor(),
     }
     .build(&[], &device)?;
 

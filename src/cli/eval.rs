@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use cras::eval::{evaluate, EvalOptions, ProMode};
 use cras::infer::Predictor;
 
+use super::args::{DeviceArg, EngineArgs};
+
 /// Evaluate a model on a dataset's test split.
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -58,14 +60,13 @@ pub struct EvalArgs {
     /// Heatmap panels per class in the gallery (0 = none).
     #[arg(long, default_value_t = 8)]
     pub gallery: usize,
-    /// Device: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Hide progress bars.
     #[arg(long)]
     pub quiet: bool,
     #[command(flatten)]
-    pub engine: super::engine_args::EngineArgs,
+    pub engine: EngineArgs,
 }
 
 /// `--pro` choice.
@@ -77,7 +78,7 @@ pub enum ProArg {
 
 /// Runs `cras eval`.
 pub fn run(a: EvalArgs) -> anyhow::Result<()> {
-    let device = cras::device::select(&a.device)?;
+    let device = a.device.select()?;
     let predictor = Predictor::load_with(&a.model, &device, &a.engine.options())?;
     let opts = EvalOptions {
         classes: a.classes.clone(),

@@ -2,13 +2,19 @@
 
 use std::path::PathBuf;
 
-use cras::backbone::Arch;
-use cras::features::DescriptorConfig;
+use cras::backbone::BnStats;
 use cras::train::import::{import_reference, ImportConfig};
+
+use super::args::{paper, preprocess_from_flags, DeviceArg, NetworkArgs};
 
 /// Write a cras model from the authors' checkpoint (`ckpt_best_*.pth`), their `center.pth`
 /// and the backbone weights they used, so their published models score with cras.
 #[derive(clap::Args, Debug)]
+#[command(
+    after_help = "The authors' flags: --resize is their --resize, --image-size their \
+    --imagesize, --dims their --pretrain_embed_dimension and --target_embed_dimension (which \
+    must be equal), --layers their -le."
+)]
 pub struct ImportReferenceArgs {
     /// The authors' checkpoint: a dict with "discriminator" and "pre_projection" state dicts.
     #[arg(long)]
@@ -25,54 +31,38 @@ pub struct ImportReferenceArgs {
     /// Output model file (.safetensors).
     #[arg(long)]
     pub out: PathBuf,
-    /// Backbone network: wide_resnet50_2, wide_resnet101_2, resnet18, resnet50.
-    #[arg(long, default_value = "wide_resnet50_2")]
-    pub backbone: Arch,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Shorter side after resizing (their --resize) [default: image-size * 329 / 288].
     #[arg(long)]
     pub resize: Option<u32>,
-    /// Center crop side (their --imagesize).
-    #[arg(long, default_value_t = 288)]
-    pub image_size: u32,
-    /// Descriptor and adaptor width (their --pretrain_embed_dimension and
-    /// --target_embed_dimension, which must be equal).
-    #[arg(long, default_value_t = 1536)]
-    pub dims: usize,
-    /// Backbone stages, comma-separated (their -le).
-    #[arg(long, value_delimiter = ',', default_value = "layer2,layer3")]
-    pub layers: Vec<cras::backbone::Layer>,
     /// BatchNorm statistics: reference (the authors' load-time perturbation, as their
     /// published models saw) or clean.
-    #[arg(long, value_enum, default_value = "reference")]
-    pub bn_stats: super::train::BnStatsArg,
+    #[arg(long, value_enum, default_value_t = paper().bn_stats)]
+    pub bn_stats: BnStats,
     /// Store the reference's mask handling in the model (`cras eval` then resizes the raw
     /// grey masks and counts only exact 1.0, as the authors' evaluation).
     #[arg(long)]
     pub reference_masks: bool,
-    /// Device: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 /// Runs `cras import-reference`.
 pub fn run(a: ImportReferenceArgs) -> anyhow::Result<()> {
     let cfg = ImportConfig {
-        backbone: a.backbone,
-        bn_stats: a.bn_stats.into(),
+        backbone: a.network.backbone,
+        bn_stats: a.bn_stats,
         preprocess: cras::data::Preprocess {
             mask_mode: if a.reference_masks {
                 cras::data::MaskMode::ReferenceTruncate
             } else {
                 cras::data::MaskMode::Binarize
             },
-            ..super::embed::preprocess_from_flags(a.image_size, a.resize, false)
+            ..preprocess_from_flags(a.network.image_size, a.resize, false)
         },
-        descriptor: DescriptorConfig {
-            dims: a.dims,
-            layers: a.layers.clone(),
-            ..DescriptorConfig::default()
-        },
-        device: a.device.clone(),
+        descriptor: a.network.descriptor(),
+        device: a.device.device.clone(),
         ..ImportConfig::paper(&a.checkpoint, &a.centers, &a.weights, a.classes.clone())
     };
     let meta = import_reference(&cfg, &a.out)?;

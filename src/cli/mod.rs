@@ -1,12 +1,13 @@
 //! Subcommand drivers: argument structs (clap) and a `run` per subcommand.
 
+pub mod args;
 pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod embed;
-pub mod engine_args;
 pub mod eval;
 pub mod export;
+pub mod images;
 pub mod import_reference;
 pub mod predict;
 pub mod serve;

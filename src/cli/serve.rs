@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use cras::serve::{ServeConfig, Server, ServerHandle};
 
+use super::args::{DeviceArg, EngineArgs};
+
 /// Serve a trained model over HTTP (loopback only unless --allow-remote).
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -15,9 +17,8 @@ pub struct ServeArgs {
     /// Address to listen on; non-loopback addresses need --allow-remote.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Device: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Most images per inference batch.
     #[arg(long, default_value_t = 8)]
     pub max_batch: usize,
@@ -72,7 +73,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub thresholds_read_only: bool,
     #[command(flatten)]
-    pub engine: super::engine_args::EngineArgs,
+    pub engine: EngineArgs,
 }
 
 /// Runs `cras serve`.
@@ -80,7 +81,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     let config = ServeConfig {
         model: a.model,
         addr: a.addr,
-        device: a.device,
+        device: a.device.device,
         engine: a.engine.options(),
         max_batch: a.max_batch,
         max_wait_ms: a.max_wait_ms,

@@ -90,7 +90,7 @@ pub fn run(a: &PredictArgs) -> anyhow::Result<()> {
     };
     let spec: ShardSpec = s.shard.parse()?;
     let list = read_image_list(list_path)?;
-    let device = cras::device::select(&a.device)?;
+    let device = a.device.select()?;
     let predictor = Predictor::load_with(&a.model, &device, &a.engine.options())?;
     let classes = if s.class_from_manifest {
         Some(row_classes(&predictor, list_path, &list)?)
@@ -205,7 +205,7 @@ impl Scorer<'_> {
                 "ms": (ms * 1000.0).round() / 1000.0,
             });
             if path.to_str().is_none() {
-                line["path_bytes"] = super::predict::path_bytes(path);
+                line["path_bytes"] = super::predict::path_bytes(path).into();
             }
             out.append(r, &line)?;
         }

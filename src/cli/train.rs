@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use cras::backbone::{Arch, BnStats};
 use cras::data::{MaskMode, Preprocess};
 use cras::features::cache::CachePrecision;
-use cras::features::DescriptorConfig;
 use cras::model::Ablation;
 use cras::train::fit::FitConfig;
 use cras::train::pipeline::{train, NoiseScale, Setting, TrainConfig};
+
+use super::args::{paper, preprocess_from_flags, DeviceArg, FeatureArgs};
 
 /// Train one CRAS model on the normal (train/good) images of every class.
 #[derive(clap::Args, Debug)]
@@ -26,59 +26,35 @@ pub struct TrainArgs {
     /// Output model file (.safetensors).
     #[arg(long)]
     pub out: PathBuf,
-    /// Backbone checkpoint (torchvision .pth, legacy or zip, or .safetensors). Without it: a seeded RANDOM backbone (demo only).
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
-    /// Backbone network: wide_resnet50_2, wide_resnet101_2, resnet18, resnet50.
-    #[arg(long, default_value = "wide_resnet50_2")]
-    pub backbone: Arch,
+    #[command(flatten)]
+    pub features: FeatureArgs,
     /// Training epochs [default: 100 multi, 640 single].
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Images per batch [default: 32 multi, 8 single].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Shorter side after resizing, PIL bilinear [default: image-size * 329 / 288, the
-    /// reference's ratio: 329 at 288].
-    #[arg(long)]
-    pub resize: Option<u32>,
-    /// Center crop side (the model's input; a multiple of 16).
-    #[arg(long, default_value_t = 288)]
-    pub image_size: u32,
-    /// Resize straight to a square of --image-size (no crop).
-    #[arg(long)]
-    pub square: bool,
-    /// Descriptor and adaptor width.
-    #[arg(long, default_value_t = 1536)]
-    pub dims: usize,
-    /// Backbone stages the descriptor combines, comma-separated; the first sets the patch grid.
-    #[arg(long, value_delimiter = ',', default_value = "layer2,layer3")]
-    pub layers: Vec<cras::backbone::Layer>,
     /// Synthesis noise sigma, or "auto[:F]" (sigma = F * median center distance / sqrt(dims), F default 0.5; for random backbones).
-    #[arg(long, default_value = "0.015")]
+    #[arg(long, default_value = default_noise())]
     pub noise: String,
     /// Mixing factor of the distance-guided noise scale (0 = fixed noise).
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = paper().fit.k)]
     pub k: f64,
     /// Random seed (initialisation, shuffling, noise, hold-out split).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = paper().fit.seed)]
     pub seed: u64,
     /// multi: one model for all classes; single: one class (pass exactly one with --classes).
-    #[arg(long, value_enum, default_value = "multi")]
+    #[arg(long, value_enum, default_value_t = paper().setting)]
     pub setting: Setting,
-    /// Device: auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArg,
     /// Adaptor learning rate (AdamW).
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = paper().fit.lr_adaptor)]
     pub lr: f64,
     /// Discriminator learning rate (Adam with L2 decay 1e-5) [default: twice --lr, as the
     /// reference's --lr sets it: 2e-4 at the default --lr].
     #[arg(long)]
     pub lr_discriminator: Option<f64>,
-    /// BatchNorm statistics: reference (the authors' load-time perturbation) or clean.
-    #[arg(long, value_enum, default_value = "reference")]
-    pub bn_stats: BnStatsArg,
     /// Re-estimate BatchNorm statistics on this many training images (random backbones; 0 = off).
     #[arg(long, default_value_t = 0)]
     pub recalibrate_bn: usize,
@@ -87,13 +63,13 @@ pub struct TrainArgs {
     /// model stores no thresholds: scores only, until --threshold is given at run time.
     /// Classes with validation images (MVTec AD 2, LOCO, `val` rows) calibrate on those
     /// instead and keep every training image.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = paper().holdout)]
     pub holdout: f64,
     /// Threshold = this quantile of the held-out normal scores.
-    #[arg(long, default_value_t = 0.99)]
+    #[arg(long, default_value_t = paper().threshold_quantile)]
     pub threshold_quantile: f64,
     /// Memory budget of the feature cache in MiB (beyond it: a memory-mapped file).
-    #[arg(long, default_value_t = 8192)]
+    #[arg(long, default_value_t = paper().cache_budget_mb)]
     pub cache_mb: u64,
     /// Store cached descriptors in f16 (half the memory; not bit-identical training).
     #[arg(long)]
@@ -161,20 +137,13 @@ pub enum TileCenters {
     PerTile,
 }
 
-/// BatchNorm statistics choice.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum BnStatsArg {
-    Reference,
-    Clean,
-}
-
-impl From<BnStatsArg> for BnStats {
-    fn from(a: BnStatsArg) -> Self {
-        match a {
-            BnStatsArg::Reference => BnStats::Reference,
-            BnStatsArg::Clean => BnStats::Clean,
-        }
-    }
+/// The default `--noise`: the paper's fixed sigma, as typed.
+fn default_noise() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| match paper().noise {
+        NoiseScale::Fixed(sigma) => sigma.to_string(),
+        NoiseScale::Auto(f) => format!("auto:{f}"),
+    })
 }
 
 /// Parses `--noise`.
@@ -203,9 +172,14 @@ impl TrainArgs {
     /// The library configuration these arguments describe.
     pub fn config(&self) -> anyhow::Result<TrainConfig> {
         let single = self.setting == Setting::Single;
+        let multi = paper().fit;
         let fit = FitConfig {
-            epochs: self.epochs.unwrap_or(if single { 640 } else { 100 }),
-            batch_size: self.batch_size.unwrap_or(if single { 8 } else { 32 }),
+            epochs: self
+                .epochs
+                .unwrap_or(if single { 640 } else { multi.epochs }),
+            batch_size: self
+                .batch_size
+                .unwrap_or(if single { 8 } else { multi.batch_size }),
             lr_adaptor: self.lr,
             lr_discriminator: self.lr_discriminator.unwrap_or(2.0 * self.lr),
             k: self.k,
@@ -226,9 +200,9 @@ impl TrainArgs {
             format: self.format,
             classes: self.classes.clone(),
             setting: self.setting,
-            backbone: self.backbone,
-            weights: self.weights.clone(),
-            bn_stats: self.bn_stats.into(),
+            backbone: self.features.network.backbone,
+            weights: self.features.weights.clone(),
+            bn_stats: self.features.bn_stats,
             recalibrate_bn: self.recalibrate_bn,
             preprocess: Preprocess {
                 mask_mode: if self.reference_masks {
@@ -245,17 +219,13 @@ impl TrainArgs {
                     centers_per_tile: self.tile_centers == TileCenters::PerTile,
                 }),
                 // Tiles are resized straight to the input square: --resize / --square do not apply.
-                ..super::embed::preprocess_from_flags(
-                    self.image_size,
-                    self.resize,
-                    self.square || self.tile.is_some(),
+                ..preprocess_from_flags(
+                    self.features.network.image_size,
+                    self.features.resize,
+                    self.features.square || self.tile.is_some(),
                 )
             },
-            descriptor: DescriptorConfig {
-                dims: self.dims,
-                layers: self.layers.clone(),
-                ..DescriptorConfig::default()
-            },
+            descriptor: self.features.network.descriptor(),
             fit,
             noise: parse_noise(&self.noise)?,
             holdout: self.holdout,
@@ -266,7 +236,7 @@ impl TrainArgs {
             } else {
                 CachePrecision::F32
             },
-            device: self.device.clone(),
+            device: self.device.device.clone(),
             progress: !self.quiet,
             eval_every: self.eval_every,
             select_on_test: self.select_on_test,

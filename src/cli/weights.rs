@@ -22,8 +22,8 @@ pub enum WeightsCommand {
     },
     /// Download torchvision's ImageNet weights of a backbone into the cache folder.
     Fetch {
-        /// wide_resnet50_2, wide_resnet101_2, resnet18 or resnet50.
-        #[arg(default_value = "wide_resnet50_2")]
+        /// Backbone network.
+        #[arg(value_enum, default_value_t = super::args::paper().backbone)]
         arch: Arch,
         /// Download from this URL instead (the SHA-256 prefix in its file name is checked).
         #[arg(long)]

@@ -18,6 +18,7 @@
 mod decision;
 pub mod engine;
 mod predictor;
+mod record;
 mod scoring;
 pub mod shard;
 mod tiled;
@@ -26,4 +27,5 @@ pub use decision::{
     decide, false_alarm_thresholds, near_threshold, Decision, ThresholdChoice, ThresholdOf,
 };
 pub use predictor::{stated_class, Predictor};
+pub use record::{Field as RecordField, PredictionRecord, Surface, FIELDS as RECORD_FIELDS};
 pub use scoring::{batch_vote, score_descriptors, ClassChoice, Prediction};

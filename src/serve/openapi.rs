@@ -1,7 +1,11 @@
-//! The hand-written OpenAPI 3.0 document of the service, served at `GET /v1/openapi.json`
-//! (the page's routes are added by [`super::page::document_routes`]).
+//! The OpenAPI 3.0 document of the service, served at `GET /v1/openapi.json` (the page's
+//! routes are added by [`super::page::document_routes`]). Written here, except the schema of a
+//! prediction, which comes from the record type itself
+//! ([`PredictionRecord::json_schema`]).
 
 use serde_json::{json, Value};
+
+use crate::infer::{PredictionRecord, Surface};
 
 /// The document for a server running with a bearer token (`auth`) or without: without one, no
 /// security scheme is declared and no route answers 401.
@@ -43,21 +47,7 @@ pub fn document() -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                 "description": "Required on every route except /v1/health when the server runs with --token-file."}},
             "schemas": {
-                "Prediction": {
-                    "type": "object",
-                    "required": ["name", "class", "class_similarity", "score", "threshold", "is_anomalous", "decision", "ms"],
-                    "properties": {
-                        "name": {"type": "string", "description": "Multipart file name or part name; 'body' for a raw body."},
-                        "class": {"type": "string", "description": "Class used: matched globally, or the one stated in ?class."},
-                        "class_similarity": {"type": "number", "description": "Cosine similarity with the matched class's center map."},
-                        "score": {"type": "number", "description": "Image anomaly score (max patch score), identical to `cras predict`."},
-                        "threshold": {"type": "number", "nullable": true, "description": "?threshold, else the model's stored threshold for the class."},
-                        "is_anomalous": {"type": "boolean", "nullable": true, "description": "score >= threshold; null without a threshold."},
-                        "decision": {"type": "string", "enum": ["defect", "ok", "no threshold"]},
-                        "ms": {"type": "number", "description": "Server time for the whole request, in milliseconds."},
-                        "map": {"type": "string", "format": "byte", "description": "With ?map=png: the anomaly map as a base64 grayscale PNG of the model input size (0..1 mapped to 0..255)."}
-                    }
-                },
+                "Prediction": PredictionRecord::json_schema(Surface::Service),
                 "PredictResponse": {
                     "type": "object",
                     "required": ["model_generation", "predictions"],
@@ -123,4 +113,45 @@ pub fn document() -> Value {
     });
     super::page::document_routes(&mut doc);
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys the service's prediction schema lists.
+    fn schema_keys() -> Vec<String> {
+        let doc = document();
+        let props = doc["components"]["schemas"]["Prediction"]["properties"]
+            .as_object()
+            .expect("the Prediction schema has properties");
+        props.keys().cloned().collect()
+    }
+
+    #[test]
+    fn the_prediction_schema_is_the_record_the_service_writes() {
+        let record = PredictionRecord {
+            name: Some("body".into()),
+            map: Some("iVBORw0KGgo=".into()),
+            ..serde_json::from_value(json!({
+                "class": "a", "class_similarity": 0.5, "decision": "ok", "is_anomalous": false,
+                "ms": 1.0, "score": 0.25, "threshold": 0.5,
+            }))
+            .unwrap()
+        };
+        let written = serde_json::to_value(&record).unwrap();
+        let keys: Vec<String> = written.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, schema_keys());
+    }
+
+    #[test]
+    fn docs_serve_md_describes_every_key_of_the_record() {
+        let doc = include_str!("../../docs/serve.md");
+        for key in crate::infer::RECORD_FIELDS.map(|f| f.key) {
+            assert!(
+                doc.contains(&format!("| `{key}` |")),
+                "docs/serve.md has no table row for the prediction key `{key}`"
+            );
+        }
+    }
 }

@@ -3,9 +3,10 @@
 //! part), reserves their decoded pixels in the server's in-flight budget ([`super::budget`]),
 //! decodes them off the async threads under the pixel limit, queues them on the
 //! [`Batcher`](super::batcher::Batcher) and answers
-//! `{"model_generation": n, "thresholds": {"source", "version"}, "predictions": [{name, class,
-//! class_similarity, score, threshold, is_anomalous, decision, ms, map?}, ...]}` in request
-//! order, with the same generation and set in the headers of [`super::provenance`].
+//! `{"model_generation": n, "thresholds": {"source", "version"}, "predictions":
+//! [PredictionRecord, ...]}` in request order (the record of `crate::infer::PredictionRecord`:
+//! name, class, class_similarity, score, threshold, is_anomalous, decision, ms, map?), with the
+//! same generation and set in the headers of [`super::provenance`].
 //!
 //! Query parameters: `class` (a class name: skip the global match), `threshold` (a finite
 //! number overriding every other threshold; without it a saved threshold set applies, see
@@ -31,6 +32,7 @@ use super::batcher::Scored;
 use super::thresholds::InForce;
 use super::AppState;
 use crate::data::decode::header_of_bytes;
+use crate::infer::PredictionRecord;
 use crate::report::heatmap::gray_map_png;
 
 /// Most images in one request.
@@ -246,23 +248,14 @@ fn answer_json(
     let mut predictions = Vec::with_capacity(names.len());
     for (p, name) in scored.predictions.iter().zip(names) {
         let threshold = in_force.for_class(&predictor.meta, p.class);
-        let decision = crate::infer::decide(p.score, threshold);
-        let mut item = json!({
-            "name": name,
-            "class": predictor.meta.classes.get(p.class).cloned().unwrap_or_default(),
-            "class_similarity": p.class_similarity,
-            "score": p.score,
-            "threshold": threshold,
-            "is_anomalous": decision.is_anomalous(),
-            "decision": decision.as_str(),
-            "ms": (ms * 1000.0).round() / 1000.0,
-        });
+        let mut item = PredictionRecord::decided(&predictor.meta.classes, p, threshold, ms);
+        item.name = Some(name.clone());
         if map {
             let gray = gray_map_png(&predictor.anomaly_map(p), side, side, 0.0, 1.0);
             let mut png = Vec::new();
             gray.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
                 .map_err(|e| ApiError::internal(format!("encoding the anomaly map: {e}")))?;
-            item["map"] = base64::engine::general_purpose::STANDARD.encode(png).into();
+            item.map = Some(base64::engine::general_purpose::STANDARD.encode(png));
         }
         predictions.push(item);
     }

@@ -1,6 +1,9 @@
-//! `cras predict` over awkward file trees: symbolic-link loops end (each image once), heatmaps
-//! of images sharing a stem in different folders do not overwrite each other, a missing path
-//! among the arguments is reported while the others are scored, `--threshold NaN` is refused.
+//! `cras predict` over awkward file trees: symbolic-link loops end (each image once), a folder
+//! reached twice is listed once, heatmaps of images sharing a stem in different folders do not
+//! overwrite each other, a missing path among the arguments is reported while the others are
+//! scored, a broken link named like an image gets an error line, `--threshold NaN` is refused.
+//! The lines are the library's `PredictionRecord`; logs written to a pipe carry no colour
+//! codes.
 
 use crate::serve_support;
 
@@ -119,4 +122,82 @@ fn a_non_utf8_path_comes_back_with_its_bytes() {
         .map(|b| b.as_u64().unwrap() as u8)
         .collect();
     assert_eq!(bytes, path.as_os_str().as_bytes());
+}
+
+#[test]
+fn a_folder_reached_twice_is_listed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("images");
+    copy_image(&root.join("sub/a.png"), 0);
+    copy_image(&root.join("b.png"), 1);
+    std::os::unix::fs::symlink("sub", root.join("again")).unwrap();
+    let sub = root.join("sub");
+    let out = predict(&[root.as_os_str(), sub.as_os_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = lines(&out);
+    assert_eq!(found.len(), 2, "{found:?}");
+    let names: Vec<&str> = found.iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert!(names[0].ends_with("images/again/a.png"), "{names:?}");
+    assert!(names[1].ends_with("images/b.png"), "{names:?}");
+}
+
+#[test]
+fn a_broken_link_named_like_an_image_gets_an_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("images");
+    copy_image(&root.join("a.png"), 0);
+    std::os::unix::fs::symlink("gone.png", root.join("broken.png")).unwrap();
+    std::os::unix::fs::symlink("gone.txt", root.join("broken.txt")).unwrap();
+    let out = predict(&[root.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let found = lines(&out);
+    assert_eq!(found.len(), 2, "{found:?}");
+    // Decoding errors are printed as they happen, before the batch's scores.
+    assert!(found[0]["path"].as_str().unwrap().ends_with("broken.png"));
+    assert!(found[0]["error"].is_string(), "{found:?}");
+    assert!(found[1]["score"].is_number(), "{found:?}");
+}
+
+#[test]
+fn lines_read_back_as_prediction_records() {
+    let good = &tiny_model().images[0];
+    let out = predict(&["--threshold".as_ref(), "0.5".as_ref(), good.as_os_str()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().next().unwrap();
+    let record: cras::infer::PredictionRecord = serde_json::from_str(line).unwrap();
+    assert_eq!(record.threshold, Some(0.5));
+    assert_eq!(record.is_anomalous, Some(record.score >= 0.5));
+    assert_eq!(
+        serde_json::to_string(&record).unwrap(),
+        line,
+        "written back identically"
+    );
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let good = &tiny_model().images[0];
+    let out = Command::new(env!("CARGO_BIN_EXE_cras"))
+        .args(["predict", "--log", "debug", "--device", "cpu", "--model"])
+        .arg(&tiny_model().model)
+        .arg(good)
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DEBUG") || stderr.contains("INFO"),
+        "nothing logged: {stderr}"
+    );
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "ANSI escape codes in a piped log: {stderr:?}"
+    );
 }

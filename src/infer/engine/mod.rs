@@ -51,22 +51,48 @@ pub enum EngineChoice {
     Kind(EngineKind),
 }
 
+/// The command-line names (`--engine`): the engine kinds' names (`ort` and `ov` accepted for
+/// the graph runtimes) and `auto`.
+impl clap::ValueEnum for EngineChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            EngineChoice::Kind(EngineKind::Candle),
+            EngineChoice::Kind(EngineKind::OnnxRuntime),
+            EngineChoice::Kind(EngineKind::OpenVino),
+            EngineChoice::Auto,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let value = clap::builder::PossibleValue::new(match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Kind(k) => k.name(),
+        });
+        Some(match self {
+            EngineChoice::Kind(EngineKind::OnnxRuntime) => value.alias("ort"),
+            EngineChoice::Kind(EngineKind::OpenVino) => value.alias("ov"),
+            _ => value,
+        })
+    }
+}
+
+/// Parses a [`clap::ValueEnum`] name, ignoring case and surrounding spaces; the error names
+/// `what`, the value and every accepted name.
+fn parse_value<T: clap::ValueEnum>(what: &str, s: &str) -> Result<T> {
+    T::from_str(s.trim(), true).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| v.get_name().to_string())
+            .collect();
+        Error::config(what, s, format!("expected one of {}", names.join(", ")))
+    })
+}
+
 impl std::str::FromStr for EngineChoice {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        Ok(match s.trim().to_ascii_lowercase().as_str() {
-            "auto" => EngineChoice::Auto,
-            "candle" => EngineChoice::Kind(EngineKind::Candle),
-            "onnxruntime" | "ort" => EngineChoice::Kind(EngineKind::OnnxRuntime),
-            "openvino" | "ov" => EngineChoice::Kind(EngineKind::OpenVino),
-            other => {
-                return Err(Error::config(
-                    "engine",
-                    other,
-                    "expected candle, onnxruntime, openvino or auto",
-                ))
-            }
-        })
+        parse_value("engine", s)
     }
 }
 
@@ -92,23 +118,41 @@ pub enum Precision {
     Bf16,
 }
 
+impl Precision {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+/// The command-line names (`--precision`): `f32` (or `fp32`) and `bf16`.
+impl clap::ValueEnum for Precision {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Precision::F32, Precision::Bf16]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        let value = clap::builder::PossibleValue::new(self.name());
+        Some(match self {
+            Precision::F32 => value.alias("fp32"),
+            Precision::Bf16 => value,
+        })
+    }
+}
+
 impl std::str::FromStr for Precision {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "f32" | "fp32" => Ok(Precision::F32),
-            "bf16" => Ok(Precision::Bf16),
-            other => Err(Error::config("precision", other, "expected f32 or bf16")),
-        }
+        parse_value("precision", s)
     }
 }
 
 impl std::fmt::Display for Precision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -272,8 +316,15 @@ mod tests {
             let c: EngineChoice = s.parse().unwrap();
             assert_eq!(c.to_string(), s);
         }
-        assert!("tensorrt".parse::<EngineChoice>().is_err());
+        assert_eq!(
+            " ORT ".parse::<EngineChoice>().unwrap(),
+            EngineChoice::Kind(EngineKind::OnnxRuntime)
+        );
+        let err = "tensorrt".parse::<EngineChoice>().unwrap_err().to_string();
+        assert!(err.contains("tensorrt"), "{err}");
+        assert!(err.contains("candle, onnxruntime, openvino, auto"), "{err}");
         assert_eq!("BF16".parse::<Precision>().unwrap(), Precision::Bf16);
+        assert_eq!("fp32".parse::<Precision>().unwrap(), Precision::F32);
         assert!("fp8".parse::<Precision>().is_err());
     }
 

@@ -59,7 +59,7 @@ pub struct PredictionRecord {
 }
 
 impl PredictionRecord {
-    /// The record of prediction `p` by a model of `classes` ([`super::ModelMeta::classes`]), decided
+    /// The record of prediction `p` by a model of `classes` ([`crate::model::file::ModelMeta::classes`]), decided
     /// at `threshold`, timed at `ms` milliseconds. The image's name and map fields are left
     /// empty.
     pub fn decided(classes: &[String], p: &Prediction, threshold: Option<f32>, ms: f64) -> Self {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use cras::data::decode;
 use cras::data::image_list::{read_image_list, ListedImage};
 use cras::infer::shard::{ShardOutput, ShardSpec};
-use cras::infer::{decide, ClassChoice, ThresholdChoice};
+use cras::infer::{ClassChoice, PredictionRecord, ThresholdChoice};
 use cras::infer::{stated_class, Predictor};
 
 use super::predict::PredictArgs;
@@ -192,21 +192,14 @@ impl Scorer<'_> {
         for (p, &r) in preds.iter().zip(&ok_rows) {
             let path: &PathBuf = &list[r].image;
             let threshold = self.thresholds.for_class(meta, p.class);
-            let decision = decide(p.score, threshold);
-            let mut line = serde_json::json!({
-                "row": r,
-                "path": path.display().to_string(),
-                "class": meta.classes[p.class],
-                "class_similarity": p.class_similarity,
-                "score": p.score,
-                "threshold": threshold,
-                "is_anomalous": decision.is_anomalous(),
-                "decision": decision.as_str(),
-                "ms": (ms * 1000.0).round() / 1000.0,
-            });
+            let mut record = PredictionRecord::decided(&meta.classes, p, threshold, ms);
+            record.path = Some(path.display().to_string());
             if path.to_str().is_none() {
-                line["path_bytes"] = super::predict::path_bytes(path).into();
+                record.path_bytes = Some(super::predict::path_bytes(path));
             }
+            // The record `cras predict` prints, plus the row of the list it scores.
+            let mut line = serde_json::to_value(&record)?;
+            line["row"] = r.into();
             out.append(r, &line)?;
         }
         Ok(())

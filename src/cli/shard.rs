@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use cras::data::decode;
 use cras::data::image_list::{read_image_list, ListedImage};
 use cras::infer::shard::{ShardOutput, ShardSpec};
-use cras::infer::{ClassChoice, PredictionRecord, ThresholdChoice};
 use cras::infer::{stated_class, Predictor};
+use cras::infer::{ClassChoice, PredictionRecord, ThresholdChoice};
 
 use super::predict::PredictArgs;
 

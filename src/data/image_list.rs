@@ -74,11 +74,7 @@ fn one_column_csv(path: &Path, base: &Path) -> Result<Option<Vec<ListedImage>>> 
     }
     let mut rows = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            Error::dataset(path, format!("line {line}: {e}"))
-        })?;
-        let line = record.position().map_or(0, |p| p.line());
+        let (record, line) = super::manifest::csv_record(path, record)?;
         match record.get(0).map(str::trim) {
             Some(p) if !p.is_empty() => rows.push(ListedImage {
                 image: base.join(p),

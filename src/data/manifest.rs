@@ -269,11 +269,7 @@ pub(crate) fn read_csv_rows(path: &Path, base: &Path) -> Result<Vec<RawRow>> {
     }
     let mut rows = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            Error::dataset(path, format!("line {line}: {e}"))
-        })?;
-        let line = record.position().map_or(0, |p| p.line());
+        let (record, line) = csv_record(path, record)?;
         let field = |k: &str| {
             col.get(k)
                 .and_then(|&i| record.get(i))
@@ -542,4 +538,18 @@ pub fn samples_of(ds: &Dataset) -> Vec<Sample> {
         }));
     }
     out
+}
+
+/// One record of a CSV list read from `path`, with its line number; a malformed record is an
+/// error naming the file and the line.
+pub(crate) fn csv_record(
+    path: &Path,
+    record: csv::Result<csv::StringRecord>,
+) -> Result<(csv::StringRecord, u64)> {
+    let record = record.map_err(|e| {
+        let line = e.position().map_or(0, |p| p.line());
+        Error::dataset(path, format!("line {line}: {e}"))
+    })?;
+    let line = record.position().map_or(0, |p| p.line());
+    Ok((record, line))
 }

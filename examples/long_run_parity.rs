@@ -13,14 +13,27 @@
 //! .<m|v>.<i>` (optimiser moments in parameter order), then `centers`, `test_scores` [T, P]
 //! (scored as at inference: class by global match, local alignment, evaluation-mode
 //! discriminator) and `test_class` [T].
+//!
+//!     cargo run --release --example long_run_parity -- --init-stats IN_STEM SEEDS [NOISE]
+//!
+//! The other mode (dev/fidelity_seeds.py `init`): for seeds 0..SEEDS, cras's own seeded start
+//! as `cras train` makes it ([`init_head`]: adaptor, discriminator, center bank; epoch 0's
+//! order; step 0's noise) on the descriptors `g` / `labels` of IN_STEM, then step 0
+//! ([`train_step`]); prints one JSON line per seed: its loss, p_true and p_fake. Averaged over
+//! many seeds, they test the initial distributions that the injected mode holds equal.
 
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use cras::features::cache::{CachePrecision, FeatureCache};
+use cras::model::synthesis::gaussian_noise;
 use cras::model::{head::discriminator_input, step::train_step, Ablation, Adaptor, Discriminator};
-use cras::train::pipeline::center_bank;
+use cras::train::config::TrainConfig;
+use cras::train::fit::{derive_seed, epoch_order};
+use cras::train::pipeline::{center_bank, init_head};
 use cras::train::{FitConfig, HeadState};
+use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -61,8 +74,85 @@ fn write(stem: &str, tensors: &[(String, Tensor)]) -> Res<()> {
     Ok(())
 }
 
+/// Descriptors `g` [N, P, D] of a fixture as a feature cache, with their `labels` and classes.
+fn cache_of(
+    input: &str,
+    t: &HashMap<String, Tensor>,
+    meta: &serde_json::Value,
+) -> Res<(FeatureCache, Vec<usize>, Vec<String>)> {
+    let get = |n: &str| t.get(n).cloned().ok_or(format!("{input}: no tensor {n}"));
+    let classes: Vec<String> = serde_json::from_value(meta["meta"]["classes"].clone())?;
+    let g = get("g")?;
+    let (n, p, d) = g.dims3()?;
+    let labels: Vec<usize> = get("labels")?
+        .to_vec1::<f32>()?
+        .iter()
+        .map(|&c| c as usize)
+        .collect();
+    let mut cache = FeatureCache::new(n, p, d, CachePrecision::F32, u64::MAX, None)?;
+    for i in 0..n {
+        cache.put(i, &g.get(i)?)?;
+    }
+    Ok((cache, labels, classes))
+}
+
+/// `--init-stats`: step 0 from cras's own seeded start, for many seeds.
+fn init_stats(input: &str, seeds: u64, noise: f64) -> Res<()> {
+    let dev = Device::Cpu;
+    let (meta, t) = read(input)?;
+    let (cache, labels, classes) = cache_of(input, &t, &meta)?;
+    let batch = meta["meta"]["batch_size"]
+        .as_u64()
+        .ok_or("meta.batch_size missing")? as usize;
+    for seed in 0..seeds {
+        let mut cfg = TrainConfig::paper(".");
+        cfg.descriptor.dims = cache.dims();
+        cfg.fit.seed = seed;
+        cfg.fit.noise = noise;
+        let (mut st, bank) = init_head(&cfg, &cache, &labels, &classes, &dev)?;
+        let chunk: Vec<usize> = epoch_order(cache.len(), seed, 0)
+            .into_iter()
+            .take(batch)
+            .collect();
+        let mut rng = ChaCha12Rng::seed_from_u64(derive_seed(&[seed, 2, 0, 0]));
+        let noise = gaussian_noise(
+            &mut rng,
+            chunk.len() * cache.rows(),
+            cache.dims(),
+            noise,
+            &dev,
+        )?;
+        let cls: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
+        let s = train_step(
+            &st.adaptor,
+            &mut st.discriminator,
+            &bank,
+            &cache.batch(&chunk, &dev)?,
+            &cls,
+            &noise,
+            cfg.fit.k,
+            Ablation::default(),
+            &mut st.opt_adaptor,
+            &mut st.opt_discriminator,
+        )?;
+        println!(
+            "{}",
+            serde_json::json!({"seed": seed, "loss": s.loss, "p_true": s.p_true, "p_fake": s.p_fake})
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--init-stats") {
+        let input = args
+            .get(2)
+            .ok_or("usage: long_run_parity --init-stats IN_STEM SEEDS [NOISE]")?;
+        let seeds = args.get(3).ok_or("SEEDS missing")?.parse()?;
+        let noise = args.get(4).map(|x| x.parse()).transpose()?.unwrap_or(0.015);
+        return init_stats(input, seeds, noise);
+    }
     let [_, input, output] = &args[..] else {
         return Err("usage: long_run_parity IN_STEM OUT_STEM".into());
     };
@@ -79,18 +169,8 @@ fn main() -> Res<()> {
         k: num("k")?,
         ..FitConfig::default()
     };
-    let classes: Vec<String> = serde_json::from_value(m["classes"].clone())?;
-    let g = get("g")?;
-    let (n, p, d) = g.dims3()?;
-    let labels: Vec<usize> = get("labels")?
-        .to_vec1::<f32>()?
-        .iter()
-        .map(|&c| c as usize)
-        .collect();
-    let mut cache = FeatureCache::new(n, p, d, CachePrecision::F32, u64::MAX, None)?;
-    for i in 0..n {
-        cache.put(i, &g.get(i)?)?;
-    }
+    let (cache, labels, classes) = cache_of(input, &t, &meta)?;
+    let (p, d) = (cache.rows(), cache.dims());
     let init: HashMap<String, Tensor> = t
         .iter()
         .filter_map(|(k, v)| k.strip_prefix("init.").map(|s| (s.to_string(), v.clone())))

@@ -1,0 +1,347 @@
+"""Both codes end to end over many seeds on a benchmark of realistic character; dev-only, never
+in CI. The benchmark is dev/realistic_bench.py's (8 classes, 30 train images each, WRN50-2 with
+re-estimated BatchNorm statistics); the configuration is the one issue 25 describes: layer2 +
+layer3, resize 183 / crop 160, 384 dims, noise 0.1, k 0.3, 40 epochs, batch 32, multi-class,
+hold-out 0, last epoch, the authors' evaluation (batch vote over 32, their masks).
+
+  authors  The authors' code (github.com/cqylunlun/CRAS, checked out at --ref): their CRAS.load,
+           center init (per-class shuffled loaders of batch 32), `_train_discriminator` over a
+           shuffled multi-class DataLoader (drop_last False), their `predict` + `_evaluate` per
+           class. One change for speed: `_embed` is memoised per image (the backbone runs in
+           eval mode under no_grad, so its output for an image never changes); their
+           shuffling, initialisation and noise draws are untouched.
+  cras     `cras train --holdout 0 ...` + `cras eval --batch-vote --vote-group 32
+           --reference-masks`.
+
+Each seed writes <results>/<code>_<seed>.json: mean image / pixel AUROC, the per-class figures,
+per-epoch mean loss / p_true / p_fake, and (authors) the first step's and the last epoch's
+discriminator score quantiles for true and synthetic patches. Seeds already done are skipped,
+so the run can be stopped and resumed. `report` prints the per-seed table, mean +- standard
+error, Welch's t for the difference, and the loss curves averaged over seeds.
+
+    python dev/fidelity_seeds.py authors --bench /work/bench/realistic --results R --seeds 0-7
+    python dev/fidelity_seeds.py cras --cras target/release/cras --bench ... --results R --seeds 0-7
+    python dev/fidelity_seeds.py report --results R
+"""
+import argparse
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LAYERS, CROP, RESIZE, DIMS = ["layer2", "layer3"], 160, 183, 384
+NOISE, K, LR, EPOCHS, BATCH = 0.1, 0.3, 1e-4, 40, 32
+STOP = 0  # --stop-after
+
+
+def classes_of(bench):
+    return sorted(d for d in os.listdir(bench) if os.path.isdir(os.path.join(bench, d, "train")))
+
+
+def seeds_of(spec):
+    out = []
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    return out
+
+
+def write_json(path, obj):
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f)
+    os.replace(path + ".tmp", path)
+
+
+class Recorder:
+    """Stands in for their TensorBoard wrapper: keeps the per-step scalars."""
+
+    def __init__(self):
+        self.rows = []
+        self.logger = self
+        self.g_iter = 0
+
+    def add_scalar(self, name, value, step):
+        self.rows.append((name, float(value), step))
+
+    def step(self):
+        pass
+
+
+class Bar:
+    def set_description_str(self, *_):
+        pass
+
+
+EMBED_CACHE, EMBED_SHAPES = {}, {}
+
+
+def memoise_embed(model):
+    """`_embed` answered from a per-image cache (keyed by the image tensor's bytes), shared by
+    the seeds of one process: every seed loads the same backbone file, so its descriptors are
+    the same."""
+    import torch
+    real, cache, shapes = model._embed, EMBED_CACHE, EMBED_SHAPES
+
+    def embed(images, detach=True, provide_patch_shapes=False, evaluation=False):
+        keys = [hashlib.sha1(im.numpy().tobytes()).digest() for im in images]
+        todo = [i for i, k in enumerate(keys) if k not in cache]
+        if todo:
+            feats, ps = real(images[todo], detach, provide_patch_shapes, evaluation)
+            shapes["p"] = ps
+            feats = feats.reshape(len(todo), -1, feats.shape[-1])
+            for j, i in enumerate(todo):
+                cache[keys[i]] = feats[j].clone()
+        return torch.cat([cache[k] for k in keys]), shapes["p"]
+    model._embed = embed
+
+
+def quantiles(t):
+    a = t.detach().flatten().numpy()
+    return {"mean": float(a.mean()), "q": [float(x) for x in np.quantile(a, [0.05, 0.25, 0.5, 0.75, 0.95])]}
+
+
+def authors_model(args, seed, net=None):
+    """Their model as their main.py builds it for `seed` (fresh backbone from the bench's file
+    unless `net` is given), with the TensorBoard wrapper replaced and `_embed` memoised."""
+    import torch
+    import torchvision
+    sys.path.insert(0, args.ref)
+    import cras as ref_cras
+    import utils as ref_utils
+    torch.set_num_threads(args.threads)
+    ref_utils.fix_seeds(seed, torch.device("cpu"))
+    if net is None:
+        net = torchvision.models.wide_resnet50_2(weights=None)
+        net.load_state_dict(torch.load(os.path.join(args.bench, "wrn50_bnstats.pth")))
+        net.name, net.seed = "wideresnet50", None
+    model = ref_cras.CRAS(torch.device("cpu"))
+    model.load(backbone=net, layers_to_extract_from=LAYERS, device=torch.device("cpu"),
+               input_shape=(3, CROP, CROP), pretrain_embed_dimension=DIMS, target_embed_dimension=DIMS,
+               patchsize=3, meta_epochs=0, eval_epochs=1, dsc_layers=3, train_backbone=False,
+               pre_proj=1, noise=NOISE, k=K, lr=LR, limit=-1)
+    work = tempfile.mkdtemp(prefix="authors-")
+    os.chdir(work)
+    model.set_model_dir(os.path.join(work, "models"), "bench")
+    model.logger = Recorder()
+    memoise_embed(model)
+    return model
+
+
+def authors_data(args, classes):
+    """Their dataset and loaders (batch 32, shuffled training loaders, drop_last False)."""
+    import torch
+    sys.path.insert(0, args.ref)
+    from datasets.mvtec import MVTecDataset, DatasetSplit
+
+    def ds(cls, split):
+        return MVTecDataset(args.bench, classname=cls, resize=RESIZE, imagesize=CROP, split=split)
+
+    def loader(d, shuffle):
+        return torch.utils.data.DataLoader(d, batch_size=BATCH, shuffle=shuffle, drop_last=False)
+    return ds, loader, DatasetSplit
+
+
+def init_stats(args, classes):
+    """Step 0 from each code's own seeded start, for seeds 0..N-1 (N = --init-seeds): the
+    initialisation, the center bank, the first batch and its noise, as each code draws them."""
+    import torch
+    sys.path.insert(0, HERE)
+    import long_run_parity as lrp
+    ds, loader, split = authors_data(args, classes)
+    out = {"authors": [], "cras": []}
+    net = None
+    for seed in range(args.init_seeds):
+        model = authors_model(args, seed, net)
+        net = model.backbone  # every later seed reads descriptors from the memo
+        model.trainer(None, [loader(ds([c], split.TRAIN), True) for c in classes], [], classes, "multi")
+        first = next(iter(loader(ds(classes, split.TRAIN), True)))
+        model._train_discriminator([first], 0, Bar(), "")
+        row = {k: v for k, v, _ in model.logger.rows}
+        out["authors"].append(row)
+        print("authors", seed, row, flush=True)
+    train = ds(classes, split.TRAIN)
+    items = [train[i] for i in range(len(train))]
+    with torch.no_grad():
+        g = torch.stack([model._embed(it["image"].unsqueeze(0))[0] for it in items])
+    labels = [classes.index(it["image_path"].split(os.sep)[-4]) for it in items]
+    stem = os.path.join(tempfile.mkdtemp(prefix="init-"), "in")
+    lrp.write_fixture(stem, {"batch_size": BATCH, "classes": classes},
+                      {"g": g.numpy(), "labels": np.array(labels)})
+    lines = subprocess.run([args.example, "--init-stats", stem, str(args.init_seeds), str(NOISE)],
+                           check=True, capture_output=True, text=True,
+                           env=dict(os.environ, RAYON_NUM_THREADS=str(args.threads))).stdout
+    out["cras"] = [json.loads(x) for x in lines.splitlines() if x.strip()]
+    write_json(os.path.join(args.results, "init_stats.json"), out)
+    from scipy import stats
+    print(f"\nstep 0 from each code's own start, {args.init_seeds} seeds (mean +- s.e., sd)")
+    for k in ("loss", "p_true", "p_fake"):
+        a = np.array([r[k] for r in out["cras"]])
+        b = np.array([r[k] for r in out["authors"]])
+        t = stats.ttest_ind(a, b, equal_var=False)
+        print(f"{k}: cras {a.mean():.4f} +- {a.std(ddof=1) / np.sqrt(len(a)):.4f} (sd {a.std(ddof=1):.4f}), "
+              f"authors {b.mean():.4f} +- {b.std(ddof=1) / np.sqrt(len(b)):.4f} (sd {b.std(ddof=1):.4f}); "
+              f"Welch t {t.statistic:.2f}, p {t.pvalue:.3f}")
+
+
+def authors_seed(args, seed, classes):
+    import torch
+    import cv2
+    cv2.imwrite = lambda *a, **k: True  # their per-image visualisations: not needed here
+    model = authors_model(args, seed)
+    ds, loader, DatasetSplit = authors_data(args, classes)
+    per_class = [loader(ds([c], DatasetSplit.TRAIN), True) for c in classes]
+    model.trainer(None, per_class, [], classes, "multi")  # center init only (meta_epochs 0)
+    train = loader(ds(classes, DatasetSplit.TRAIN), True)
+    captured = []
+    hook = model.discriminator.register_forward_hook(
+        lambda m, i, o: captured.append(o.detach().clone()) if m.training else None)
+    epochs, first, last = [], None, []
+    for e in range(STOP or EPOCHS):
+        start = len(model.logger.rows)
+        model._train_discriminator(train, e, Bar(), "")
+        rows = model.logger.rows[start:]
+        epochs.append({k: float(np.mean([v for n, v, _ in rows if n == k])) for k in ("loss", "p_true", "p_fake")})
+        if first is None:
+            s = captured[0]
+            first = {"true": quantiles(s[:len(s) // 2]), "fake": quantiles(s[len(s) // 2:])}
+        if e == EPOCHS - 1:
+            last = {"true": quantiles(torch.cat([s[:len(s) // 2] for s in captured])),
+                    "fake": quantiles(torch.cat([s[len(s) // 2:] for s in captured]))}
+        captured.clear()
+    hook.remove()
+    if STOP:
+        return {"code": "authors", "seed": seed, "epochs": epochs, "scores_first_step": first}
+    ia, pa = {}, {}
+    for c in classes:
+        t = loader(ds([c], DatasetSplit.TEST), False)
+        images, scores, segs, labels, masks = model.predict(t)
+        i_auc, _, p_auc, _, _ = model._evaluate(images, scores, segs, labels, masks, "bench_" + c)
+        ia[c], pa[c] = float(i_auc), float(p_auc)
+    return {"code": "authors", "seed": seed, "image_auroc": float(np.mean(list(ia.values()))),
+            "pixel_auroc": float(np.mean(list(pa.values()))), "per_class_image": ia,
+            "per_class_pixel": pa, "epochs": epochs, "scores_first_step": first,
+            "scores_last_epoch": last}
+
+
+def cras_seed(args, seed, classes):
+    work = tempfile.mkdtemp(prefix="cras-")
+    model, log, out = (os.path.join(work, n) for n in ("m.safetensors", "train.jsonl", "eval"))
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
+    subprocess.run([args.cras, "train", "--data", args.bench, "--out", model,
+                    "--weights", os.path.join(args.bench, "wrn50_bnstats.pth"),
+                    "--backbone", "wide_resnet50_2", "--layers", ",".join(LAYERS), "--dims", str(DIMS),
+                    "--image-size", str(CROP), "--resize", str(RESIZE), "--noise", str(NOISE),
+                    "--holdout", "0", "--epochs", str(EPOCHS), "--batch-size", str(BATCH),
+                    "--seed", str(seed), "--reference-masks", "--device", "cpu", "--log", "warn",
+                    "--quiet", "--train-log", log] + (["--stop-after", str(STOP)] if STOP else []),
+                   check=True, stdout=subprocess.DEVNULL, env=env)
+    steps = [json.loads(line) for line in open(log)]
+    epochs = [{k: s[k] for k in ("loss", "p_true", "p_fake")} for s in steps if s.get("kind") == "epoch"]
+    first = next(s for s in steps if s.get("kind") == "step")
+    first = {k: first[k] for k in ("loss", "p_true", "p_fake")}
+    if STOP:
+        shutil.rmtree(work, ignore_errors=True)
+        return {"code": "cras", "seed": seed, "epochs": epochs, "first_step": first}
+    subprocess.run([args.cras, "eval", "--model", model, "--data", args.bench, "--out", out,
+                    "--batch-vote", "--vote-group", str(BATCH), "--reference-masks", "--gallery", "0",
+                    "--device", "cpu", "--log", "warn", "--quiet"], check=True,
+                   stdout=subprocess.DEVNULL, env=env)
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    shutil.rmtree(work, ignore_errors=True)
+    per = {c["name"]: c for c in m["classes"]}
+    return {"code": "cras", "seed": seed, "image_auroc": m["mean"]["image_auroc"],
+            "pixel_auroc": m["mean"]["pixel_auroc"],
+            "per_class_image": {c: v.get("image_auroc") for c, v in per.items()},
+            "per_class_pixel": {c: v.get("pixel_auroc") for c, v in per.items()},
+            "epochs": epochs, "first_step": first}
+
+
+def run(args):
+    classes = classes_of(args.bench)
+    os.makedirs(args.results, exist_ok=True)
+    for s in seeds_of(args.seeds):
+        path = os.path.join(os.path.abspath(args.results), f"{args.mode}_{s}.json")
+        if os.path.exists(path):
+            continue
+        r = (authors_seed if args.mode == "authors" else cras_seed)(args, s, classes)
+        write_json(path, r)
+        print(args.mode, s, r.get("image_auroc"), r.get("pixel_auroc"),
+              [round(e["loss"], 4) for e in r["epochs"]], flush=True)
+
+
+def report(args):
+    from scipy import stats
+    runs = {}
+    for p in sorted(glob.glob(os.path.join(args.results, "*.json"))):
+        r = json.load(open(p))
+        runs.setdefault(r["code"], {})[r["seed"]] = r
+    codes = sorted(runs)
+    seeds = sorted(set().union(*[set(v) for v in runs.values()]))
+    for metric in ("image_auroc", "pixel_auroc"):
+        if not all(metric in r for c in codes for r in runs[c].values()):
+            continue
+        print(f"\n| {metric} | " + " | ".join(str(s) for s in seeds) + " | mean +- s.e. (n) |")
+        print("|---" * (len(seeds) + 2) + "|")
+        vals = {}
+        for c in codes:
+            v = np.array([runs[c][s][metric] for s in seeds if s in runs[c]])
+            vals[c] = v
+            cells = [f"{runs[c][s][metric]:.3f}" if s in runs[c] else "-" for s in seeds]
+            se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
+            print(f"| {c} | " + " | ".join(cells) + f" | {v.mean():.4f} +- {se:.4f} ({len(v)}) |")
+        if len(codes) == 2 and min(len(v) for v in vals.values()) > 1:
+            a, b = vals["cras"], vals["authors"]
+            t = stats.ttest_ind(a, b, equal_var=False)
+            d = a.mean() - b.mean()
+            se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+            print(f"cras - authors: {d:+.4f} +- {se:.4f} (Welch t {t.statistic:.2f}, p {t.pvalue:.3f})")
+    print("\nper-epoch mean loss / p_true / p_fake, averaged over seeds (mean +- s.e.)")
+    print("| epoch | " + " | ".join(f"{c} loss | {c} p_true | {c} p_fake" for c in codes) + " |")
+    print("|---" * (1 + 3 * len(codes)) + "|")
+    for e in [x for x in [0, 1, 2, 4, 6, 9, 14, 19, 29, 39] if x < max(len(r["epochs"]) for c in codes for r in runs[c].values())]:
+        cells = []
+        for c in codes:
+            for k in ("loss", "p_true", "p_fake"):
+                v = np.array([r["epochs"][e][k] for r in runs[c].values() if len(r["epochs"]) > e])
+                cells.append(f"{v.mean():.4f} +- {v.std(ddof=1) / np.sqrt(len(v)):.4f}" if len(v) > 1 else "-")
+        print(f"| {e + 1} | " + " | ".join(cells) + " |")
+    if len(codes) == 2:
+        def mid(r):
+            return np.mean([x["loss"] for x in r["epochs"][4:14]] or [x["loss"] for x in r["epochs"][1:]])
+        a = np.array([mid(r) for r in runs["cras"].values()])
+        b = np.array([mid(r) for r in runs["authors"].values()])
+        t = stats.ttest_ind(a, b, equal_var=False)
+        print(f"\nloss averaged over epochs 5-14: cras {a.mean():.4f} +- {a.std(ddof=1) / np.sqrt(len(a)):.4f} "
+              f"({len(a)}), authors {b.mean():.4f} +- {b.std(ddof=1) / np.sqrt(len(b)):.4f} ({len(b)}); "
+              f"Welch t {t.statistic:.2f}, p {t.pvalue:.3f}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["authors", "cras", "report", "init"])
+    ap.add_argument("--init-seeds", type=int, default=100)
+    ap.add_argument("--example", default="target/release/examples/long_run_parity")
+    ap.add_argument("--ref", default=os.environ.get("CRAS_REF", "/work/cras-ref"))
+    ap.add_argument("--bench", default="/work/bench/realistic")
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--cras", default="target/release/cras")
+    ap.add_argument("--seeds", default="0-7")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=EPOCHS, help="40 in the study; fewer for a smoke test")
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="train only this many epochs of the schedule and skip evaluation (loss curves)")
+    a = ap.parse_args()
+    a.bench, a.results, a.cras, a.example = (os.path.abspath(x) for x in (a.bench, a.results, a.cras, a.example))
+    EPOCHS, STOP = a.epochs, a.stop_after
+    if a.mode == "init":
+        os.makedirs(a.results, exist_ok=True)
+        init_stats(a, classes_of(a.bench))
+    else:
+        (report if a.mode == "report" else run)(a)

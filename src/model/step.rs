@@ -27,10 +27,21 @@ pub struct StepStats {
     pub p_fake: f64,
 }
 
-/// BCE of probabilities against a constant target, as `torch.nn.BCELoss` (log clamped at -100).
+/// Smallest probability whose log carries a gradient: `torch.nn.BCELoss`'s backward divides by
+/// `max(p (1 - p), 1e-12)`.
+const BCE_GRAD_EPS: f64 = 1e-12;
+
+/// BCE of probabilities against a constant target, as `torch.nn.BCELoss`: the value is the mean
+/// of `-max(log x, -100)` (x = p, or 1 - p for target 0); the gradient is `-1 / x` where x is at
+/// least 1e-12 and 0 below, as torch's is once it passes through the sigmoid. A plain
+/// `log(x).maximum(-100)` would give 0 / 0 = NaN gradients for a saturated score (x exactly 0:
+/// a true patch scored 1.0, logit above about 16.6 in f32), ending the run.
 fn bce_const(p: &Tensor, target_one: bool) -> Result<Tensor> {
     let x = if target_one { p.clone() } else { (1.0 - p)? };
-    Ok(x.log()?.maximum(-100f64)?.mean_all()?.neg()?)
+    let with_grad = x.maximum(BCE_GRAD_EPS)?.log()?; // gradient 1 / x where x >= eps, else 0
+    let value = x.detach().log()?.maximum(-100f64)?; // torch's forward value, no gradient
+    let correction = (value - with_grad.detach())?;
+    Ok((with_grad + correction)?.mean_all()?.neg()?)
 }
 
 /// Runs one training step and updates all parameters and BatchNorm statistics.
@@ -76,4 +87,50 @@ pub fn train_step(
         p_true: p_true.to_scalar::<f32>()? as f64,
         p_fake: p_fake.to_scalar::<f32>()? as f64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::bce_const;
+
+    /// Scores as torch would see them: 1.0 and 0.0 exactly (saturated sigmoid) among ordinary ones.
+    fn scores() -> Var {
+        Var::new(&[1.0f32, 0.0, 0.25, 0.9], &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn saturated_scores_give_torchs_value_and_finite_gradients() {
+        for target_one in [false, true] {
+            let p = scores();
+            let loss = bce_const(p.as_tensor(), target_one).unwrap();
+            // torch.nn.BCELoss: mean of -max(log x, -100).
+            let xs: Vec<f64> = [1.0f64, 0.0, 0.25, 0.9]
+                .iter()
+                .map(|&v| if target_one { v } else { 1.0 - v })
+                .collect();
+            let want = xs.iter().map(|x| -(x.ln().max(-100.0))).sum::<f64>() / 4.0;
+            let got = loss.to_scalar::<f32>().unwrap() as f64;
+            assert!(
+                (got - want).abs() < 1e-4,
+                "target {target_one}: {got} vs {want}"
+            );
+            let grads = loss.backward().unwrap();
+            let g: Vec<f32> = grads.get(p.as_tensor()).unwrap().to_vec1().unwrap();
+            assert!(
+                g.iter().all(|v| v.is_finite()),
+                "target {target_one}: {g:?}"
+            );
+            // Unsaturated entries: d/dp of -log(x)/4 is -1/(4x) for x = p, +1/(4x) for x = 1 - p.
+            let sign = if target_one { -1.0 } else { 1.0 };
+            for i in [2, 3] {
+                let want = sign / (4.0 * xs[i]);
+                assert!((g[i] as f64 - want).abs() < 1e-4 * want.abs(), "{i}: {g:?}");
+            }
+            // The saturated entry (x = 0) passes no gradient, as torch's through the sigmoid.
+            let sat = if target_one { 1 } else { 0 };
+            assert_eq!(g[sat], 0.0, "{g:?}");
+        }
+    }
 }

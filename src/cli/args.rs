@@ -146,8 +146,9 @@ pub struct EngineArgs {
     pub threads: Option<usize>,
     /// At bf16, images whose score lies within this many logits of their threshold are scored
     /// again at f32 before they are decided, so precision does not flip decisions (0: never).
-    #[arg(long, default_value_t = EngineOptions::default().confirm_band, value_parser = parse_band)]
-    pub confirm_band: f32,
+    /// Default: the band measured for the model when it was trained (3 if it has none).
+    #[arg(long, value_parser = parse_band)]
+    pub confirm_band: Option<f32>,
 }
 
 fn parse_band(s: &str) -> Result<f32, String> {

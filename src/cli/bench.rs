@@ -8,7 +8,7 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 use cras::backbone::{BnStats, WeightSource};
 use cras::data::{MaskMode, Preprocess, ResizeMode};
-use cras::export::{ExportOptions, ExportStage};
+use cras::export::{ExportOptions, GraphPart};
 use cras::features::cache::{CachePrecision, FeatureCache};
 use cras::features::ExtractorSpec;
 use cras::infer::engine::{open_runtime, EngineChoice, EngineKind};
@@ -293,10 +293,10 @@ fn stage_times(p: &Predictor, a: &BenchArgs, batch: &Tensor) -> anyhow::Result<(
     let mut t = [0.0; 2];
     for (slot, stage) in t
         .iter_mut()
-        .zip([ExportStage::Backbone, ExportStage::Descriptors])
+        .zip([GraphPart::Backbone, GraphPart::Descriptors])
     {
         let options = ExportOptions {
-            stop_after: Some(stage),
+            part: stage,
             ..ExportOptions::default()
         };
         let onnx = cras::export::export_onnx(p, &options)?;

@@ -23,6 +23,10 @@
 //!   `cras.random_backbone` (`true`/`false`), `cras.version`, `cras.model_sha256`,
 //!   `cras.format` (`1`), `cras.outputs` (one line). Producer `cras` and the crate version.
 //!
+//! Parts ([`GraphPart`]): besides the whole path, a graph can hold its front (image to the
+//! `descriptors` `[B,P,D]`) or its head (`descriptors` and `stated_class` to the contract's
+//! outputs), so that an engine runs them at different precisions, or a prefix for timings.
+//!
 //! Input: the trained model borrowed ([`ModelRef`]: metadata, feature extractor, head), or a
 //! model file ([`export_file`]). Output: the serialised ONNX `ModelProto` bytes.
 //!
@@ -70,19 +74,32 @@ pub struct ExportOptions {
     pub class_input: bool,
     /// SHA-256 of the model file, stored as `cras.model_sha256` (`unknown` when `None`).
     pub model_sha256: Option<String>,
-    /// Stop after a stage (for timing the stages, `cras bench`): the graph then outputs that
-    /// stage's result instead of the contract's outputs. `None`: the whole scoring path.
-    pub stop_after: Option<ExportStage>,
+    /// Which part of the scoring path the graph holds (default: all of it, the contract).
+    pub part: GraphPart,
 }
 
-/// A prefix of the scoring path, for per-stage timings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExportStage {
-    /// The backbone's stage outputs (`feature_0`, `feature_1`, ... `[B,C_i,H_i,W_i]`).
+/// A part of the scoring path: the whole of it (the contract), a prefix of it (for per-stage
+/// timings, `cras bench`), or the two halves a mixed-precision engine runs at different
+/// precisions ([`crate::infer::engine::graph_engine`]): the image to the descriptors (the
+/// "front") and the descriptors to the contract's outputs (the "head").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GraphPart {
+    /// `image` (and `stated_class`) to the contract's outputs.
+    #[default]
+    Whole,
+    /// `image` to the backbone's stage outputs (`feature_0`, `feature_1`, ...
+    /// `[B,C_i,H_i,W_i]`).
     Backbone,
-    /// The patch descriptors (`descriptors` `[B,P,D]`).
+    /// `image` to the patch descriptors (`descriptors` f32 `[B,P,D]`): the front.
     Descriptors,
+    /// The patch descriptors (input `descriptors` f32 `[batch,P,D]`, and `stated_class`) to the
+    /// contract's outputs: the head (adaptor, global match, local alignment, discriminator,
+    /// map).
+    Head,
 }
+
+/// The name of the descriptors `[B,P,D]` where the front ends and the head starts.
+pub const DESCRIPTORS: &str = "descriptors";
 
 /// The serialised ONNX `ModelProto` of the scoring path of `model` (a [`ModelRef`], or anything
 /// that lends one: a [`TrainedModel`], the inference layer's predictor).
@@ -110,22 +127,35 @@ pub fn export_onnx<'a>(model: impl Into<ModelRef<'a>>, options: &ExportOptions) 
     Ok(model_proto(&src, options, g).encode_to_vec())
 }
 
-/// The graph of the scoring path (or of its prefix up to `options.stop_after`): inputs,
-/// backbone, descriptors, head, declared outputs.
+/// The graph of the scoring path (or of its part `options.part`): inputs, backbone,
+/// descriptors, head, declared outputs.
 fn scoring_graph(src: &source::ModelSource, options: &ExportOptions) -> Result<Graph> {
     let s = src.input_size;
     let mut g = Graph::default();
     let b = Dim::Named("batch");
+    let desc_dims = [
+        b.clone(),
+        Dim::Fixed(src.grid * src.grid),
+        Dim::Fixed(src.dims),
+    ];
+    if options.part == GraphPart::Head {
+        let desc = g.input(DESCRIPTORS, Elem::F32, &desc_dims);
+        let class_input = options
+            .class_input
+            .then(|| g.input("stated_class", Elem::I64, &[b]));
+        let outs = head::head(&mut g, src, &desc, class_input.as_deref())?;
+        head::declare_outputs(&mut g, &outs, src.grid, s);
+        return Ok(g);
+    }
     let image = g.input(
         "image",
         Elem::F32,
         &[b.clone(), Dim::Fixed(3), Dim::Fixed(s), Dim::Fixed(s)],
     );
-    let class_input = options
-        .class_input
+    let class_input = (options.class_input && options.part == GraphPart::Whole)
         .then(|| g.input("stated_class", Elem::I64, &[b]));
     let feats = backbone::backbone(&mut g, src, &image)?;
-    if options.stop_after == Some(ExportStage::Backbone) {
+    if options.part == GraphPart::Backbone {
         for (i, f) in feats.iter().enumerate() {
             let dims = [
                 Dim::Named("batch"),
@@ -138,9 +168,8 @@ fn scoring_graph(src: &source::ModelSource, options: &ExportOptions) -> Result<G
         return Ok(g);
     }
     let desc = descriptor::descriptor(&mut g, src, &feats)?;
-    if options.stop_after == Some(ExportStage::Descriptors) {
-        let dims = [Dim::Named("batch"), Dim::Named("p"), Dim::Fixed(src.dims)];
-        g.output(&desc, "descriptors", Elem::F32, &dims);
+    if options.part == GraphPart::Descriptors {
+        g.output(&desc, DESCRIPTORS, Elem::F32, &desc_dims);
     } else {
         let outs = head::head(&mut g, src, &desc, class_input.as_deref())?;
         head::declare_outputs(&mut g, &outs, src.grid, s);
@@ -226,7 +255,7 @@ pub fn export_file(model: &Path, out: &Path, class_input: bool) -> Result<Export
     let options = ExportOptions {
         class_input,
         model_sha256: Some(crate::backbone::sha256_file(model)?),
-        stop_after: None,
+        part: GraphPart::Whole,
     };
     let bytes = export_onnx(&trained, &options)
         .map_err(|e| Error::checkpoint(model, format!("ONNX export: {e}")))?;

@@ -59,6 +59,7 @@ fn tiny_model(layers: &[Layer], dims: usize, ablation: Option<serde_json::Value>
             .map(|a| serde_json::from_value(a).unwrap())
             .unwrap_or_default(),
         thresholds: None,
+        precision_bands: Vec::new(),
         training: Default::default(),
         test_selected: false,
         partial: false,
@@ -418,7 +419,7 @@ fn stage_graphs_end_at_the_backbone_or_the_descriptors() {
     let p = tiny_model(&[Layer::L2, Layer::L3], 48, None);
     let names = |stage| -> Vec<String> {
         let opts = ExportOptions {
-            stop_after: Some(stage),
+            part: stage,
             ..ExportOptions::default()
         };
         let m = pb::ModelProto::decode(export_onnx(&p, &opts).unwrap().as_slice()).unwrap();
@@ -431,6 +432,6 @@ fn stage_graphs_end_at_the_backbone_or_the_descriptors() {
         );
         g.output.iter().map(|o| o.name.clone().unwrap()).collect()
     };
-    assert_eq!(names(ExportStage::Backbone), ["feature_0", "feature_1"]);
-    assert_eq!(names(ExportStage::Descriptors), ["descriptors"]);
+    assert_eq!(names(GraphPart::Backbone), ["feature_0", "feature_1"]);
+    assert_eq!(names(GraphPart::Descriptors), ["descriptors"]);
 }

@@ -64,7 +64,7 @@ pub fn decide(score: f32, threshold: Option<f32>) -> Decision {
 pub type ThresholdOf<'a> = &'a (dyn Fn(usize, usize) -> Option<f32> + Sync);
 
 /// `ln(p / (1 - p))` in f64 (infinite at 0 and 1).
-fn logit(p: f32) -> f64 {
+pub(crate) fn logit(p: f32) -> f64 {
     let p = f64::from(p);
     (p / (1.0 - p)).ln()
 }

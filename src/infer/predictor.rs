@@ -108,28 +108,45 @@ impl Predictor {
             EngineChoice::Kind(k) => vec![k],
             EngineChoice::Auto => vec![EngineKind::OpenVino, EngineKind::OnnxRuntime],
         };
-        let onnx = crate::export::export_onnx(
-            &self,
-            &crate::export::ExportOptions {
-                class_input: true,
-                model_sha256,
-                stop_after: None,
-            },
-        )?;
+        let export = |part| {
+            crate::export::export_onnx(
+                &self,
+                &crate::export::ExportOptions {
+                    class_input: true,
+                    model_sha256: model_sha256.clone(),
+                    part,
+                },
+            )
+        };
         let (side, patches) = (self.input_size(), self.meta.grid * self.meta.grid);
+        let mut engine = None;
         for kind in kinds {
             // The graph's class outputs index the bank's rows (per-tile centers: class x tile).
-            match GraphEngine::new(kind, &onnx, options, side, patches, self.bank.classes()) {
-                Ok(engine) => {
-                    tracing::info!("engine: {}", engine.description());
-                    self.graph = Some(engine);
-                    return Ok(self);
+            let band = super::engine::band::resolve_band(&self.meta, kind, options)?;
+            let built = GraphEngine::new(
+                kind,
+                &export,
+                options,
+                band,
+                side,
+                patches,
+                self.bank.classes(),
+            );
+            match built {
+                Ok(e) => {
+                    tracing::info!("engine: {}", e.description());
+                    engine = Some(e);
+                    break;
                 }
                 Err(e) if options.choice == EngineChoice::Auto => {
                     tracing::info!("engine {kind} not used: {e}");
                 }
                 Err(e) => return Err(e),
             }
+        }
+        if engine.is_some() {
+            self.graph = engine;
+            return Ok(self);
         }
         tracing::info!("engine: candle (exact reference path)");
         self.graph = None;
@@ -213,8 +230,31 @@ impl Predictor {
         choice: &ClassChoice,
         threshold_of: ThresholdOf,
     ) -> Result<Vec<Prediction>> {
+        self.predict_with(self.graph.as_ref(), images, choice, threshold_of)
+    }
+
+    /// [`Self::predict_batch_at`] on another engine built for this model (measuring one
+    /// engine against this predictor's, [`super::engine::band`]).
+    pub(crate) fn predict_batch_on(
+        &self,
+        engine: &GraphEngine,
+        images: &Tensor,
+        choice: &ClassChoice,
+        threshold_of: ThresholdOf,
+    ) -> Result<Vec<Prediction>> {
+        self.predict_with(Some(engine), images, choice, threshold_of)
+    }
+
+    /// Scores on `graph` (None: candle).
+    fn predict_with(
+        &self,
+        graph: Option<&GraphEngine>,
+        images: &Tensor,
+        choice: &ClassChoice,
+        threshold_of: ThresholdOf,
+    ) -> Result<Vec<Prediction>> {
         let Some(tiling) = self.meta.preprocess.tiling else {
-            return self.predict_inputs_at(images, choice, threshold_of);
+            return self.predict_inputs_at(graph, images, choice, threshold_of);
         };
         let geometry = tiled::TileGeometry {
             tiling,
@@ -223,7 +263,7 @@ impl Predictor {
             side: self.input_size(),
         };
         geometry.predict(images, choice, threshold_of, &|x, c, th| {
-            self.predict_inputs_at(x, c, th)
+            self.predict_inputs_at(graph, x, c, th)
         })
     }
 
@@ -231,11 +271,12 @@ impl Predictor {
     /// each on their own).
     fn predict_inputs_at(
         &self,
+        graph: Option<&GraphEngine>,
         images: &Tensor,
         choice: &ClassChoice,
         threshold_of: ThresholdOf,
     ) -> Result<Vec<Prediction>> {
-        if let Some(graph) = &self.graph {
+        if let Some(graph) = graph {
             return graph.score(images, choice, threshold_of);
         }
         let g = self

@@ -58,6 +58,38 @@ pub struct Thresholds {
     pub holdout_scores: Vec<Vec<f32>>,
 }
 
+/// How far a low-precision engine's image scores lie from the f32 ones on this model, and the
+/// confirmation band derived from them: the images whose low-precision score lies within
+/// `band` logits of their threshold are scored again at f32 before they are decided
+/// (`crate::infer::engine::graph_engine`). Measured by training on the held-out images
+/// (`crate::infer::engine::band`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PrecisionBand {
+    /// The engine and precision measured, by their command-line names ("openvino", "bf16").
+    pub engine: String,
+    pub precision: String,
+    /// Which images were scored ("held-out normal images", "training images").
+    pub images_from: String,
+    /// How many.
+    pub images: usize,
+    /// |logit(low-precision score) - logit(f32 score)| over those images: median, mean, the
+    /// 90th percentile and the maximum.
+    pub median: f64,
+    pub mean: f64,
+    pub p90: f64,
+    pub max: f64,
+    /// The quantile of the errors the band is built on, and its value.
+    pub quantile: f64,
+    pub quantile_error: f64,
+    /// The safety factor: `band = factor * quantile_error` (at least the floor).
+    pub factor: f64,
+    /// The confirmation band, in logits.
+    pub band: f32,
+    /// The share of those images whose low-precision score lies within `band` of their stored
+    /// threshold: what confirmation would re-score at f32 (None without thresholds).
+    pub confirmed_share: Option<f64>,
+}
+
 /// Statistics of the training run.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainingStats {
@@ -96,6 +128,10 @@ pub struct ModelMeta {
     /// The full training configuration, as a provenance record (never read by inference).
     pub config: serde_json::Value,
     pub thresholds: Option<Thresholds>,
+    /// The measured error of each low-precision engine against f32, and its confirmation band
+    /// (none measured: empty; older files have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub precision_bands: Vec<PrecisionBand>,
     pub training: TrainingStats,
     /// The model was chosen by its test-set metrics (optimistic; the reference protocol).
     pub test_selected: bool,
@@ -125,6 +161,7 @@ impl ModelMeta {
             ablation,
             config,
             thresholds: None,
+            precision_bands: Vec::new(),
             training: TrainingStats::default(),
             test_selected: false,
             partial: false,
@@ -184,6 +221,13 @@ impl ModelMeta {
     /// True when the backbone was randomly initialised (no pretrained weights).
     pub fn random_backbone(&self) -> bool {
         self.backbone.weights_file.is_none()
+    }
+
+    /// The band measured for `engine` at `precision` (their command-line names), if any.
+    pub fn precision_band(&self, engine: &str, precision: &str) -> Option<&PrecisionBand> {
+        self.precision_bands
+            .iter()
+            .find(|b| b.engine == engine && b.precision == precision)
     }
 
     /// The stored threshold for class `k` (per-class, else global), if calibrated.

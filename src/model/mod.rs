@@ -23,6 +23,8 @@ pub mod synthesis;
 mod trained;
 
 pub use center::{CenterAccumulator, CenterBank};
-pub use file::{HeadRef, ModelFile, ModelMeta, Thresholds, TrainingStats, FORMAT_VERSION};
+pub use file::{
+    HeadRef, ModelFile, ModelMeta, PrecisionBand, Thresholds, TrainingStats, FORMAT_VERSION,
+};
 pub use head::{discriminator_input, Ablation, Adaptor, Discriminator};
 pub use trained::{ModelRef, TrainedModel};

@@ -27,8 +27,9 @@ use crate::backbone::WeightSource;
 use crate::data::loader;
 use crate::features::cache::FeatureCache;
 use crate::features::{ExtractorSpec, FeatureExtractor};
+use crate::infer::engine::band;
 use crate::infer::{ClassChoice, Predictor};
-use crate::model::file::{self, HeadRef, ModelMeta, Thresholds, TrainingStats};
+use crate::model::file::{self, HeadRef, ModelMeta, PrecisionBand, Thresholds, TrainingStats};
 use crate::model::{Adaptor, CenterAccumulator, CenterBank, Discriminator};
 use crate::{Error, Result};
 
@@ -317,8 +318,9 @@ pub fn fit_with_checkpoints(
     })
 }
 
-/// Step 5: takes the test-selected head if any, calibrates thresholds on `holdout`, writes
-/// the model file `out` and removes `partial`.
+/// Step 5: takes the test-selected head if any, calibrates thresholds on `holdout`, measures
+/// the low-precision engines against f32 ([`measure_precision`]), writes the model file `out`
+/// and removes `partial`.
 #[allow(clippy::too_many_arguments)]
 pub fn finalise(
     cfg: &TrainConfig,
@@ -328,6 +330,7 @@ pub fn finalise(
     extractor: FeatureExtractor,
     outcome: &FitOutcome,
     holdout: &[Vec<PathBuf>],
+    train: &[PathBuf],
     out: &Path,
     partial: &Path,
     device: &Device,
@@ -367,6 +370,7 @@ pub fn finalise(
         device,
     );
     predictor.meta.thresholds = calibrate(&predictor, holdout, cfg.threshold_quantile)?;
+    predictor.meta.precision_bands = measure_precision(&predictor, holdout, train)?;
     predictor.save(out)?;
     if partial.exists() {
         let _ = std::fs::remove_file(partial);
@@ -441,6 +445,7 @@ pub fn train(
         extractor,
         &outcome,
         &split.holdout,
+        &split.train,
         out,
         &partial,
         &device,
@@ -520,6 +525,58 @@ fn test_probe(
         cfg.descriptor.dims,
         device,
     )?))
+}
+
+/// Training images a model without held-out images measures its low-precision engines on.
+const PRECISION_SAMPLE: usize = 32;
+
+/// Measures every low-precision engine this machine runs ([`band::LOW_PRECISIONS`]) against
+/// f32 on the held-out images (else on [`PRECISION_SAMPLE`] training images spread over the
+/// classes): their confirmation bands ([`band::measure`]). An engine whose runtime is absent
+/// or whose precision this CPU lacks is skipped (logged).
+pub fn measure_precision(
+    predictor: &Predictor,
+    holdout: &[Vec<PathBuf>],
+    train: &[PathBuf],
+) -> Result<Vec<PrecisionBand>> {
+    let held: Vec<PathBuf> = holdout.iter().flatten().cloned().collect();
+    let (paths, from) = if held.is_empty() {
+        (spread_sample(train, PRECISION_SAMPLE), "training images")
+    } else {
+        (held, "held-out normal images")
+    };
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pre = &predictor.meta.preprocess;
+    let batches = loader::batches(paths, pre.clone(), pre.images_per_batch(16), false)
+        .map(|b| Ok(b?.to_tensor(&predictor.device)?))
+        .collect::<Result<Vec<Tensor>>>()?;
+    let mut bands = Vec::new();
+    for (kind, precision) in band::LOW_PRECISIONS {
+        match band::measure(predictor, kind, precision, from, &batches) {
+            Ok(b) => {
+                tracing::info!(
+                    "{kind} {precision} against f32 on {} {from}: logit error median {:.3}, \
+                     90% {:.3}, max {:.3}; confirmation band {:.3} logits ({} x the {} \
+                     quantile){}",
+                    b.images,
+                    b.median,
+                    b.p90,
+                    b.max,
+                    b.band,
+                    b.factor,
+                    b.quantile,
+                    b.confirmed_share
+                        .map(|s| format!(", {:.0}% of them near their threshold", 100.0 * s))
+                        .unwrap_or_default()
+                );
+                bands.push(b);
+            }
+            Err(e) => tracing::info!("{kind} {precision} not measured: {e}"),
+        }
+    }
+    Ok(bands)
 }
 
 /// Scores the held-out normal images of each class (class stated) and sets thresholds.

@@ -83,7 +83,7 @@ fn on_engine_with(
         choice: EngineChoice::Kind(kind),
         precision,
         threads: Some(2),
-        confirm_band,
+        confirm_band: Some(confirm_band),
     };
     match Predictor::load_with(model, &Device::Cpu, &options) {
         Ok(p) => {

@@ -6,27 +6,40 @@
 //! [`Prediction`] per image, with the graph's anomaly map attached (`Prediction::map`,
 //! `[S*S]`), so the map is not computed a second time on the CPU.
 //!
-//! At bf16 the engine also holds the graph at f32 (its *confirmation* runtime): after the bf16
-//! pass, the images whose score lies within [`EngineOptions::confirm_band`] logits of their
-//! threshold ([`near_threshold`]) are scored again at f32 (as one sub-batch, with the same class
-//! inputs) and the f32 predictions replace theirs. bf16 moves scores by changing which center
-//! the local alignment picks on near-ties, which no f32 tail can undo; the band makes every
-//! decision the f32 one whenever the bf16 error is below the band, at the cost of the f32 pass
-//! on the images near a threshold.
+//! At f32 the engine runs the whole graph. At a lower precision it runs two graphs
+//! ([`crate::export::GraphPart`]): the front (backbone and descriptor, where the arithmetic
+//! is) at that precision and the head (adaptor, global match, local alignment, discriminator,
+//! map) at f32. The head picks a center per patch by an argmax over cosines with many
+//! near-ties, and its discriminator turns small feature errors into logits: run at bf16 it
+//! moved image scores by up to 6 logits on realistic data, where the f32 head on bf16
+//! descriptors keeps the ranking metrics within a few hundredths of a point of f32 (see
+//! docs/benchmarks.md, "Precision").
+//!
+//! The low-precision engine also holds the front at f32 (its *confirmation* runtime): after
+//! the low-precision pass, the images whose score lies within the confirmation band of their
+//! threshold ([`near_threshold`]) are scored again through the f32 front and the (f32) head, as
+//! one sub-batch with the same class inputs, and the f32 predictions replace theirs. The band
+//! is the one measured for the model ([`crate::model::PrecisionBand`], stored by training)
+//! unless the caller gives one: every decision is then the f32 one whenever the low-precision
+//! error is below the band, at the cost of the f32 pass on the images near a threshold.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::{check_outputs, open_runtime, EngineKind, EngineOptions, GraphRuntime, Precision};
+use super::{
+    check_outputs, open_runtime, EngineKind, EngineOptions, GraphOutputs, GraphRuntime, Precision,
+};
+use crate::export::GraphPart;
 use crate::infer::decision::{near_threshold, ThresholdOf};
 use crate::infer::scoring::{batch_vote, classes_for, ClassChoice, Prediction};
 use crate::{Error, Result};
 
-/// The f32 second opinion of a bf16 engine.
+/// The f32 second opinion of a low-precision engine: the front at f32 (the head is f32
+/// already).
 struct Confirmation {
-    runtime: Mutex<Box<dyn GraphRuntime>>,
+    front: Mutex<Box<dyn GraphRuntime>>,
     /// In logits.
     band: f32,
     /// Images scored, and of them re-scored at f32, since the engine was built.
@@ -34,9 +47,20 @@ struct Confirmation {
     confirmed: AtomicU64,
 }
 
+/// How the engine runs the scoring path.
+enum Stages {
+    /// The whole graph in one runtime (f32).
+    Whole(Mutex<Box<dyn GraphRuntime>>),
+    /// The front at the engine's precision, then the head at f32.
+    Split {
+        front: Mutex<Box<dyn GraphRuntime>>,
+        head: Mutex<Box<dyn GraphRuntime>>,
+    },
+}
+
 /// A runtime on one model's exported graph (built once, reused for every batch).
 pub struct GraphEngine {
-    runtime: Mutex<Box<dyn GraphRuntime>>,
+    stages: Stages,
     confirmation: Option<Confirmation>,
     kind: EngineKind,
     precision: Precision,
@@ -49,42 +73,75 @@ pub struct GraphEngine {
     classes: usize,
 }
 
+/// A runtime's lock (a poisoned lock only means an earlier panic inside a runtime call; the
+/// session itself holds no partial state between runs).
+fn lock(rt: &Mutex<Box<dyn GraphRuntime>>) -> std::sync::MutexGuard<'_, Box<dyn GraphRuntime>> {
+    rt.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl GraphEngine {
-    /// Opens `kind`'s runtime on `onnx` (exported with the `stated_class` input).
+    /// Opens `kind`'s runtime(s) on the model's graphs: `export(part)` returns the ONNX bytes of
+    /// a part of the scoring path (built with the `stated_class` input). `confirm_band`: the
+    /// band of a low-precision engine, in logits (0: no confirmation).
     pub fn new(
         kind: EngineKind,
-        onnx: &[u8],
+        export: &dyn Fn(GraphPart) -> Result<Vec<u8>>,
         options: &EngineOptions,
+        confirm_band: f32,
         side: usize,
         patches: usize,
         classes: usize,
     ) -> Result<Self> {
-        let runtime = open_runtime(kind, onnx, options)?;
-        let precision = runtime.precision();
-        let mut description = runtime.describe();
-        let confirmation = if precision == Precision::Bf16 && options.confirm_band > 0.0 {
-            let f32_options = EngineOptions {
-                precision: Precision::F32,
-                ..*options
+        let f32_options = EngineOptions {
+            precision: Precision::F32,
+            ..*options
+        };
+        let (stages, precision, mut description, confirmation) =
+            if options.precision == Precision::F32 {
+                let runtime = open_runtime(kind, &export(GraphPart::Whole)?, &f32_options)?;
+                let description = runtime.describe();
+                (
+                    Stages::Whole(Mutex::new(runtime)),
+                    Precision::F32,
+                    description,
+                    None,
+                )
+            } else {
+                let front_onnx = export(GraphPart::Descriptors)?;
+                let front = open_runtime(kind, &front_onnx, options)?;
+                let head = open_runtime(kind, &export(GraphPart::Head)?, &f32_options)?;
+                let precision = front.precision();
+                let description = format!(
+                    "{} (backbone and descriptor; the head at f32)",
+                    front.describe()
+                );
+                let confirmation = if confirm_band > 0.0 {
+                    Some(Confirmation {
+                        front: Mutex::new(open_runtime(kind, &front_onnx, &f32_options)?),
+                        band: confirm_band,
+                        scored: AtomicU64::new(0),
+                        confirmed: AtomicU64::new(0),
+                    })
+                } else {
+                    None
+                };
+                let stages = Stages::Split {
+                    front: Mutex::new(front),
+                    head: Mutex::new(head),
+                };
+                (stages, precision, description, confirmation)
             };
+        if let Some(c) = &confirmation {
             description.push_str(&format!(
                 "; images within {} logits of their threshold re-scored at f32",
-                options.confirm_band
+                c.band
             ));
-            Some(Confirmation {
-                runtime: Mutex::new(open_runtime(kind, onnx, &f32_options)?),
-                band: options.confirm_band,
-                scored: AtomicU64::new(0),
-                confirmed: AtomicU64::new(0),
-            })
-        } else {
-            None
-        };
+        }
         Ok(Self {
             kind,
             precision,
             description,
-            runtime: Mutex::new(runtime),
+            stages,
             confirmation,
             side,
             patches,
@@ -141,6 +198,11 @@ impl GraphEngine {
             .to_dtype(DType::F32)?
             .flatten_all()?
             .to_vec1()?;
+        // The front once (a split engine), then the head for each class input the choice needs.
+        let front = match &self.stages {
+            Stages::Split { front, .. } => Some(lock(front).run_front(&host, b, self.side)?),
+            Stages::Whole(_) => None,
+        };
         let classes: Vec<i64> = match choice {
             ClassChoice::Match => vec![-1; b],
             ClassChoice::Stated(_) => classes_for(choice, &vec![0; b], self.classes)?
@@ -148,12 +210,12 @@ impl GraphEngine {
                 .map(|k| k as i64)
                 .collect(),
             ClassChoice::BatchVote => {
-                let first = self.run(&self.runtime, &host, b, &vec![-1; b])?;
+                let first = self.scored(&host, front.as_deref(), b, &vec![-1; b])?;
                 let matched: Vec<usize> = first.iter().map(|p| p.matched).collect();
                 vec![batch_vote(&matched, self.classes) as i64; b]
             }
         };
-        let mut predictions = self.run(&self.runtime, &host, b, &classes)?;
+        let mut predictions = self.scored(&host, front.as_deref(), b, &classes)?;
         if let Some(c) = &self.confirmation {
             let near: Vec<usize> = (0..b)
                 .filter(|&i| {
@@ -170,7 +232,8 @@ impl GraphEngine {
                     .flat_map(|&i| host[i * n..(i + 1) * n].iter().copied())
                     .collect();
                 let sub_classes: Vec<i64> = near.iter().map(|&i| classes[i]).collect();
-                let exact = self.run(&c.runtime, &sub, near.len(), &sub_classes)?;
+                let descriptors = lock(&c.front).run_front(&sub, near.len(), self.side)?;
+                let exact = self.scored(&sub, Some(&descriptors), near.len(), &sub_classes)?;
                 for (i, p) in near.into_iter().zip(exact) {
                     predictions[i] = p;
                 }
@@ -179,19 +242,31 @@ impl GraphEngine {
         Ok(predictions)
     }
 
-    fn run(
+    /// The predictions of `b` images: the whole graph on `host`, or the head on the front's
+    /// `descriptors` (a split engine).
+    fn scored(
         &self,
-        runtime: &Mutex<Box<dyn GraphRuntime>>,
         host: &[f32],
+        descriptors: Option<&[f32]>,
         b: usize,
         classes: &[i64],
     ) -> Result<Vec<Prediction>> {
-        let out = {
-            // A poisoned lock only means an earlier panic inside the runtime call; the session
-            // itself holds no partial state between runs.
-            let mut rt = runtime.lock().unwrap_or_else(|e| e.into_inner());
-            rt.run(host, b, self.side, classes)?
+        let out = match (&self.stages, descriptors) {
+            (Stages::Whole(rt), _) => lock(rt).run(host, b, self.side, classes)?,
+            (Stages::Split { head, .. }, Some(d)) => {
+                lock(head).run_head(d, b, self.patches, classes)?
+            }
+            (Stages::Split { .. }, None) => {
+                return Err(Error::Other(
+                    "a split engine scores descriptors: the front did not run".into(),
+                ))
+            }
         };
+        self.predictions(out, b)
+    }
+
+    /// The graph's outputs for `b` images as predictions (checked against the contract).
+    fn predictions(&self, out: GraphOutputs, b: usize) -> Result<Vec<Prediction>> {
         check_outputs(&out, b, self.patches, self.side)?;
         let class = |v: i64, what: &str| -> Result<usize> {
             usize::try_from(v)

@@ -12,6 +12,7 @@
 //! `[B]`, class similarity `[B]`. The runtime is built once per process (per model generation in `serve`)
 //! and reused; [`crate::infer::Predictor`] hides which engine it holds.
 
+pub mod band;
 pub mod graph_engine;
 pub mod library;
 pub mod onnxruntime;
@@ -111,10 +112,11 @@ pub enum Precision {
     /// f32 everywhere: scores within 1e-5 of candle's.
     #[default]
     F32,
-    /// bf16 matrix products where the runtime and the CPU support them (OpenVINO on AMX /
-    /// AVX-512 BF16 CPUs). Scores move (about 0.1 logit typically, 2 at most on the demo);
-    /// decisions are kept by re-scoring in f32 the images near their threshold
-    /// ([`EngineOptions::confirm_band`]).
+    /// bf16 matrix products in the backbone and descriptor where the runtime and the CPU
+    /// support them (OpenVINO on AMX / AVX-512 BF16 CPUs); the head runs at f32
+    /// ([`graph_engine`]). Scores move (a few hundredths of a logit typically); decisions are
+    /// kept by re-scoring in f32 the images near their threshold
+    /// ([`EngineOptions::confirm_band`], [`band`]).
     Bf16,
 }
 
@@ -156,8 +158,8 @@ impl std::fmt::Display for Precision {
     }
 }
 
-/// The default confirmation band of bf16 engines, in logits: 1.5 times the largest bf16 error
-/// measured on the demo model (1.97 logits over its 120 test images; README "Deploy").
+/// The confirmation band of a low-precision engine on a model that has no measured one
+/// ([`band::resolve_band`]), in logits.
 pub const DEFAULT_CONFIRM_BAND: f32 = 3.0;
 
 /// How an engine is built.
@@ -167,9 +169,10 @@ pub struct EngineOptions {
     pub precision: Precision,
     /// Compute threads (None: every core).
     pub threads: Option<usize>,
-    /// At bf16: images whose score lies within this many logits of their threshold are
-    /// re-scored in f32 before they are decided (0: never; decisions may then flip).
-    pub confirm_band: f32,
+    /// At low precision: images whose score lies within this many logits of their threshold
+    /// are re-scored in f32 before they are decided (0: never; decisions may then flip).
+    /// None: the band measured for the model ([`band::resolve_band`]).
+    pub confirm_band: Option<f32>,
 }
 
 impl Default for EngineOptions {
@@ -178,7 +181,7 @@ impl Default for EngineOptions {
             choice: EngineChoice::Kind(EngineKind::Candle),
             precision: Precision::F32,
             threads: None,
-            confirm_band: DEFAULT_CONFIRM_BAND,
+            confirm_band: None,
         }
     }
 }
@@ -210,20 +213,66 @@ pub struct GraphOutputs {
 }
 
 impl GraphOutputs {
-    /// Reads every output of the contract by name with a runtime's readers of f32 and i64
-    /// tensors.
-    pub(crate) fn read(
-        f32s: impl Fn(&str) -> Result<Vec<f32>>,
-        i64s: impl Fn(&str) -> Result<Vec<i64>>,
-    ) -> Result<Self> {
+    /// The contract's outputs from what a runtime fetched for [`names::OUTPUTS`], in that order.
+    fn from_fetched(fetched: Vec<Fetched>) -> Result<Self> {
+        let mut it = fetched.into_iter();
+        let mut next = |name: &str| {
+            it.next().ok_or_else(|| {
+                Error::Other(format!("the runtime returned no {name}: the graph does not follow cras's export contract"))
+            })
+        };
+        let f32s = |v: Fetched, name: &str| v.into_f32(name);
+        let i64s = |v: Fetched, name: &str| v.into_i64(name);
         Ok(GraphOutputs {
-            image_score: f32s(names::IMAGE_SCORE)?,
-            patch_scores: f32s(names::PATCH_SCORES)?,
-            anomaly_map: f32s(names::ANOMALY_MAP)?,
-            class_index: i64s(names::CLASS_INDEX)?,
-            matched_class: i64s(names::MATCHED_CLASS)?,
-            class_similarity: f32s(names::CLASS_SIMILARITY)?,
+            image_score: f32s(next(names::IMAGE_SCORE)?, names::IMAGE_SCORE)?,
+            patch_scores: f32s(next(names::PATCH_SCORES)?, names::PATCH_SCORES)?,
+            anomaly_map: f32s(next(names::ANOMALY_MAP)?, names::ANOMALY_MAP)?,
+            class_index: i64s(next(names::CLASS_INDEX)?, names::CLASS_INDEX)?,
+            matched_class: i64s(next(names::MATCHED_CLASS)?, names::MATCHED_CLASS)?,
+            class_similarity: f32s(next(names::CLASS_SIMILARITY)?, names::CLASS_SIMILARITY)?,
         })
+    }
+}
+
+/// The values of one graph input.
+#[derive(Clone, Copy, Debug)]
+pub enum Values<'a> {
+    F32(&'a [f32]),
+    I64(&'a [i64]),
+}
+
+/// One input of a graph run: its name, shape and row-major values.
+#[derive(Clone, Debug)]
+pub struct Feed<'a> {
+    pub name: &'a str,
+    pub shape: Vec<usize>,
+    pub values: Values<'a>,
+}
+
+/// One output of a graph run, read back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fetched {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+}
+
+impl Fetched {
+    fn into_f32(self, name: &str) -> Result<Vec<f32>> {
+        match self {
+            Fetched::F32(v) => Ok(v),
+            Fetched::I64(_) => Err(Error::Other(format!(
+                "the graph's output {name} is int64, the contract says float32"
+            ))),
+        }
+    }
+
+    fn into_i64(self, name: &str) -> Result<Vec<i64>> {
+        match self {
+            Fetched::I64(v) => Ok(v),
+            Fetched::F32(_) => Err(Error::Other(format!(
+                "the graph's output {name} is float32, the contract says int64"
+            ))),
+        }
     }
 }
 
@@ -238,22 +287,25 @@ pub mod names {
     pub const CLASS_INDEX: &str = "class_index";
     pub const MATCHED_CLASS: &str = "matched_class";
     pub const CLASS_SIMILARITY: &str = "class_similarity";
+    /// The front's output and the head's input ([`crate::export::GraphPart`]).
+    pub const DESCRIPTORS: &str = crate::export::DESCRIPTORS;
+    /// The contract's outputs in their order.
+    pub const OUTPUTS: [&str; 6] = [
+        IMAGE_SCORE,
+        PATCH_SCORES,
+        ANOMALY_MAP,
+        CLASS_INDEX,
+        MATCHED_CLASS,
+        CLASS_SIMILARITY,
+    ];
 }
 
-/// A runtime executing the exported graph (built with the `class_index` input).
+/// A runtime executing an exported graph (the whole scoring path, or a part of it:
+/// [`crate::export::GraphPart`]).
 pub trait GraphRuntime: Send {
-    /// `images`: `[batch, 3, side, side]` row-major; `classes`: one per image, `-1` = match.
-    fn run(
-        &mut self,
-        images: &[f32],
-        batch: usize,
-        side: usize,
-        classes: &[i64],
-    ) -> Result<GraphOutputs>;
-
-    /// Runs a graph on images only and discards its outputs (the stage graphs that
-    /// `cras bench` times; see [`crate::export::ExportStage`]).
-    fn run_discarding(&mut self, images: &[f32], batch: usize, side: usize) -> Result<()>;
+    /// Runs the graph on `feeds` and returns the outputs named in `outputs`, in that order
+    /// (none read when empty).
+    fn run_graph(&mut self, feeds: &[Feed<'_>], outputs: &[&str]) -> Result<Vec<Fetched>>;
 
     /// One line for logs and reports: runtime, version, library, precision, threads.
     fn describe(&self) -> String;
@@ -263,6 +315,76 @@ pub trait GraphRuntime: Send {
 
     /// The precision it runs at.
     fn precision(&self) -> Precision;
+
+    /// The whole graph (built with the `stated_class` input) on `images` `[batch, 3, side,
+    /// side]` with one class per image (`-1` = match).
+    fn run(
+        &mut self,
+        images: &[f32],
+        batch: usize,
+        side: usize,
+        classes: &[i64],
+    ) -> Result<GraphOutputs> {
+        let feeds = [
+            image_feed(images, batch, side),
+            Feed {
+                name: names::CLASS_INDEX_IN,
+                shape: vec![batch],
+                values: Values::I64(classes),
+            },
+        ];
+        GraphOutputs::from_fetched(self.run_graph(&feeds, &names::OUTPUTS)?)
+    }
+
+    /// The front ([`crate::export::GraphPart::Descriptors`]) on `images`: the descriptors
+    /// `[batch, P, D]`.
+    fn run_front(&mut self, images: &[f32], batch: usize, side: usize) -> Result<Vec<f32>> {
+        let mut out = self.run_graph(&[image_feed(images, batch, side)], &[names::DESCRIPTORS])?;
+        out.pop()
+            .ok_or_else(|| Error::Other("the front graph returned no descriptors".into()))?
+            .into_f32(names::DESCRIPTORS)
+    }
+
+    /// The head ([`crate::export::GraphPart::Head`], built with the `stated_class` input) on
+    /// descriptors `[batch, patches, dims]`.
+    fn run_head(
+        &mut self,
+        descriptors: &[f32],
+        batch: usize,
+        patches: usize,
+        classes: &[i64],
+    ) -> Result<GraphOutputs> {
+        let dims = descriptors.len() / (batch * patches).max(1);
+        let feeds = [
+            Feed {
+                name: names::DESCRIPTORS,
+                shape: vec![batch, patches, dims],
+                values: Values::F32(descriptors),
+            },
+            Feed {
+                name: names::CLASS_INDEX_IN,
+                shape: vec![batch],
+                values: Values::I64(classes),
+            },
+        ];
+        GraphOutputs::from_fetched(self.run_graph(&feeds, &names::OUTPUTS)?)
+    }
+
+    /// Runs a graph on images only and discards its outputs (the stage graphs that
+    /// `cras bench` times; see [`crate::export::GraphPart`]).
+    fn run_discarding(&mut self, images: &[f32], batch: usize, side: usize) -> Result<()> {
+        self.run_graph(&[image_feed(images, batch, side)], &[])
+            .map(|_| ())
+    }
+}
+
+/// The `image` input of `batch` images `[batch, 3, side, side]`.
+fn image_feed(images: &[f32], batch: usize, side: usize) -> Feed<'_> {
+    Feed {
+        name: names::IMAGE,
+        shape: vec![batch, 3, side, side],
+        values: Values::F32(images),
+    }
 }
 
 /// Opens `kind`'s runtime on an exported graph (`onnx`: ModelProto bytes).

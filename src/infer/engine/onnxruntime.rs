@@ -10,7 +10,8 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use super::{library, names, EngineKind, EngineOptions, GraphOutputs, GraphRuntime, Precision};
+use super::library;
+use super::{EngineKind, EngineOptions, Feed, Fetched, GraphRuntime, Precision, Values};
 use crate::{Error, Result};
 
 /// The process-wide ONNX Runtime environment (the library can be loaded only once).
@@ -85,49 +86,41 @@ impl OrtRuntime {
 }
 
 impl GraphRuntime for OrtRuntime {
-    fn run(
-        &mut self,
-        images: &[f32],
-        batch: usize,
-        side: usize,
-        classes: &[i64],
-    ) -> Result<GraphOutputs> {
-        let image = TensorRef::from_array_view(([batch, 3, side, side], images))
-            .map_err(|e| ort_error("image tensor", e))?;
-        let class = TensorRef::from_array_view(([batch], classes))
-            .map_err(|e| ort_error("class tensor", e))?;
-        let outputs = self
+    fn run_graph(&mut self, feeds: &[Feed<'_>], outputs: &[&str]) -> Result<Vec<Fetched>> {
+        let mut inputs = Vec::with_capacity(feeds.len());
+        for feed in feeds {
+            let shape = feed.shape.clone();
+            let value: ort::session::SessionInputValue<'_> = match feed.values {
+                Values::F32(v) => TensorRef::from_array_view((shape, v))
+                    .map_err(|e| ort_error(feed.name, e))?
+                    .into(),
+                Values::I64(v) => TensorRef::from_array_view((shape, v))
+                    .map_err(|e| ort_error(feed.name, e))?
+                    .into(),
+            };
+            inputs.push((std::borrow::Cow::Borrowed(feed.name), value));
+        }
+        let out = self
             .session
-            .run(ort::inputs![names::IMAGE => image, names::CLASS_INDEX_IN => class])
+            .run(inputs)
             .map_err(|e| ort_error("running the graph", e))?;
-        let f32s = |name: &str| -> Result<Vec<f32>> {
-            let v = outputs
-                .get(name)
-                .ok_or_else(|| ort_error("graph outputs", format!("no output {name}")))?;
-            Ok(v.try_extract_tensor::<f32>()
-                .map_err(|e| ort_error(name, e))?
-                .1
-                .to_vec())
-        };
-        let i64s = |name: &str| -> Result<Vec<i64>> {
-            let v = outputs
-                .get(name)
-                .ok_or_else(|| ort_error("graph outputs", format!("no output {name}")))?;
-            Ok(v.try_extract_tensor::<i64>()
-                .map_err(|e| ort_error(name, e))?
-                .1
-                .to_vec())
-        };
-        GraphOutputs::read(f32s, i64s)
-    }
-
-    fn run_discarding(&mut self, images: &[f32], batch: usize, side: usize) -> Result<()> {
-        let image = TensorRef::from_array_view(([batch, 3, side, side], images))
-            .map_err(|e| ort_error("image tensor", e))?;
-        self.session
-            .run(ort::inputs![names::IMAGE => image])
-            .map_err(|e| ort_error("running the graph", e))?;
-        Ok(())
+        outputs
+            .iter()
+            .map(|&name| {
+                let v = out
+                    .get(name)
+                    .ok_or_else(|| ort_error("graph outputs", format!("no output {name}")))?;
+                if let Ok((_, data)) = v.try_extract_tensor::<i64>() {
+                    return Ok(Fetched::I64(data.to_vec()));
+                }
+                Ok(Fetched::F32(
+                    v.try_extract_tensor::<f32>()
+                        .map_err(|e| ort_error(name, e))?
+                        .1
+                        .to_vec(),
+                ))
+            })
+            .collect()
     }
 
     fn describe(&self) -> String {

@@ -12,7 +12,9 @@ use openvino::{
     Tensor,
 };
 
-use super::{library, names, EngineKind, EngineOptions, GraphOutputs, GraphRuntime, Precision};
+use super::{
+    library, names, EngineKind, EngineOptions, Feed, Fetched, GraphRuntime, Precision, Values,
+};
 use crate::{Error, Result};
 
 fn ov_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -114,46 +116,40 @@ fn tensor_from<T: Copy>(element: ElementType, shape: &[i64], data: &[T]) -> Resu
 }
 
 impl GraphRuntime for OvRuntime {
-    fn run(
-        &mut self,
-        images: &[f32],
-        batch: usize,
-        side: usize,
-        classes: &[i64],
-    ) -> Result<GraphOutputs> {
-        let (b, s) = (batch as i64, side as i64);
-        let image = tensor_from(ElementType::F32, &[b, 3, s, s], images)?;
-        let class = tensor_from(ElementType::I64, &[b], classes)?;
-        self.request
-            .set_tensor(names::IMAGE, &image)
-            .map_err(|e| ov_error("image input", e))?;
-        self.request
-            .set_tensor(names::CLASS_INDEX_IN, &class)
-            .map_err(|e| ov_error("class input (export the graph with --class-input)", e))?;
+    fn run_graph(&mut self, feeds: &[Feed<'_>], outputs: &[&str]) -> Result<Vec<Fetched>> {
+        for feed in feeds {
+            let shape: Vec<i64> = feed.shape.iter().map(|&d| d as i64).collect();
+            let tensor = match feed.values {
+                Values::F32(v) => tensor_from(ElementType::F32, &shape, v)?,
+                Values::I64(v) => tensor_from(ElementType::I64, &shape, v)?,
+            };
+            self.request.set_tensor(feed.name, &tensor).map_err(|e| {
+                let hint = if feed.name == names::CLASS_INDEX_IN {
+                    " (export the graph with --class-input)"
+                } else {
+                    ""
+                };
+                ov_error(&format!("input {}{hint}", feed.name), e)
+            })?;
+        }
         self.request
             .infer()
             .map_err(|e| ov_error("running the graph", e))?;
-        let request = &self.request;
-        let f32s = |name: &str| -> Result<Vec<f32>> {
-            let t = request.get_tensor(name).map_err(|e| ov_error(name, e))?;
-            Ok(t.get_data::<f32>().map_err(|e| ov_error(name, e))?.to_vec())
-        };
-        let i64s = |name: &str| -> Result<Vec<i64>> {
-            let t = request.get_tensor(name).map_err(|e| ov_error(name, e))?;
-            Ok(t.get_data::<i64>().map_err(|e| ov_error(name, e))?.to_vec())
-        };
-        GraphOutputs::read(f32s, i64s)
-    }
-
-    fn run_discarding(&mut self, images: &[f32], batch: usize, side: usize) -> Result<()> {
-        let (b, s) = (batch as i64, side as i64);
-        let image = tensor_from(ElementType::F32, &[b, 3, s, s], images)?;
-        self.request
-            .set_tensor(names::IMAGE, &image)
-            .map_err(|e| ov_error("image input", e))?;
-        self.request
-            .infer()
-            .map_err(|e| ov_error("running the graph", e))
+        outputs
+            .iter()
+            .map(|&name| {
+                let t = self
+                    .request
+                    .get_tensor(name)
+                    .map_err(|e| ov_error(name, e))?;
+                let element = t.get_element_type().map_err(|e| ov_error(name, e))?;
+                Ok(if element == ElementType::I64 {
+                    Fetched::I64(t.get_data::<i64>().map_err(|e| ov_error(name, e))?.to_vec())
+                } else {
+                    Fetched::F32(t.get_data::<f32>().map_err(|e| ov_error(name, e))?.to_vec())
+                })
+            })
+            .collect()
     }
 
     fn describe(&self) -> String {

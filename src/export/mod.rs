@@ -19,7 +19,11 @@
 //!   `[batch]` (class used for alignment), `matched_class` int64 `[batch]` (global match),
 //!   `class_similarity` float32 `[batch]`.
 //! - Metadata (`metadata_props`, strings): `cras.classes` (JSON list), `cras.thresholds` (JSON
-//!   or `null`), `cras.preprocess` (JSON), `cras.backbone` (JSON provenance),
+//!   or `null`), `cras.precision_bands` (JSON list, empty when none was measured: each
+//!   low-precision engine's measured logit error against f32 and the confirmation band derived
+//!   from it, [`crate::model::PrecisionBand`], as the model file stores them; measured on
+//!   cras's split engine, low-precision front and f32 head), `cras.preprocess` (JSON),
+//!   `cras.backbone` (JSON provenance),
 //!   `cras.random_backbone` (`true`/`false`), `cras.version`, `cras.model_sha256`,
 //!   `cras.format` (`1`), `cras.outputs` (one line). Producer `cras` and the crate version.
 //!
@@ -185,6 +189,7 @@ fn model_proto(src: &source::ModelSource, options: &ExportOptions, g: Graph) -> 
     let meta = [
         ("cras.classes", serde_json::json!(src.classes).to_string()),
         ("cras.thresholds", src.thresholds_json.clone()),
+        ("cras.precision_bands", src.precision_bands_json.clone()),
         ("cras.preprocess", src.preprocess_json.clone()),
         ("cras.backbone", src.backbone_json.clone()),
         ("cras.random_backbone", src.random_backbone.to_string()),

@@ -103,6 +103,9 @@ pub struct ModelSource {
     pub classes: Vec<String>,
     /// JSON of the stored thresholds (`null` when uncalibrated).
     pub thresholds_json: String,
+    /// JSON of the measured low-precision errors and confirmation bands (a list, empty when
+    /// none was measured).
+    pub precision_bands_json: String,
     pub preprocess_json: String,
     pub backbone_json: String,
     pub random_backbone: bool,
@@ -190,6 +193,8 @@ impl ModelSource {
             ablation: meta.ablation,
             classes: meta.classes.clone(),
             thresholds_json: serde_json::to_string(&meta.thresholds)
+                .map_err(|e| Error::Other(e.to_string()))?,
+            precision_bands_json: serde_json::to_string(&meta.precision_bands)
                 .map_err(|e| Error::Other(e.to_string()))?,
             preprocess_json: preprocess_json(&meta.preprocess).to_string(),
             backbone_json: backbone_json(info)?,

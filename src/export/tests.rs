@@ -73,6 +73,36 @@ fn tiny_model(layers: &[Layer], dims: usize, ablation: Option<serde_json::Value>
     }
 }
 
+#[test]
+fn measured_precision_bands_are_in_the_metadata() {
+    let mut p = tiny_model(&[Layer::L2, Layer::L3], 48, None);
+    let band = crate::model::PrecisionBand {
+        engine: "openvino".into(),
+        precision: "bf16".into(),
+        images_from: "held-out normal images".into(),
+        images: 48,
+        median: 0.02,
+        mean: 0.03,
+        p90: 0.05,
+        max: 0.25,
+        quantile: 0.99,
+        quantile_error: 0.2,
+        factor: 2.0,
+        band: 0.4,
+        confirmed_share: Some(0.125),
+    };
+    p.meta.precision_bands = vec![band.clone()];
+    let m = export(&p, true);
+    let json = m
+        .metadata_props
+        .iter()
+        .find(|e| e.key() == "cras.precision_bands")
+        .map(|e| e.value().to_string())
+        .unwrap();
+    let back: Vec<crate::model::PrecisionBand> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, [band]);
+}
+
 fn export(p: &TrainedModel, class_input: bool) -> pb::ModelProto {
     let opts = ExportOptions {
         class_input,
@@ -173,6 +203,7 @@ fn interface_opset_and_metadata_follow_the_contract() {
         .collect();
     assert_eq!(meta["cras.classes"], r#"["a","b","c"]"#);
     assert_eq!(meta["cras.thresholds"], "null");
+    assert_eq!(meta["cras.precision_bands"], "[]");
     assert_eq!(meta["cras.random_backbone"], "true");
     assert_eq!(meta["cras.format"], FORMAT);
     assert_eq!(meta["cras.version"], env!("CARGO_PKG_VERSION"));

@@ -22,7 +22,9 @@
 //!
 //! # Parameters (string values)
 //! `classes` (JSON list, index order), `threshold.<class>` (the stored per-class decision
-//! threshold, when the model is calibrated) and `threshold_method`, `preprocess` (JSON: how
+//! threshold, when the model is calibrated) and `threshold_method`, `precision_bands` (JSON
+//! list, when the model measured any: each low-precision engine's logit error against f32 and
+//! its confirmation band, `crate::model::PrecisionBand`), `preprocess` (JSON: how
 //! to make the `image` tensor), `model_sha256`, `cras_version`, `cras_format`, all copied from
 //! the graph's `cras.*` metadata. Triton hands them to the backend, which ignores keys it does
 //! not know; a client reads them from the model configuration endpoint.
@@ -409,6 +411,18 @@ fn parameters(meta: &[pb::StringStringEntryProto]) -> Result<Vec<(String, String
         }
         if let Some(m) = thresholds["method"].as_str() {
             out.push(("threshold_method".into(), m.to_string()));
+        }
+    }
+    // Older graphs carry no measured bands; an empty list says none was measured.
+    if let Some(bands) = meta
+        .iter()
+        .find(|e| e.key.as_deref() == Some("cras.precision_bands"))
+        .and_then(|e| e.value.clone())
+    {
+        let list: Vec<serde_json::Value> =
+            serde_json::from_str(&bands).map_err(|e| bad("cras.precision_bands", e))?;
+        if !list.is_empty() {
+            out.push(("precision_bands".into(), bands));
         }
     }
     for (key, meta_key) in [

@@ -26,8 +26,12 @@ fn value(name: &str, elem: i32, dims: &[DimValue]) -> pb::ValueInfoProto {
 }
 
 fn model(thresholds: &str, classes: &str) -> Vec<u8> {
+    model_with(thresholds, classes, None)
+}
+
+fn model_with(thresholds: &str, classes: &str, bands: Option<&str>) -> Vec<u8> {
     let b = || DimValue::DimParam("batch".into());
-    let meta = [
+    let mut meta = vec![
         ("cras.classes", classes),
         ("cras.thresholds", thresholds),
         ("cras.preprocess", "{\"resize\":32}"),
@@ -35,6 +39,9 @@ fn model(thresholds: &str, classes: &str) -> Vec<u8> {
         ("cras.version", "0.1.0"),
         ("cras.format", "1"),
     ];
+    if let Some(bands) = bands {
+        meta.push(("cras.precision_bands", bands));
+    }
     pb::ModelProto {
         graph: Some(pb::GraphProto {
             input: vec![
@@ -113,6 +120,34 @@ fn an_uncalibrated_model_has_no_threshold_parameters() {
         .parameters
         .iter()
         .all(|(k, _)| !k.starts_with("threshold")));
+}
+
+#[test]
+fn measured_precision_bands_become_a_parameter() {
+    let bands = r#"[{"engine":"openvino","precision":"bf16","band":1.5}]"#;
+    let params = |b| {
+        TritonConfig::from_onnx(
+            "m",
+            &model_with("null", r#"["a"]"#, b),
+            &TritonOptions::default(),
+        )
+        .unwrap()
+        .parameters
+    };
+    let p: std::collections::HashMap<_, _> = params(Some(bands)).into_iter().collect();
+    assert_eq!(p["precision_bands"], bands);
+    // None measured (an empty list) or an older graph (no key): no parameter.
+    for b in [Some("[]"), None] {
+        assert!(params(b).iter().all(|(k, _)| k != "precision_bands"));
+    }
+    let e = TritonConfig::from_onnx(
+        "m",
+        &model_with("null", r#"["a"]"#, Some("{")),
+        &TritonOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("cras.precision_bands"), "{e}");
 }
 
 #[test]

@@ -401,3 +401,240 @@ fn a_missing_runtime_names_what_to_install_and_the_variable() {
         } // else: the runtime is installed system-wide on this machine
     }
 }
+
+/// The training images of each class of a dataset, sorted.
+fn train_images(p: &Predictor, data: &Path) -> Vec<Vec<PathBuf>> {
+    p.meta
+        .classes
+        .iter()
+        .map(|c| {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(data.join(c).join("train/good"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            v.sort();
+            v
+        })
+        .collect()
+}
+
+fn logit(p: f32) -> f64 {
+    let p = f64::from(p);
+    (p / (1.0 - p)).ln()
+}
+
+/// A copy of the model (written to `out`) whose discriminator is sharpened: every patch logit
+/// `l` becomes `k * (l - c)` (`c` the median image logit of the training images, `k` such that
+/// bf16 moves scores by several logits), thresholds calibrated again on the training images and
+/// the bf16 band measured again, as training would. The front's bf16 error is the model's own;
+/// only the head's gain grows, as on realistic data where the discriminator is sharp. None when
+/// this machine does not run OpenVINO at bf16.
+fn sharpened(model: &Path, data: &Path, out: &Path) -> Option<Predictor> {
+    use cras::train::pipeline::{calibrate, measure_precision};
+    let mut p = Predictor::load(model, &Device::Cpu).unwrap();
+    let per_class = train_images(&p, data);
+    let train: Vec<PathBuf> = per_class.iter().flatten().cloned().collect();
+    let Some(before) = measure_precision(&p, &[], &train)
+        .unwrap()
+        .into_iter()
+        .find(|b| b.engine == "openvino" && b.precision == "bf16")
+    else {
+        crate::common::engine_unavailable("openvino bf16", true, &"not measured by training");
+        return None;
+    };
+    let images: Vec<image::RgbImage> = train
+        .iter()
+        .map(|f| cras::data::decode::decode_rgb(f).unwrap())
+        .collect();
+    let mut logits: Vec<f64> = p
+        .predict_images(&images, &ClassChoice::Match)
+        .unwrap()
+        .iter()
+        .map(|q| logit(q.score))
+        .collect();
+    logits.sort_by(f64::total_cmp);
+    let c = logits[logits.len() / 2];
+    let k = (6.0 / before.max.max(1e-3)).clamp(2.0, 1e4);
+    // The tail has no bias: one hidden unit of the last block is made the constant 1 (BN scale
+    // 0, shift 1) and carries the offset -k * c.
+    let mut named: std::collections::HashMap<String, Tensor> =
+        p.discriminator.named().into_iter().collect();
+    let vec = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut w = vec(&named["discriminator.tail.0.weight"]);
+    let j = (0..w.len())
+        .min_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()))
+        .unwrap();
+    for x in w.iter_mut() {
+        *x *= k as f32;
+    }
+    w[j] = (-k * c) as f32;
+    let (mut scale, mut shift) = (
+        vec(&named["discriminator.body.block2.1.weight"]),
+        vec(&named["discriminator.body.block2.1.bias"]),
+    );
+    (scale[j], shift[j]) = (0.0, 1.0);
+    let n = w.len();
+    for (name, v) in [
+        ("discriminator.tail.0.weight", (w, (1, n))),
+        ("discriminator.body.block2.1.weight", (scale, (n, 1))),
+        ("discriminator.body.block2.1.bias", (shift, (n, 1))),
+    ] {
+        let t = Tensor::from_vec(v.0, v.1, &Device::Cpu).unwrap();
+        let t = if name.ends_with("tail.0.weight") {
+            t
+        } else {
+            t.flatten_all().unwrap()
+        };
+        named.insert(name.into(), t);
+    }
+    p.discriminator = cras::model::Discriminator::from_named(&named).unwrap();
+    p.meta.thresholds = calibrate(&p, &per_class, 0.99).unwrap();
+    p.meta.precision_bands = measure_precision(&p, &[], &train).unwrap();
+    p.save(out).unwrap();
+    Some(p)
+}
+
+#[test]
+fn bf16_keeps_the_f32_decisions_of_a_model_whose_errors_exceed_3_logits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model) = trained(tmp.path(), &["--epochs", "4"]);
+    let sharp = tmp.path().join("sharp.safetensors");
+    let Some(candle) = sharpened(&model, &data, &sharp) else {
+        return;
+    };
+    let measured = candle
+        .meta
+        .precision_band("openvino", "bf16")
+        .expect("the bf16 band is measured and stored")
+        .clone();
+    eprintln!("measured: {measured:?}");
+    // The fixed band of 3 logits would not cover this model's bf16 errors.
+    assert!(
+        measured.max > f64::from(DEFAULT_CONFIRM_BAND),
+        "{measured:?}"
+    );
+    assert!(measured.band > DEFAULT_CONFIRM_BAND, "{measured:?}");
+    assert!(measured.confirmed_share.unwrap() <= 0.5, "{measured:?}");
+    // Stored in the model file, read back by the engine and used by default.
+    let reloaded = Predictor::load(&sharp, &Device::Cpu).unwrap();
+    assert_eq!(
+        reloaded.meta.precision_band("openvino", "bf16"),
+        Some(&measured)
+    );
+    let by_default = EngineOptions {
+        choice: EngineChoice::Kind(EngineKind::OpenVino),
+        precision: Precision::Bf16,
+        threads: Some(2),
+        confirm_band: None,
+    };
+    let confirmed = Predictor::load_with(&sharp, &Device::Cpu, &by_default).unwrap();
+    assert!(
+        confirmed
+            .engine_description()
+            .contains(&format!("within {} logits", measured.band)),
+        "{}",
+        confirmed.engine_description()
+    );
+    let raw = on_engine_with(&sharp, EngineKind::OpenVino, Precision::Bf16, 0.0).unwrap();
+    let (batch, _) = test_batch(&candle, &data);
+    let n = batch.dim(0).unwrap();
+    let want = candle.predict_batch(&batch, &ClassChoice::Match).unwrap();
+    let got = confirmed
+        .predict_batch(&batch, &ClassChoice::Match)
+        .unwrap();
+    let screen = raw.predict_batch(&batch, &ClassChoice::Match).unwrap();
+    let (mut near, mut worst) = (0, 0f64);
+    for (i, ((a, b), r)) in want.iter().zip(&got).zip(&screen).enumerate() {
+        let t = candle.threshold(a.class);
+        let rescored = near_threshold(r.score, t, measured.band);
+        near += u64::from(rescored);
+        worst = worst.max(cras::infer::engine::band::logit_error(r.score, a.score));
+        assert_confirmation(i, a, b, r, rescored);
+        assert_eq!(decide(a.score, t), decide(b.score, t), "image {i}");
+    }
+    assert_eq!(confirmed.confirmed_at_f32(), Some((near, n as u64)));
+    eprintln!(
+        "test images: bf16 error up to {worst:.2} logits, {near} of {n} re-scored at f32 \
+         within the measured band of {:.2}",
+        measured.band
+    );
+
+    // --confirm-band overrides the measured band.
+    let given = on_engine_with(&sharp, EngineKind::OpenVino, Precision::Bf16, 0.25).unwrap();
+    let got = given.predict_batch(&batch, &ClassChoice::Match).unwrap();
+    let near = (0..n)
+        .filter(|&i| near_threshold(screen[i].score, candle.threshold(want[i].class), 0.25))
+        .count() as u64;
+    for (i, ((a, b), r)) in want.iter().zip(&got).zip(&screen).enumerate() {
+        let rescored = near_threshold(r.score, candle.threshold(a.class), 0.25);
+        assert_confirmation(i, a, b, r, rescored);
+    }
+    assert_eq!(given.confirmed_at_f32(), Some((near, n as u64)));
+}
+
+#[test]
+fn a_precision_whose_measured_band_would_confirm_most_images_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model) = trained(tmp.path(), &[]);
+    let mut p = Predictor::load(&model, &Device::Cpu).unwrap();
+    // As training stores it where bf16 errors span the scores: 7 of 10 images near threshold.
+    p.meta.precision_bands = vec![cras::model::PrecisionBand {
+        engine: "openvino".into(),
+        precision: "bf16".into(),
+        images_from: "held-out normal images".into(),
+        images: 10,
+        median: 2.5,
+        mean: 2.7,
+        p90: 5.0,
+        max: 6.125,
+        quantile: 0.99,
+        quantile_error: 6.0,
+        factor: 2.0,
+        band: 12.0,
+        confirmed_share: Some(0.7),
+    }];
+    let refused = tmp.path().join("refused.safetensors");
+    p.save(&refused).unwrap();
+    let options = |band: Option<f32>| EngineOptions {
+        choice: EngineChoice::Kind(EngineKind::OpenVino),
+        precision: Precision::Bf16,
+        threads: Some(2),
+        confirm_band: band,
+    };
+    let Err(e) = Predictor::load_with(&refused, &Device::Cpu, &options(None)) else {
+        panic!("bf16 must be refused on a model where it would confirm 70% of the images");
+    };
+    let e = e.to_string();
+    for part in ["6.12", "70%", "--precision f32", "--confirm-band"] {
+        assert!(e.contains(part), "{part} missing from: {e}");
+    }
+    // The command says so and scores nothing.
+    let image = train_images(&p, &data)[0][0].clone();
+    let out = Command::new(env!("CARGO_BIN_EXE_cras"))
+        .args(["predict", "--model", refused.to_str().unwrap()])
+        .arg(&image)
+        .args(["--engine", "openvino", "--precision", "bf16", "--log=warn"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("70%") && err.contains("--precision f32"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    // A band given accepts the cost; f32 needs no band.
+    match Predictor::load_with(&refused, &Device::Cpu, &options(Some(1.0))) {
+        Ok(q) => assert!(q.engine_description().contains("within 1 logits")),
+        Err(e) => crate::common::engine_unavailable("openvino bf16", true, &e),
+    }
+    let f32_options = EngineOptions {
+        precision: Precision::F32,
+        ..options(None)
+    };
+    if let Err(e) = Predictor::load_with(&refused, &Device::Cpu, &f32_options) {
+        crate::common::engine_unavailable("openvino f32", false, &e);
+    }
+}

@@ -528,7 +528,7 @@ fn test_probe(
 }
 
 /// Training images a model without held-out images measures its low-precision engines on.
-const PRECISION_SAMPLE: usize = 32;
+pub const PRECISION_SAMPLE: usize = 32;
 
 /// Measures every low-precision engine this machine runs ([`band::LOW_PRECISIONS`]) against
 /// f32 on the held-out images (else on [`PRECISION_SAMPLE`] training images spread over the

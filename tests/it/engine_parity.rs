@@ -17,7 +17,7 @@ use cras::infer::engine::{
     EngineChoice, EngineKind, EngineOptions, Precision, DEFAULT_CONFIRM_BAND,
 };
 use cras::infer::ClassChoice;
-use cras::infer::{decide, near_threshold, Prediction, Predictor};
+use cras::infer::{decide, near_threshold, Decision, Prediction, Predictor};
 
 /// A tiny dataset and a model trained on it with `extra` train options.
 fn trained(dir: &Path, extra: &[&str]) -> (PathBuf, PathBuf) {
@@ -279,6 +279,15 @@ fn bf16_decisions_are_the_f32_decisions() {
         );
     }
     assert_eq!(confirmed.confirmed_at_f32(), Some((near, n as u64)));
+    // Decisions go both ways (the thresholds are not saturated).
+    let anomalous = want
+        .iter()
+        .filter(|a| decide(a.score, candle.threshold(a.class)) == Decision::Defect)
+        .count();
+    assert!(
+        anomalous > 0 && anomalous < n,
+        "{anomalous} of {n} anomalous"
+    );
     eprintln!("bf16: {near} of {n} images re-scored at f32");
 
     // Thresholds given at run time steer the confirmation: even images get their own f32
@@ -426,12 +435,12 @@ fn logit(p: f32) -> f64 {
 
 /// A copy of the model (written to `out`) whose discriminator is sharpened: every patch logit
 /// `l` becomes `k * (l - c)` (`c` the median image logit of the training images, `k` such that
-/// bf16 moves scores by several logits), thresholds calibrated again on the training images and
-/// the bf16 band measured again, as training would. The front's bf16 error is the model's own;
+/// bf16 moves scores by several logits), thresholds at `c` and the bf16 band measured again,
+/// as training would. The front's bf16 error is the model's own;
 /// only the head's gain grows, as on realistic data where the discriminator is sharp. None when
 /// this machine does not run OpenVINO at bf16.
 fn sharpened(model: &Path, data: &Path, out: &Path) -> Option<Predictor> {
-    use cras::train::pipeline::{calibrate, measure_precision};
+    use cras::train::pipeline::measure_precision;
     let mut p = Predictor::load(model, &Device::Cpu).unwrap();
     let per_class = train_images(&p, data);
     let train: Vec<PathBuf> = per_class.iter().flatten().cloned().collect();
@@ -489,7 +498,15 @@ fn sharpened(model: &Path, data: &Path, out: &Path) -> Option<Predictor> {
         named.insert(name.into(), t);
     }
     p.discriminator = cras::model::Discriminator::from_named(&named).unwrap();
-    p.meta.thresholds = calibrate(&p, &per_class, 0.99).unwrap();
+    // Every threshold at the training images' median score (logit 0 now): half of them on
+    // either side, the decisions turn on the scores the sharpening moved least.
+    p.meta.thresholds = Some(cras::model::Thresholds {
+        per_class: vec![0.5; per_class.len()],
+        global: 0.5,
+        method: "the training images' median score".into(),
+        holdout_images: vec![0; per_class.len()],
+        holdout_scores: vec![Vec::new(); per_class.len()],
+    });
     p.meta.precision_bands = measure_precision(&p, &[], &train).unwrap();
     p.save(out).unwrap();
     Some(p)
@@ -537,37 +554,73 @@ fn bf16_keeps_the_f32_decisions_of_a_model_whose_errors_exceed_3_logits() {
         confirmed.engine_description()
     );
     let raw = on_engine_with(&sharp, EngineKind::OpenVino, Precision::Bf16, 0.0).unwrap();
-    let (batch, _) = test_batch(&candle, &data);
-    let n = batch.dim(0).unwrap();
+    let old_band = on_engine_with(
+        &sharp,
+        EngineKind::OpenVino,
+        Precision::Bf16,
+        DEFAULT_CONFIRM_BAND,
+    )
+    .unwrap();
+    // The images the band was measured on (their scores sit around the thresholds).
+    let images: Vec<image::RgbImage> = train_images(&candle, &data)
+        .iter()
+        .flatten()
+        .map(|f| cras::data::decode::decode_rgb(f).unwrap())
+        .collect();
+    let batch = candle.preprocess(&images).unwrap();
+    let n = images.len();
     let want = candle.predict_batch(&batch, &ClassChoice::Match).unwrap();
-    let got = confirmed
-        .predict_batch(&batch, &ClassChoice::Match)
-        .unwrap();
     let screen = raw.predict_batch(&batch, &ClassChoice::Match).unwrap();
-    let (mut near, mut worst) = (0, 0f64);
-    for (i, ((a, b), r)) in want.iter().zip(&got).zip(&screen).enumerate() {
-        let t = candle.threshold(a.class);
-        let rescored = near_threshold(r.score, t, measured.band);
-        near += u64::from(rescored);
-        worst = worst.max(cras::infer::engine::band::logit_error(r.score, a.score));
-        assert_confirmation(i, a, b, r, rescored);
-        assert_eq!(decide(a.score, t), decide(b.score, t), "image {i}");
-    }
-    assert_eq!(confirmed.confirmed_at_f32(), Some((near, n as u64)));
+    let error = |i: usize| cras::infer::engine::band::logit_error(screen[i].score, want[i].score);
+    let worst = (0..n).map(error).fold(0f64, f64::max);
+    assert!(worst > f64::from(DEFAULT_CONFIRM_BAND), "{worst}");
+    // Each image's threshold just past its f32 score towards its bf16 score: only its f32
+    // score decides it as f32 does.
+    let unsaturated = |p: f32| p > 0.0 && p < 1.0;
+    let at_image: Vec<f32> = (0..n)
+        .map(|i| {
+            let (e, l) = (want[i].score, screen[i].score);
+            if unsaturated(e) && unsaturated(l) && error(i) > 0.01 {
+                let x = logit(e) + 0.01 * (logit(l) - logit(e));
+                (1.0 / (1.0 + (-x).exp())) as f32
+            } else {
+                0.5
+            }
+        })
+        .collect();
+    let at = |i: usize, _: usize| Some(at_image[i]);
+    let decisions = |p: &Predictor| -> Vec<Decision> {
+        p.predict_batch_at(&batch, &ClassChoice::Match, &at)
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, q)| decide(q.score, at(i, 0)))
+            .collect()
+    };
+    let exact: Vec<Decision> = (0..n).map(|i| decide(want[i].score, at(i, 0))).collect();
+    assert_eq!(decisions(&confirmed), exact);
+    // The old fixed band of 3 logits lets the images bf16 moved further flip.
+    let flipped = decisions(&old_band)
+        .iter()
+        .zip(&exact)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(flipped > 0, "bf16 error up to {worst:.2} logits");
+    let (c, scored) = confirmed.confirmed_at_f32().unwrap();
+    assert!(c < scored && scored == n as u64, "{c} of {scored}");
     eprintln!(
-        "test images: bf16 error up to {worst:.2} logits, {near} of {n} re-scored at f32 \
-         within the measured band of {:.2}",
+        "bf16 error up to {worst:.2} logits: the measured band ({:.2}) keeps every decision \
+         ({c} of {n} re-scored), the fixed band of 3 flips {flipped}",
         measured.band
     );
 
     // --confirm-band overrides the measured band.
     let given = on_engine_with(&sharp, EngineKind::OpenVino, Precision::Bf16, 0.25).unwrap();
     let got = given.predict_batch(&batch, &ClassChoice::Match).unwrap();
-    let near = (0..n)
-        .filter(|&i| near_threshold(screen[i].score, candle.threshold(want[i].class), 0.25))
-        .count() as u64;
+    let mut near = 0;
     for (i, ((a, b), r)) in want.iter().zip(&got).zip(&screen).enumerate() {
         let rescored = near_threshold(r.score, candle.threshold(a.class), 0.25);
+        near += u64::from(rescored);
         assert_confirmation(i, a, b, r, rescored);
     }
     assert_eq!(given.confirmed_at_f32(), Some((near, n as u64)));

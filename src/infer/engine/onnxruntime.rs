@@ -1,7 +1,8 @@
 //! ONNX Runtime (CPU execution provider) running the exported graph, through the `ort` crate
 //! with the library loaded at run time ([`super::library::onnxruntime`]).
 //!
-//! Input: images `[B,3,S,S]` f32 and class indices `[B]` i64; output: [`GraphOutputs`].
+//! Input: the named feeds of a graph run ([`super::Feed`], images `[B,3,S,S]` f32, class indices
+//! `[B]` i64, or descriptors); output: the outputs asked for ([`super::Fetched`]).
 //! Precision: f32 only (ONNX Runtime's CPU provider has no bf16 convolution kernels).
 
 use std::sync::OnceLock;

@@ -1,7 +1,8 @@
 //! OpenVINO (CPU plugin) running the exported graph, through the `openvino` crate with the
 //! library loaded at run time ([`super::library::openvino`]).
 //!
-//! Input: images `[B,3,S,S]` f32 and class indices `[B]` i64; output: [`GraphOutputs`].
+//! Input: the named feeds of a graph run ([`super::Feed`], images `[B,3,S,S]` f32, class indices
+//! `[B]` i64, or descriptors); output: the outputs asked for ([`super::Fetched`]).
 //! Precision: `f32`, or `bf16` (OpenVINO's inference precision hint: matrix products and
 //! convolutions in bf16 on CPUs with AMX / AVX-512 BF16, f32 accumulation).
 

@@ -55,7 +55,25 @@ enum Stages {
     Split {
         front: Mutex<Box<dyn GraphRuntime>>,
         head: Mutex<Box<dyn GraphRuntime>>,
+        /// The front's output, the head's input.
+        boundary: &'static str,
     },
+}
+
+/// Where the low-precision part of a split engine ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Front {
+    /// The backbone (convolutions); descriptor and head at f32.
+    Backbone,
+    /// The backbone and the descriptor (pooling); the head at f32.
+    BackboneAndDescriptor,
+}
+
+fn low_precision_front() -> Front {
+    match std::env::var("CRAS_SPLIT").as_deref() {
+        Ok("descriptors") => Front::BackboneAndDescriptor,
+        _ => Front::Backbone,
+    }
 }
 
 /// A runtime on one model's exported graph (built once, reused for every batch).
@@ -107,14 +125,25 @@ impl GraphEngine {
                     None,
                 )
             } else {
-                let front_onnx = export(GraphPart::Descriptors)?;
+                let (front_part, head_part, boundary, what) = match low_precision_front() {
+                    Front::Backbone => (
+                        GraphPart::Features,
+                        GraphPart::AfterFeatures,
+                        super::names::FEATURES,
+                        "backbone; the descriptor and the head at f32",
+                    ),
+                    Front::BackboneAndDescriptor => (
+                        GraphPart::Descriptors,
+                        GraphPart::Head,
+                        super::names::DESCRIPTORS,
+                        "backbone and descriptor; the head at f32",
+                    ),
+                };
+                let front_onnx = export(front_part)?;
                 let front = open_runtime(kind, &front_onnx, options)?;
-                let head = open_runtime(kind, &export(GraphPart::Head)?, &f32_options)?;
+                let head = open_runtime(kind, &export(head_part)?, &f32_options)?;
                 let precision = front.precision();
-                let description = format!(
-                    "{} (backbone and descriptor; the head at f32)",
-                    front.describe()
-                );
+                let description = format!("{} ({what})", front.describe());
                 let confirmation = if confirm_band > 0.0 {
                     Some(Confirmation {
                         front: Mutex::new(open_runtime(kind, &front_onnx, &f32_options)?),
@@ -128,6 +157,7 @@ impl GraphEngine {
                 let stages = Stages::Split {
                     front: Mutex::new(front),
                     head: Mutex::new(head),
+                    boundary,
                 };
                 (stages, precision, description, confirmation)
             };
@@ -200,7 +230,9 @@ impl GraphEngine {
             .to_vec1()?;
         // The front once (a split engine), then the head for each class input the choice needs.
         let front = match &self.stages {
-            Stages::Split { front, .. } => Some(lock(front).run_front(&host, b, self.side)?),
+            Stages::Split {
+                front, boundary, ..
+            } => Some(lock(front).run_front(&host, b, self.side, boundary)?),
             Stages::Whole(_) => None,
         };
         let classes: Vec<i64> = match choice {
@@ -232,7 +264,12 @@ impl GraphEngine {
                     .flat_map(|&i| host[i * n..(i + 1) * n].iter().copied())
                     .collect();
                 let sub_classes: Vec<i64> = near.iter().map(|&i| classes[i]).collect();
-                let descriptors = lock(&c.front).run_front(&sub, near.len(), self.side)?;
+                let boundary = match &self.stages {
+                    Stages::Split { boundary, .. } => *boundary,
+                    Stages::Whole(_) => super::names::DESCRIPTORS,
+                };
+                let descriptors =
+                    lock(&c.front).run_front(&sub, near.len(), self.side, boundary)?;
                 let exact = self.scored(&sub, Some(&descriptors), near.len(), &sub_classes)?;
                 for (i, p) in near.into_iter().zip(exact) {
                     predictions[i] = p;
@@ -253,8 +290,8 @@ impl GraphEngine {
     ) -> Result<Vec<Prediction>> {
         let out = match (&self.stages, descriptors) {
             (Stages::Whole(rt), _) => lock(rt).run(host, b, self.side, classes)?,
-            (Stages::Split { head, .. }, Some(d)) => {
-                lock(head).run_head(d, b, self.patches, classes)?
+            (Stages::Split { head, boundary, .. }, Some(d)) => {
+                lock(head).run_head(boundary, d, b, self.patches, classes)?
             }
             (Stages::Split { .. }, None) => {
                 return Err(Error::Other(

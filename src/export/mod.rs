@@ -100,20 +100,10 @@ pub enum GraphPart {
     /// contract's outputs: the head (adaptor, global match, local alignment, discriminator,
     /// map).
     Head,
-    /// `image` to the backbone's stage outputs, each flattened and all concatenated
-    /// (`features` f32 `[B, sum of C_i*H_i*W_i]`, stage by stage): the backbone alone as a
-    /// front.
-    Features,
-    /// The backbone's stage outputs as [`GraphPart::Features`] writes them (input `features`,
-    /// and `stated_class`) to the contract's outputs: the descriptor and the head.
-    AfterFeatures,
 }
 
 /// The name of the descriptors `[B,P,D]` where the front ends and the head starts.
 pub const DESCRIPTORS: &str = "descriptors";
-
-/// The name of the flattened backbone outputs ([`GraphPart::Features`]).
-pub const FEATURES: &str = "features";
 
 /// The serialised ONNX `ModelProto` of the scoring path of `model` (a [`ModelRef`], or anything
 /// that lends one: a [`TrainedModel`], the inference layer's predictor).
@@ -161,32 +151,6 @@ fn scoring_graph(src: &source::ModelSource, options: &ExportOptions) -> Result<G
         head::declare_outputs(&mut g, &outs, src.grid, s);
         return Ok(g);
     }
-    // The backbone's stage outputs `[B,C_i,H_i,H_i]` (H_i = S / stride_i), flattened in order.
-    let stage_shapes: Vec<(usize, usize)> = src
-        .layers
-        .iter()
-        .zip(&src.channels)
-        .map(|(layer, &c)| (c, s / layer.stride()))
-        .collect();
-    let flat_len: usize = stage_shapes.iter().map(|&(c, h)| c * h * h).sum();
-    if options.part == GraphPart::AfterFeatures {
-        let flat = g.input(FEATURES, Elem::F32, &[b.clone(), Dim::Fixed(flat_len)]);
-        let class_input = options
-            .class_input
-            .then(|| g.input("stated_class", Elem::I64, &[b]));
-        let mut at = 0;
-        let mut feats = Vec::with_capacity(stage_shapes.len());
-        for &(c, h) in &stage_shapes {
-            let n = (c * h * h) as i64;
-            let x = g.slice(&flat, 1, at, at + n);
-            feats.push(g.reshape(&x, &[-1, c as i64, h as i64, h as i64]));
-            at += n;
-        }
-        let desc = descriptor::descriptor(&mut g, src, &feats)?;
-        let outs = head::head(&mut g, src, &desc, class_input.as_deref())?;
-        head::declare_outputs(&mut g, &outs, src.grid, s);
-        return Ok(g);
-    }
     let image = g.input(
         "image",
         Elem::F32,
@@ -205,22 +169,6 @@ fn scoring_graph(src: &source::ModelSource, options: &ExportOptions) -> Result<G
             ];
             g.output(f, &format!("feature_{i}"), Elem::F32, &dims);
         }
-        return Ok(g);
-    }
-    if options.part == GraphPart::Features {
-        let flat: Vec<String> = feats.iter().map(|f| g.reshape(f, &[0, -1])).collect();
-        let refs: Vec<&str> = flat.iter().map(String::as_str).collect();
-        let all = if refs.len() == 1 {
-            flat[0].clone()
-        } else {
-            g.concat(&refs, 1)
-        };
-        g.output(
-            &all,
-            FEATURES,
-            Elem::F32,
-            &[Dim::Named("batch"), Dim::Fixed(flat_len)],
-        );
         return Ok(g);
     }
     let desc = descriptor::descriptor(&mut g, src, &feats)?;

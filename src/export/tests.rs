@@ -465,11 +465,10 @@ fn stage_graphs_end_at_the_backbone_or_the_descriptors() {
     };
     assert_eq!(names(GraphPart::Backbone), ["feature_0", "feature_1"]);
     assert_eq!(names(GraphPart::Descriptors), ["descriptors"]);
-    assert_eq!(names(GraphPart::Features), ["features"]);
 }
 
 #[test]
-fn the_parts_after_a_front_take_its_output_and_give_the_contract() {
+fn the_head_takes_the_descriptors_and_gives_the_contract() {
     let p = tiny_model(&[Layer::L2, Layer::L3], 48, None);
     let io = |part| {
         let opts = ExportOptions {
@@ -485,18 +484,11 @@ fn the_parts_after_a_front_take_its_output_and_give_the_contract() {
         (names(&g.input), names(&g.output), g)
     };
     let whole = io(GraphPart::Whole).1;
-    for (part, input) in [
-        (GraphPart::Head, "descriptors"),
-        (GraphPart::AfterFeatures, "features"),
-    ] {
-        let (inputs, outputs, _) = io(part);
-        assert_eq!(inputs, [input, "stated_class"], "{part:?}");
-        assert_eq!(outputs, whole, "{part:?}");
-    }
-    // The flattened features: layer2 (128 x 4 x 4) then layer3 (256 x 2 x 2) at 32 px.
-    let (_, _, g) = io(GraphPart::Features);
+    let (inputs, outputs, g) = io(GraphPart::Head);
+    assert_eq!(inputs, ["descriptors", "stated_class"]);
+    assert_eq!(outputs, whole);
     assert_eq!(
-        dims(&g.output[0]).1,
-        ["batch".to_string(), (128 * 16 + 256 * 4).to_string()]
+        dims(&g.input[0]).1,
+        ["batch".to_string(), "16".into(), "48".into()]
     );
 }

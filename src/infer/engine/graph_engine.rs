@@ -10,10 +10,12 @@
 //! ([`crate::export::GraphPart`]): the front (backbone and descriptor, where the arithmetic
 //! is) at that precision and the head (adaptor, global match, local alignment, discriminator,
 //! map) at f32. The head picks a center per patch by an argmax over cosines with many
-//! near-ties, and its discriminator turns small feature errors into logits: run at bf16 it
-//! moved image scores by up to 6 logits on realistic data, where the f32 head on bf16
-//! descriptors keeps the ranking metrics within a few hundredths of a point of f32 (see
-//! docs/benchmarks.md, "Precision").
+//! near-ties, and its discriminator turns small feature errors into logits: with the whole
+//! graph at bf16, image scores moved by 0.13 logits (median) and up to 1.8 on a realistic
+//! benchmark, image AUROC by up to 2.9 points per model; with the head at f32 the median error
+//! is 0.05 logits (max 0.5) and the metrics stay within 0.2 points of f32 on average over
+//! seeds (docs/precision.md). Cutting after the backbone instead (descriptor at f32 too)
+//! changes nothing measurable: the remaining error is the backbone's own.
 //!
 //! The low-precision engine also holds the front at f32 (its *confirmation* runtime): after
 //! the low-precision pass, the images whose score lies within the confirmation band of their
@@ -55,25 +57,7 @@ enum Stages {
     Split {
         front: Mutex<Box<dyn GraphRuntime>>,
         head: Mutex<Box<dyn GraphRuntime>>,
-        /// The front's output, the head's input.
-        boundary: &'static str,
     },
-}
-
-/// Where the low-precision part of a split engine ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Front {
-    /// The backbone (convolutions); descriptor and head at f32.
-    Backbone,
-    /// The backbone and the descriptor (pooling); the head at f32.
-    BackboneAndDescriptor,
-}
-
-fn low_precision_front() -> Front {
-    match std::env::var("CRAS_SPLIT").as_deref() {
-        Ok("descriptors") => Front::BackboneAndDescriptor,
-        _ => Front::Backbone,
-    }
 }
 
 /// A runtime on one model's exported graph (built once, reused for every batch).
@@ -125,25 +109,14 @@ impl GraphEngine {
                     None,
                 )
             } else {
-                let (front_part, head_part, boundary, what) = match low_precision_front() {
-                    Front::Backbone => (
-                        GraphPart::Features,
-                        GraphPart::AfterFeatures,
-                        super::names::FEATURES,
-                        "backbone; the descriptor and the head at f32",
-                    ),
-                    Front::BackboneAndDescriptor => (
-                        GraphPart::Descriptors,
-                        GraphPart::Head,
-                        super::names::DESCRIPTORS,
-                        "backbone and descriptor; the head at f32",
-                    ),
-                };
-                let front_onnx = export(front_part)?;
+                let front_onnx = export(GraphPart::Descriptors)?;
                 let front = open_runtime(kind, &front_onnx, options)?;
-                let head = open_runtime(kind, &export(head_part)?, &f32_options)?;
+                let head = open_runtime(kind, &export(GraphPart::Head)?, &f32_options)?;
                 let precision = front.precision();
-                let description = format!("{} ({what})", front.describe());
+                let description = format!(
+                    "{} (backbone and descriptor; the head at f32)",
+                    front.describe()
+                );
                 let confirmation = if confirm_band > 0.0 {
                     Some(Confirmation {
                         front: Mutex::new(open_runtime(kind, &front_onnx, &f32_options)?),
@@ -157,7 +130,6 @@ impl GraphEngine {
                 let stages = Stages::Split {
                     front: Mutex::new(front),
                     head: Mutex::new(head),
-                    boundary,
                 };
                 (stages, precision, description, confirmation)
             };
@@ -230,9 +202,7 @@ impl GraphEngine {
             .to_vec1()?;
         // The front once (a split engine), then the head for each class input the choice needs.
         let front = match &self.stages {
-            Stages::Split {
-                front, boundary, ..
-            } => Some(lock(front).run_front(&host, b, self.side, boundary)?),
+            Stages::Split { front, .. } => Some(lock(front).run_front(&host, b, self.side)?),
             Stages::Whole(_) => None,
         };
         let classes: Vec<i64> = match choice {
@@ -264,12 +234,7 @@ impl GraphEngine {
                     .flat_map(|&i| host[i * n..(i + 1) * n].iter().copied())
                     .collect();
                 let sub_classes: Vec<i64> = near.iter().map(|&i| classes[i]).collect();
-                let boundary = match &self.stages {
-                    Stages::Split { boundary, .. } => *boundary,
-                    Stages::Whole(_) => super::names::DESCRIPTORS,
-                };
-                let descriptors =
-                    lock(&c.front).run_front(&sub, near.len(), self.side, boundary)?;
+                let descriptors = lock(&c.front).run_front(&sub, near.len(), self.side)?;
                 let exact = self.scored(&sub, Some(&descriptors), near.len(), &sub_classes)?;
                 for (i, p) in near.into_iter().zip(exact) {
                     predictions[i] = p;
@@ -290,8 +255,8 @@ impl GraphEngine {
     ) -> Result<Vec<Prediction>> {
         let out = match (&self.stages, descriptors) {
             (Stages::Whole(rt), _) => lock(rt).run(host, b, self.side, classes)?,
-            (Stages::Split { head, boundary, .. }, Some(d)) => {
-                lock(head).run_head(boundary, d, b, self.patches, classes)?
+            (Stages::Split { head, .. }, Some(d)) => {
+                lock(head).run_head(d, b, self.patches, classes)?
             }
             (Stages::Split { .. }, None) => {
                 return Err(Error::Other(

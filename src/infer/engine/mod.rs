@@ -289,8 +289,6 @@ pub mod names {
     pub const CLASS_SIMILARITY: &str = "class_similarity";
     /// The front's output and the head's input ([`crate::export::GraphPart`]).
     pub const DESCRIPTORS: &str = crate::export::DESCRIPTORS;
-    /// The backbone-only front's output and the rest's input ([`crate::export::GraphPart`]).
-    pub const FEATURES: &str = crate::export::FEATURES;
     /// The contract's outputs in their order.
     pub const OUTPUTS: [&str; 6] = [
         IMAGE_SCORE,
@@ -338,44 +336,30 @@ pub trait GraphRuntime: Send {
         GraphOutputs::from_fetched(self.run_graph(&feeds, &names::OUTPUTS)?)
     }
 
-    /// A front ([`crate::export::GraphPart::Descriptors`] or
-    /// [`crate::export::GraphPart::Features`]) on `images`: its one output `boundary`
-    /// (`descriptors` `[batch, P, D]`, or `features` `[batch, N]`).
-    fn run_front(
-        &mut self,
-        images: &[f32],
-        batch: usize,
-        side: usize,
-        boundary: &str,
-    ) -> Result<Vec<f32>> {
-        let mut out = self.run_graph(&[image_feed(images, batch, side)], &[boundary])?;
+    /// The front ([`crate::export::GraphPart::Descriptors`]) on `images`: the descriptors
+    /// `[batch, P, D]`.
+    fn run_front(&mut self, images: &[f32], batch: usize, side: usize) -> Result<Vec<f32>> {
+        let mut out = self.run_graph(&[image_feed(images, batch, side)], &[names::DESCRIPTORS])?;
         out.pop()
-            .ok_or_else(|| Error::Other(format!("the front graph returned no {boundary}")))?
-            .into_f32(boundary)
+            .ok_or_else(|| Error::Other("the front graph returned no descriptors".into()))?
+            .into_f32(names::DESCRIPTORS)
     }
 
-    /// The head ([`crate::export::GraphPart::Head`] or
-    /// [`crate::export::GraphPart::AfterFeatures`], built with the `stated_class` input) on
-    /// the front's output `boundary`: descriptors `[batch, patches, dims]`, or features
-    /// `[batch, N]`.
+    /// The head ([`crate::export::GraphPart::Head`], built with the `stated_class` input) on
+    /// descriptors `[batch, patches, dims]`.
     fn run_head(
         &mut self,
-        boundary: &str,
-        values: &[f32],
+        descriptors: &[f32],
         batch: usize,
         patches: usize,
         classes: &[i64],
     ) -> Result<GraphOutputs> {
-        let shape = if boundary == names::DESCRIPTORS {
-            vec![batch, patches, values.len() / (batch * patches).max(1)]
-        } else {
-            vec![batch, values.len() / batch.max(1)]
-        };
+        let dims = descriptors.len() / (batch * patches).max(1);
         let feeds = [
             Feed {
-                name: boundary,
-                shape,
-                values: Values::F32(values),
+                name: names::DESCRIPTORS,
+                shape: vec![batch, patches, dims],
+                values: Values::F32(descriptors),
             },
             Feed {
                 name: names::CLASS_INDEX_IN,

@@ -15,8 +15,8 @@
 //! - [`resolve_band`]: the band an engine uses: the one given (`--confirm-band`), else the
 //!   measured one, else [`super::DEFAULT_CONFIRM_BAND`] (a model trained before bands were
 //!   measured, or where the runtime was absent; logged). A measured band that would send more
-//!   than [`MAX_CONFIRMED_SHARE`] of the images to f32 refuses the precision: it would be
-//!   slower than f32 alone.
+//!   than [`MAX_CONFIRMED_SHARE`] of the images to f32 refuses the precision: most images
+//!   would pay for both passes.
 
 use candle_core::Tensor;
 
@@ -40,7 +40,7 @@ pub const BAND_FACTOR: f64 = 2.0;
 /// The smallest band, in logits (an engine measured exact on a few images is not exact on all).
 pub const MIN_BAND: f32 = 0.1;
 /// A precision whose measured band would re-score more than this share of the images at f32
-/// is refused (it would be slower than f32 alone).
+/// is refused (most images would pay for both passes).
 pub const MAX_CONFIRMED_SHARE: f64 = 0.5;
 
 /// `|logit(low) - logit(exact)|`, scores clamped to `[2^-24, 1 - 2^-24]` (the f32 resolution
@@ -215,8 +215,8 @@ pub fn band_in_force(
             format!(
                 "on this model {kind} {precision} moves image scores by up to {:.2} logits \
                  (median {:.2}, {} quantile {:.2}, over {} {}); its measured confirmation band \
-                 of {:.2} logits would re-score {:.0}% of those images at f32, so {precision} \
-                 would be slower than f32 alone: use --precision f32 (or give --confirm-band to \
+                 of {:.2} logits would re-score {:.0}% of those images at f32, so most images \
+                 would pay for both passes: use --precision f32 (or give --confirm-band to \
                  accept the cost)",
                 m.max,
                 m.median,

@@ -17,6 +17,7 @@ mod serve_connections;
 mod serve_engines;
 mod serve_hardening;
 mod serve_limits;
+mod serve_memory;
 mod serve_oip;
 mod serve_page;
 mod serve_replicas;

@@ -20,7 +20,7 @@
 //!   cannot exhaust memory;
 //! - the decoders' own allocations beyond the pixels: a PNG's ancillary chunks and row buffer get
 //!   at most [`PNG_ANCILLARY_BYTES`] (the `png` crate's limit, which it applies while it reads
-//!   the header: an iCCP profile or text chunk is inflated then);
+//!   the header: an iCCP profile is inflated then);
 //! - a PNG whose ICC profile (iCCP chunk) inflates beyond [`PNG_ANCILLARY_BYTES`] is refused
 //!   with an error naming the file (a 1 MB file inflating to a gigabyte is a decompression bomb;
 //!   Pillow refuses such a profile too). The check streams the profile through the inflater
@@ -74,7 +74,8 @@ impl Header {
 /// ([`Opened::rgb`], [`Opened::mask`], [`Opened::mask_gray`]), both under the module's limits.
 pub struct Opened<R> {
     reader: R,
-    format: ImageFormat,
+    /// `None` when the content is none of the formats (a header read or decode says so).
+    format: Option<ImageFormat>,
     name: PathBuf,
 }
 
@@ -104,11 +105,9 @@ impl<R: BufRead + Seek> Opened<R> {
         let sniffed = ImageReader::new(reader)
             .with_guessed_format()
             .map_err(|e| unreadable(&e))?;
-        let format = sniffed
-            .format()
-            .ok_or_else(|| unreadable(&"not a PNG, JPEG, BMP or TIFF file"))?;
+        let format = sniffed.format();
         let mut reader = sniffed.into_inner();
-        if format == ImageFormat::Png {
+        if format == Some(ImageFormat::Png) {
             let profile = png_profile_size(&mut reader, PNG_ANCILLARY_BYTES);
             reader
                 .seek(SeekFrom::Start(0))
@@ -131,17 +130,20 @@ impl<R: BufRead + Seek> Opened<R> {
         })
     }
 
-    /// The format the content is in.
-    pub fn format(&self) -> ImageFormat {
+    /// The format the content is in; `None` when it is none of PNG, JPEG, BMP or TIFF.
+    pub fn format(&self) -> Option<ImageFormat> {
         self.format
     }
 
     /// The image reader with the memory limits set, BEFORE any decoder reads a chunk (the PNG
     /// decoder inflates ancillary chunks while it reads the header).
     fn bounded(self, max_pixels: u64) -> (ImageReader<R>, PathBuf) {
-        let mut reader = ImageReader::with_format(self.reader, self.format);
+        let mut reader = ImageReader::new(self.reader);
+        if let Some(format) = self.format {
+            reader.set_format(format);
+        }
         let mut limits = image::Limits::default();
-        limits.max_alloc = Some(if self.format == ImageFormat::Png {
+        limits.max_alloc = Some(if self.format == Some(ImageFormat::Png) {
             // The `png` crate's limit covers its ancillary chunks and row buffer only; the
             // image buffer is sized by the header (checked against `max_pixels` by a decode).
             PNG_ANCILLARY_BYTES
@@ -156,14 +158,20 @@ impl<R: BufRead + Seek> Opened<R> {
     /// The format and size from the header alone, under the memory limits; the pixel limit is
     /// not checked (see [`check_pixels`]).
     pub fn header(self) -> Result<Header> {
-        let format = self.format;
-        let (reader, name) = self.bounded(DEFAULT_MAX_PIXELS);
-        let (width, height) = reader.into_decoder().map(|d| d.dimensions()).map_err(|e| {
+        let unreadable = |name: &Path, e: &dyn std::fmt::Display| {
             Error::image(
-                &name,
+                name,
                 format!("cannot read the image header ({e}); replace or remove this file"),
             )
-        })?;
+        };
+        let Some(format) = self.format else {
+            return Err(unreadable(&self.name, &"not a PNG, JPEG, BMP or TIFF file"));
+        };
+        let (reader, name) = self.bounded(DEFAULT_MAX_PIXELS);
+        let (width, height) = reader
+            .into_decoder()
+            .map(|d| d.dimensions())
+            .map_err(|e| unreadable(&name, &e))?;
         Ok(Header {
             format,
             width,
@@ -179,7 +187,7 @@ impl<R: BufRead + Seek> Opened<R> {
                 format!("cannot decode image ({e}); expected a PNG, JPEG, BMP or TIFF file"),
             )
         };
-        if self.format == ImageFormat::Jpeg {
+        if self.format == Some(ImageFormat::Jpeg) {
             let complete = jpeg_complete_in(&mut self.reader);
             let rewound = self.reader.seek(SeekFrom::Start(0));
             match (complete, rewound) {
@@ -450,6 +458,26 @@ mod tests {
         // A thumbnail's end marker before the main scan does not count.
         let thumb = [0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 5, 6];
         assert!(!jpeg_complete(&thumb));
+    }
+
+    #[test]
+    fn jpeg_completeness_read_in_pieces_is_the_same() {
+        let cases: [&[u8]; 4] = [
+            &[0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0x00, 3],
+            &[0xFF, 0xD8, 0xFF, 0xDA, 1, 0xFF, 0xD9, b'x'],
+            &[0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 5, 6],
+            &[0xFF, 0xFF, 0xDA, 0xFF, 0xFF, 0xD9],
+        ];
+        for bytes in cases {
+            for piece in [1, 2, 3, 64] {
+                let mut r = std::io::BufReader::with_capacity(piece, bytes);
+                assert_eq!(
+                    jpeg_complete_in(&mut r).unwrap(),
+                    jpeg_complete(bytes),
+                    "{bytes:?} in pieces of {piece}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -56,6 +56,12 @@ fn write(path: &Path, bytes: &[u8]) {
 
 /// Asserts the run failed, names the bomb as a profile bomb, and stayed under the bound.
 fn refused_in_bounded_memory(run: &Run, what: &str) {
+    eprintln!("{what}: peak RSS {} MiB", run.peak_mib);
+    assert!(
+        run.peak_mib < MAX_PEAK_MIB,
+        "{what}: peak RSS {} MiB (bound {MAX_PEAK_MIB} MiB)",
+        run.peak_mib
+    );
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(!run.ok, "{what} accepted the bomb:\n{all}");
     let line = all
@@ -63,12 +69,6 @@ fn refused_in_bounded_memory(run: &Run, what: &str) {
         .find(|l| l.contains("bomb.png"))
         .unwrap_or_else(|| panic!("{what} does not name bomb.png:\n{all}"));
     assert!(line.contains("ICC profile"), "{what}: {line}");
-    assert!(
-        run.peak_mib < MAX_PEAK_MIB,
-        "{what}: peak RSS {} MiB (bound {MAX_PEAK_MIB} MiB)",
-        run.peak_mib
-    );
-    eprintln!("{what}: peak RSS {} MiB", run.peak_mib);
 }
 
 /// One class of 32x32 images in MVTec AD layout (4 train, a good and a defect test image with

@@ -8,6 +8,8 @@
 mod common;
 #[path = "../serve_support/mod.rs"]
 mod serve_support;
+#[path = "../serve_support/soak.rs"]
+mod soak;
 #[path = "../webdriver/mod.rs"]
 mod webdriver;
 

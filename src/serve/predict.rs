@@ -31,7 +31,7 @@ use super::api_error::ApiError;
 use super::batcher::Scored;
 use super::thresholds::InForce;
 use super::AppState;
-use crate::data::decode::header_of_bytes;
+use crate::data::decode::open_bytes;
 use crate::infer::PredictionRecord;
 use crate::report::heatmap::gray_map_png;
 
@@ -214,7 +214,9 @@ async fn read_parts(request: Request) -> Result<Vec<(String, axum::body::Bytes)>
 
 /// Pixels of an encoded image from its header (0 when unreadable: decoding will say why).
 fn header_pixels(bytes: &[u8]) -> u64 {
-    header_of_bytes(bytes, "").map_or(0, |h| h.pixels())
+    open_bytes(bytes, "")
+        .and_then(|o| o.header())
+        .map_or(0, |h| h.pixels())
 }
 
 /// Decodes one image, answering 413 above `max_pixels` and 400 when it cannot be decoded.
@@ -223,7 +225,7 @@ pub fn decode_image(bytes: &[u8], name: &str, max_pixels: u64) -> Result<RgbImag
         return Err(ApiError::bad_request(format!("{name}: the image is empty")));
     }
     // Header only: refuse oversized images with 413 before any pixel is decoded.
-    if let Ok(h) = header_of_bytes(bytes, name) {
+    if let Ok(h) = open_bytes(bytes, name).and_then(|o| o.header()) {
         let (w, h, pixels) = (h.width, h.height, h.pixels());
         if pixels > max_pixels {
             return Err(ApiError::too_large(format!(

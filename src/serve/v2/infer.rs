@@ -393,7 +393,9 @@ async fn score(
 
 /// Pixels of an encoded image from its header (0 when unreadable: decoding will say why).
 fn header_pixels(bytes: &[u8]) -> u64 {
-    crate::data::decode::header_of_bytes(bytes, "").map_or(0, |h| h.pixels())
+    crate::data::decode::open_bytes(bytes, "")
+        .and_then(|o| o.header())
+        .map_or(0, |h| h.pixels())
 }
 
 /// Decodes the files off the async threads, under the pixel limit.

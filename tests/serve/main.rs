@@ -20,3 +20,4 @@ mod serve_limits;
 mod serve_oip;
 mod serve_page;
 mod serve_replicas;
+mod serve_schemathesis;

@@ -18,6 +18,7 @@ mod serve_engines;
 mod serve_hardening;
 mod serve_limits;
 mod serve_oip;
+mod serve_openapi;
 mod serve_page;
 mod serve_replicas;
 mod serve_schemathesis;

@@ -52,6 +52,26 @@ pub fn threshold_schema() -> Value {
     json!({"type": "number", "minimum": -thresholds::LIMIT, "maximum": thresholds::LIMIT})
 }
 
+/// The image formats the server decodes ([`crate::data::decode`]), as raw-body media types. The
+/// server takes any `image/*` content type and tells the format from the bytes, but an
+/// `image/gif` body is refused: the document names only what decodes.
+pub const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/bmp", "image/tiff"];
+
+/// The bodies of `/v1/predict`: one image ([`IMAGE_TYPES`] or `application/octet-stream`) or
+/// several ([`multipart_schema`]).
+fn body_content() -> Value {
+    let image = json!({"schema": {"type": "string", "format": "binary", "minLength": 1}});
+    let mut content = serde_json::Map::new();
+    for t in IMAGE_TYPES.iter().chain(&["application/octet-stream"]) {
+        content.insert(t.to_string(), image.clone());
+    }
+    content.insert(
+        "multipart/form-data".into(),
+        json!({"schema": multipart_schema()}),
+    );
+    content.into()
+}
+
 /// The multipart body of `/v1/predict`: 1 to [`MAX_IMAGES_PER_REQUEST`] image parts. The server
 /// takes parts of any field name a part header can carry, which OpenAPI 3.0 cannot state (it
 /// has no `propertyNames`; a name with a control character is refused by the multipart
@@ -165,11 +185,7 @@ pub fn document(classes: &[String]) -> Value {
                     {"name": "threshold", "in": "query", "schema": threshold, "description": "Decision threshold overriding the saved and stored ones."},
                     {"name": "map", "in": "query", "schema": {"type": "string", "enum": ["png"]}, "description": "Add anomaly maps."}
                 ],
-                "requestBody": {"required": true, "content": {
-                    "image/*": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
-                    "application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
-                    "multipart/form-data": {"schema": multipart_schema()}
-                }},
+                "requestBody": {"required": true, "content": body_content()},
                 "responses": {
                     "200": {"description": "One prediction per image, in request order.",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}}},
@@ -288,6 +304,41 @@ mod tests {
         let parts = &multipart["properties"]["image"];
         assert_eq!(parts["minItems"], 1);
         assert_eq!(parts["maxItems"], MAX_IMAGES_PER_REQUEST);
+    }
+
+    #[test]
+    fn every_documented_image_type_decodes_and_gif_does_not() {
+        let im = image::RgbImage::from_fn(9, 7, |x, y| image::Rgb([x as u8 * 20, y as u8 * 30, 7]));
+        let encode = |format: image::ImageFormat| {
+            let mut bytes = Vec::new();
+            im.write_to(&mut std::io::Cursor::new(&mut bytes), format)
+                .map(|_| bytes)
+        };
+        for t in IMAGE_TYPES {
+            let format = image::ImageFormat::from_mime_type(t).unwrap();
+            let bytes = encode(format).unwrap();
+            let decoded = crate::data::decode::decode_rgb_bytes_with_limit(&bytes, t, 1 << 20);
+            assert_eq!(decoded.map(|d| d.dimensions()).ok(), Some((9, 7)), "{t}");
+        }
+        let doc = document(&classes());
+        let content = doc["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+            .as_object()
+            .unwrap();
+        let mut types: Vec<&str> = content.keys().map(String::as_str).collect();
+        types.sort();
+        assert_eq!(
+            types,
+            [
+                "application/octet-stream",
+                "image/bmp",
+                "image/jpeg",
+                "image/png",
+                "image/tiff",
+                "multipart/form-data"
+            ]
+        );
+        // GIF is no format the server decodes (the image crate is built without it).
+        assert!(encode(image::ImageFormat::Gif).is_err());
     }
 
     #[test]

@@ -68,6 +68,7 @@ fn run(cli: &Path, server: &TestServer, token: Option<&str>, work: &Path) -> (bo
         .current_dir(work)
         .env("SCHEMATHESIS_HOOKS", "cras_hooks")
         .env("PYTHONPATH", &hooks)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("NO_COLOR", "1");
     if let Some(t) = token {
         cmd.args(["--header", &format!("Authorization: Bearer {t}")]);

@@ -2,8 +2,9 @@
 //!
 //! Routes: `POST /v1/predict` (see [`predict`]), `GET /v1/health`, `GET /v1/model` (the model's
 //! metadata), `GET /metrics` (Prometheus text, [`metrics`]) and `GET /v1/openapi.json`
-//! ([`openapi`], built from the model in force). Every error is JSON `{"error", "status"}` ([`api_error`]). The inspection
-//! page ([`page`]) is served at `/` with `GET /v1/recent` ([`recent`]) and
+//! ([`openapi`], built from the model in force). Every error is JSON `{"error", "status"}`
+//! ([`api_error`]). The inspection page ([`page`]) is served at `/` with `GET /v1/recent`
+//! ([`recent`]) and
 //! `GET|PUT|DELETE /v1/thresholds` ([`thresholds`]: saved threshold sets, applied to decisions;
 //! the file is watched, [`thresholds_watch`], so replicas sharing it decide alike). The Open
 //! Inference Protocol (KServe v2, Triton's HTTP API) is served beside `/v1` under `/v2`

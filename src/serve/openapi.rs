@@ -4,9 +4,10 @@
 //! ([`document_for`]), so a reload changes it: the model's class names are the `enum` of
 //! `/v1/predict?class` and of the answers' `class`, and the only keys `PUT /v1/thresholds`
 //! takes in `per_class`. Thresholds are bounded by the f32 range (±[`thresholds::LIMIT`]), the
-//! counts of `/v1/recent` are unsigned, a multipart request holds 1 to
-//! [`MAX_IMAGES_PER_REQUEST`] parts ([`multipart_schema`]), engines and precisions are the names the server reports.
-//! Written here, except the schema of a prediction, which comes from the record type itself
+//! counts of `/v1/recent` are unsigned, a raw body is one of the [`IMAGE_TYPES`] the server
+//! decodes, a multipart request holds 1 to [`MAX_IMAGES_PER_REQUEST`] parts
+//! ([`multipart_schema`]), engines and precisions are the names the server reports. Written
+//! here, except the schema of a prediction, which comes from the record type itself
 //! ([`PredictionRecord::json_schema`]), and the page's routes
 //! ([`super::page::document_routes`]).
 

@@ -1,9 +1,9 @@
 //! `POST /v1/predict`: reads one image (raw body with an `image/*` or
 //! `application/octet-stream` content type) or several (`multipart/form-data`, one image per
 //! part, 1 to [`MAX_IMAGES_PER_REQUEST`] parts, each named by its file name, else its field
-//! name, else `part<i>` with `i` its position from 0), reserves their decoded pixels in the server's in-flight budget ([`super::budget`]),
-//! decodes them off the async threads under the pixel limit, queues them on the
-//! [`Batcher`](super::batcher::Batcher) and answers
+//! name, else `part<i>` with `i` its position from 0), reserves their decoded pixels in the
+//! server's in-flight budget ([`super::budget`]), decodes them off the async threads under the
+//! pixel limit, queues them on the [`Batcher`](super::batcher::Batcher) and answers
 //! `{"model_generation": n, "thresholds": {"source", "version"}, "predictions":
 //! [PredictionRecord, ...]}` in request order (the record of `crate::infer::PredictionRecord`:
 //! name, class, class_similarity, score, threshold, is_anomalous, decision, ms, map?), with the

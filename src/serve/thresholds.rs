@@ -3,15 +3,16 @@
 //! A [`ThresholdSet`] is `{"per_class": {"<class>": t, ...}, "global": t}` (both optional, at
 //! least one threshold). Every threshold, here and in a request (`/v1/predict?threshold`, the
 //! `/v2` parameter), is a finite number within the f32 range, ±[`LIMIT`] ([`threshold_from`]):
-//! a larger one is refused with 400, never rounded to infinity or to `f32::MAX`. It lives in ONE file: `--thresholds-file`, by
-//! default beside the model, [`path_for`] (`model.safetensors` -> `model.thresholds.json`),
-//! written atomically (temp file + rename) by `PUT /v1/thresholds`, removed by
-//! `DELETE /v1/thresholds` (both answer 409 under `--thresholds-read-only`), read when the
-//! server starts (a damaged file stops the start with a message naming it), re-read on SIGHUP
-//! with the model and polled about every second ([`ThresholdStore::poll`], driven by
-//! [`super::thresholds_watch`]), so that every replica pointing at one shared file decides
-//! alike; a damaged file then keeps the set in force and is logged and counted. The model file
-//! is never written.
+//! a larger one is refused with 400, never rounded to infinity or to `f32::MAX`.
+//!
+//! The saved set lives in ONE file: `--thresholds-file`, by default beside the model,
+//! [`path_for`] (`model.safetensors` -> `model.thresholds.json`), written atomically (temp
+//! file and rename) by `PUT /v1/thresholds`, removed by `DELETE /v1/thresholds` (both answer
+//! 409 under `--thresholds-read-only`), read when the server starts (a damaged file stops the
+//! start with a message naming it), re-read on SIGHUP with the model and polled about every
+//! second ([`ThresholdStore::poll`], driven by [`super::thresholds_watch`]), so that every
+//! replica pointing at one shared file decides alike; a damaged file then keeps the set in
+//! force and is logged and counted. The model file is never written.
 //!
 //! Each saved set carries a version, [`version_of`] its file's bytes (the first 16 hex digits
 //! of their SHA-256), the same on every replica reading the same file; [`ThresholdsTag`] names

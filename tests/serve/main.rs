@@ -21,5 +21,7 @@ mod serve_hardening;
 mod serve_limits;
 mod serve_memory;
 mod serve_oip;
+mod serve_openapi;
 mod serve_page;
 mod serve_replicas;
+mod serve_schemathesis;

@@ -1,5 +1,6 @@
 //! Writes the hostile inputs of issue 14 into a folder, for measuring `cras predict` / `cras
-//! serve` under them with `/usr/bin/time -v` (peak RSS):
+//! serve` under them with `/usr/bin/time -v` (peak RSS), or with the command's own figure
+//! (`cras --log warn,cras::memory=debug ...` logs `peak_rss_kib` at its end):
 //! `cargo run --example hostile_inputs -- OUT_DIR`.
 //!
 //! - `iccp_bomb.png`: 8x8 pixels, an iCCP profile inflating to 1 GiB (~1 MiB file);

@@ -86,6 +86,23 @@ fn use_colour(is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
     is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+/// This process's peak resident memory so far (VmHWM of /proc/self/status), in KiB; `None`
+/// where there is no /proc.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Logs the peak resident memory of the command at debug level, target `cras::memory`
+/// (`--log warn,cras::memory=debug` shows it alone): how the hostile-input tests and a user
+/// measure a command's memory.
+fn log_peak_memory() {
+    if let Some(kib) = peak_rss_kib() {
+        tracing::debug!(target: "cras::memory", peak_rss_kib = kib, "peak resident memory");
+    }
+}
+
 fn main() {
     tune_allocator();
     let cli = Cli::parse();
@@ -104,6 +121,7 @@ fn main() {
         Command::Serve(a) => cli::serve::run(a),
         Command::Export(a) => cli::export::run(a),
     };
+    log_peak_memory();
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);

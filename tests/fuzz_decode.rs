@@ -1,6 +1,7 @@
 //! Fuzzing of decoding and preprocessing (a seeded mutation loop, see `common/mutate.rs`):
 //! valid PNG, JPEG, BMP and TIFF files, mutated (bit flips, truncation, chunk length fields,
-//! huge header dimensions, ...), must decode to `Ok` or a clean `Err` naming the file, never
+//! huge header dimensions, ...), must read their header and decode to `Ok` or a clean `Err`
+//! naming the file, never
 //! panic, and stay within the decoders' memory limits (this process's peak RSS; one test per
 //! binary so no other test shares it). `CRAS_FUZZ_CASES=100000 cargo test --release --test
 //! fuzz_decode` runs long; `CRAS_FUZZ_SEED` picks another sequence.
@@ -15,7 +16,7 @@ mod mutate;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use cras::data::decode::{decode_mask_bytes, decode_rgb_bytes_with_limit};
+use cras::data::decode::{decode_mask_bytes, decode_rgb_bytes_with_limit, open_bytes};
 use cras::data::{MaskMode, Preprocess, ResizeMode};
 use image::{DynamicImage, ImageFormat};
 use rand::Rng;
@@ -57,9 +58,13 @@ fn seeds() -> Vec<(&'static str, ImageFormat, Vec<u8>)> {
     ]
 }
 
-/// Decodes and preprocesses one input as every command does; checks the outputs' sizes.
+/// Reads the header, decodes and preprocesses one input as every command does; checks the
+/// outputs' sizes.
 fn run_case(bytes: &[u8], name: &str) -> Result<(), String> {
+    let header = open_bytes(bytes, name).and_then(|o| o.header());
     let img = decode_rgb_bytes_with_limit(bytes, name, MAX_PIXELS).map_err(|e| e.to_string())?;
+    let header = header.expect("decodes, so its header reads");
+    assert_eq!((header.width, header.height), img.dimensions());
     for pre in [
         Preprocess {
             resize: 20,

@@ -5,7 +5,9 @@
 //! would refuse); warnings alone exit 0. Every layout and manifests are audited file by file
 //! alike ([`cras::data::layouts::load_layout`] finds the files, [`cras::data::audit`] reads
 //! them): by default each file is read once but not decoded (header, pixel limit, truncation by
-//! the file's end); `--decode` decodes every file too.
+//! the file's end); `--decode` decodes every file too. Broken symbolic links among the images
+//! (dangling or looping), which discovery skips, are listed by name and counted ("N broken
+//! symbolic links skipped").
 //!
 //! `cras data manifest DATA --out F.csv|F.jsonl`: writes the rows cras understood from DATA as a
 //! manifest to check, edit and train on.
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use cras::data::audit::{audit, Severity};
 use cras::data::layouts::load_layout;
+use cras::data::links;
 use cras::data::manifest::{samples_of, write_manifest};
 use cras::data::{load, Format, Splits};
 
@@ -87,7 +90,8 @@ fn inspect(
     classes: Option<&[String]>,
     decode: bool,
 ) -> anyhow::Result<()> {
-    let ds = load_layout(dir, format, classes, Splits::Both)?;
+    let (ds, skipped_links) = links::gather(|| load_layout(dir, format, classes, Splits::Both));
+    let ds = ds?;
     let report = audit(&ds, decode);
     println!("{}: {} classes", ds.root.display(), ds.classes.len());
     println!(
@@ -149,6 +153,17 @@ fn inspect(
             Severity::Warning => "warning",
         };
         println!("  {tag:<7} {}: {}", p.path.display(), p.message);
+    }
+    if !skipped_links.is_empty() {
+        println!("broken symbolic links, skipped by every command:");
+        for l in &skipped_links {
+            println!("  warning {}: {}", l.path.display(), l.reason);
+        }
+        let n = skipped_links.len();
+        println!(
+            "{n} broken symbolic link{} skipped",
+            if n == 1 { "" } else { "s" }
+        );
     }
     let errors = report.errors();
     let warnings = report.problems.len() - errors;

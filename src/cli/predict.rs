@@ -1,6 +1,7 @@
 //! `cras predict`: one JSON line per image, a [`PredictionRecord`] (path, class, score,
 //! decision, threshold, milliseconds; `path_bytes`, the path's raw bytes, when it is not UTF-8;
-//! `heatmap` with `--heatmaps`), or `{"path", "error"}` for a path or image that cannot be read;
+//! `heatmap` with `--heatmaps`), or `{"path", "error"}` (and `path_bytes` when the path is not
+//! UTF-8) for a path or image that cannot be read;
 //! optional heatmap PNGs. Exit code 0 even when defects are found, 1 when anything could not be
 //! read. Folders are searched with [`super::images::collect_images`].
 //! `--manifest LIST --shard K/N --out DIR`: batch scoring of a list into a resumable JSONL
@@ -83,9 +84,18 @@ pub(super) fn path_bytes(p: &Path) -> Vec<u8> {
     p.as_os_str().as_encoded_bytes().to_vec()
 }
 
-/// The line of a path that could not be read or decoded.
+/// The line of a path that could not be read or decoded: `path`, `path_bytes` when the path is
+/// not UTF-8 (as on a scored line, so that the line maps back to its file), `error`.
+pub(super) fn error_record(path: &Path, error: &str) -> serde_json::Value {
+    let mut line = serde_json::json!({"path": path.display().to_string(), "error": error});
+    if path.to_str().is_none() {
+        line["path_bytes"] = path_bytes(path).into();
+    }
+    line
+}
+
 fn error_line(path: &Path, error: &str) -> String {
-    serde_json::json!({"path": path.display().to_string(), "error": error}).to_string()
+    error_record(path, error).to_string()
 }
 
 /// Runs `cras predict`.

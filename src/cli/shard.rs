@@ -171,7 +171,8 @@ impl Scorer<'_> {
                     ok_rows.push(r);
                 }
                 Err(e) => {
-                    let line = serde_json::json!({"row": r, "path": path.display().to_string(), "error": e.to_string()});
+                    let mut line = super::predict::error_record(path, &e.to_string());
+                    line["row"] = r.into();
                     out.append(r, &line)?;
                 }
             }

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use crate::data::dataset::check_mask_size;
 use crate::data::decode::{
-    check_complete, check_pixels, decode_mask_bytes, decode_rgb_bytes, header_of_bytes,
+    check_complete, check_pixels, decode_mask_bytes, decode_rgb_bytes, open_bytes,
     DEFAULT_MAX_PIXELS,
 };
 use crate::data::Dataset;
@@ -171,7 +171,7 @@ fn check_file(path: &Path, role: Role, decode: bool) -> FileCheck {
         Err(e) => return fail(&mut problems, format!("cannot read the file: {e}")),
     };
     let name = path.to_string_lossy();
-    let header = match header_of_bytes(&bytes, &name) {
+    let header = match open_bytes(&bytes, &name).and_then(|o| o.header()) {
         Ok(h) => h,
         Err(e) => return fail(&mut problems, reason(e)),
     };

@@ -19,14 +19,16 @@
 //! content, as the decoders do, whatever the extension. [`discover_layout`] finds the files
 //! without reading any (for `cras data inspect`, which lists every problem instead of stopping
 //! at the first). Stray non-image files (`.DS_Store`, `Thumbs.db`, `.txt`, ...) are skipped with a
-//! debug log line.
+//! debug log line; a broken symbolic link named like an image (dangling, or a loop of links) is
+//! skipped with a warning naming it ([`crate::data::links`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::data::decode::{check_pixels, read_header, DEFAULT_MAX_PIXELS};
+use crate::data::decode::{check_pixels, open_file, DEFAULT_MAX_PIXELS};
+use crate::data::links;
 use crate::{Error, Result};
 
 /// The splits a command reads, so discovery checks those and no others.
@@ -386,7 +388,7 @@ fn orphan_mask(mask: &Path, test_dir: &Path) -> Error {
 /// Image width and height from the file header (format sniffed from the content), refused above
 /// the decoders' pixel limit.
 pub fn header_dims(path: &Path) -> Result<(u32, u32)> {
-    let h = read_header(path)?;
+    let h = open_file(path)?.header()?;
     check_pixels(h.width, h.height, DEFAULT_MAX_PIXELS, path)?;
     Ok((h.width, h.height))
 }
@@ -418,7 +420,8 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
-/// Image files directly in `dir`, sorted; other entries are skipped with a debug line.
+/// Image files directly in `dir`, sorted; a broken symbolic link named like an image is skipped
+/// with a warning naming it ([`links::skip`]), other entries with a debug line.
 pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in read_dir_sorted(dir)? {
@@ -427,6 +430,11 @@ pub(crate) fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if p.is_file() && is_image_file(&p) && !hidden {
             out.push(p);
+        } else if let Some(reason) = (is_image_file(&p) && !hidden)
+            .then(|| links::broken(&p))
+            .flatten()
+        {
+            links::skip(&p, reason);
         } else {
             tracing::debug!("skipping {} (not an image file)", p.display());
         }

@@ -17,7 +17,7 @@
 //! Relative paths are relative to the manifest's folder. Labels `good` and `anomaly` are
 //! accepted for `normal` and `anomalous`, and split `validation` for `val`. Every bad row is an
 //! error naming the manifest, the line and the value or file at fault: a missing image or mask
-//! file, an unknown split or label, an unknown column, a mask on a normal image, a class
+//! file (or a broken symbolic link in its place, said as such), an unknown split or label, an unknown column, a mask on a normal image, a class
 //! without training images.
 
 use std::collections::BTreeMap;
@@ -139,6 +139,18 @@ pub(crate) struct RawRow {
     pub masks: Vec<PathBuf>,
 }
 
+/// Why the `what` (image or mask) file of a row is not there: a broken symbolic link says so
+/// ([`super::links::broken`]), anything else is not found.
+fn not_found(what: &str, path: &Path) -> String {
+    match super::links::broken(path) {
+        Some(reason) => format!(
+            "{what} {} is {reason}; fix the link or remove the row",
+            path.display()
+        ),
+        None => format!("{what} {} not found", path.display()),
+    }
+}
+
 impl RawRow {
     fn error(&self, msg: impl std::fmt::Display) -> Error {
         Error::dataset(&self.source, format!("{}: {msg}", self.at))
@@ -162,10 +174,10 @@ impl RawRow {
             ))
         })?;
         if !self.image.is_file() {
-            return Err(self.error(format!("image {} not found", self.image.display())));
+            return Err(self.error(not_found("image", &self.image)));
         }
         if let Some(m) = self.masks.iter().find(|m| !m.is_file()) {
-            return Err(self.error(format!("mask {} not found", m.display())));
+            return Err(self.error(not_found("mask", m)));
         }
         if label == Label::Normal && !self.masks.is_empty() {
             return Err(self.error(format!(

@@ -2,8 +2,9 @@
 //!
 //! Routes: `POST /v1/predict` (see [`predict`]), `GET /v1/health`, `GET /v1/model` (the model's
 //! metadata), `GET /metrics` (Prometheus text, [`metrics`]) and `GET /v1/openapi.json`
-//! ([`openapi`]). Every error is JSON `{"error", "status"}` ([`api_error`]). The inspection
-//! page ([`page`]) is served at `/` with `GET /v1/recent` ([`recent`]) and
+//! ([`openapi`], built from the model in force). Every error is JSON `{"error", "status"}`
+//! ([`api_error`]). The inspection page ([`page`]) is served at `/` with `GET /v1/recent`
+//! ([`recent`]) and
 //! `GET|PUT|DELETE /v1/thresholds` ([`thresholds`]: saved threshold sets, applied to decisions;
 //! the file is watched, [`thresholds_watch`], so replicas sharing it decide alike). The Open
 //! Inference Protocol (KServe v2, Triton's HTTP API) is served beside `/v1` under `/v2`
@@ -108,16 +109,12 @@ pub struct AppState {
 /// every answer, errors included, reaches a client still sending its body).
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.limits.max_body;
-    let auth = state.token.is_some();
     Router::new()
         .route("/v1/predict", post(predict::predict))
         .route("/v1/health", get(health))
         .route("/v1/model", get(model_info))
         .route("/metrics", get(metrics_text))
-        .route(
-            "/v1/openapi.json",
-            get(move || async move { Json(openapi::document_for(auth)) }),
-        )
+        .route("/v1/openapi.json", get(openapi_json))
         .merge(page::routes())
         .merge(v2::routes())
         .fallback(|| async {
@@ -148,6 +145,15 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "queue_depth": state.batcher.queue_depth(),
         "uptime_s": state.started.elapsed().as_secs_f64(),
     }))
+}
+
+/// The OpenAPI document of the model in force (see [`openapi`]).
+async fn openapi_json(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let model = state.slot.current();
+    Json(openapi::document_for(
+        state.token.is_some(),
+        &model.predictor.meta.classes,
+    ))
 }
 
 async fn model_info(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {

@@ -115,19 +115,45 @@ fn asset_response(content_type: &'static str, text: &'static str) -> Response {
     response
 }
 
-/// Adds the page's routes and schemas to the OpenAPI document of [`super::openapi`].
-pub fn document_routes(doc: &mut Value) {
+/// Adds the page's routes and schemas to the OpenAPI document of [`super::openapi`], for a
+/// model of `classes` (the keys `PUT /v1/thresholds` takes in `per_class`).
+pub fn document_routes(doc: &mut Value, classes: &[String]) {
+    use super::openapi::threshold_schema;
     let error = json!({"$ref": "#/components/responses/Error"});
     let answer = json!({"description": "The thresholds in force.",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thresholds"}}}});
+    let per_class: serde_json::Map<String, Value> = classes
+        .iter()
+        .map(|c| (c.clone(), threshold_schema()))
+        .collect();
+    let mut global = threshold_schema();
+    global["nullable"] = true.into();
+    global["description"] = "Threshold of every class not in per_class (null: none).".into();
+    let saved_unix = json!({"type": "integer", "minimum": 0, "maximum": u64::MAX, "nullable": true,
+        "description": "When it was saved (seconds since the Unix epoch); the server sets it."});
     doc["components"]["schemas"]["ThresholdSet"] = json!({
         "type": "object",
-        "description": "Thresholds chosen by an operator; at least one, every value finite.",
+        "description": "Thresholds chosen by an operator: at least one (a non-null global or a per_class entry), every value within the f32 range.",
+        "additionalProperties": false,
         "properties": {
-            "per_class": {"type": "object", "additionalProperties": {"type": "number"},
-                "description": "Threshold per class name (names the model knows)."},
-            "global": {"type": "number", "description": "Threshold of every class not in per_class."},
-            "saved_unix": {"type": "integer", "readOnly": true, "description": "When it was saved (set by the server)."}
+            "per_class": {"type": "object", "properties": per_class, "additionalProperties": false,
+                "description": "Threshold per class name (the model's classes)."},
+            "global": global,
+            "saved_unix": saved_unix
+        },
+        "anyOf": [
+            {"required": ["global"], "properties": {"global": {"type": "number"}}},
+            {"required": ["per_class"], "properties": {"per_class": {"type": "object", "minProperties": 1}}}
+        ]
+    });
+    // A saved set as answered: its per_class may name classes of an earlier model (kept in the
+    // file, ignored, listed in unknown_classes).
+    doc["components"]["schemas"]["SavedThresholdSet"] = json!({
+        "type": "object",
+        "properties": {
+            "per_class": {"type": "object", "additionalProperties": {"type": "number"}},
+            "global": {"type": "number", "nullable": true},
+            "saved_unix": saved_unix
         }
     });
     doc["components"]["schemas"]["Thresholds"] = json!({
@@ -135,8 +161,8 @@ pub fn document_routes(doc: &mut Value) {
         "required": ["active", "classes", "global"],
         "properties": {
             "active": {"type": "string", "enum": ["saved", "model", "none"]},
-            "file": {"type": "string", "nullable": true, "description": "Name of the saved-set file beside the model."},
-            "saved": {"nullable": true, "allOf": [{"$ref": "#/components/schemas/ThresholdSet"}]},
+            "file": {"type": "string", "nullable": true, "description": "Name of the saved-set file."},
+            "saved": {"nullable": true, "allOf": [{"$ref": "#/components/schemas/SavedThresholdSet"}]},
             "method": {"type": "string", "nullable": true, "description": "How the model's stored thresholds were chosen."},
             "global": {"type": "object", "description": "model, saved, effective (numbers or null)."},
             "classes": {"type": "array", "items": {"type": "object",
@@ -151,11 +177,29 @@ pub fn document_routes(doc: &mut Value) {
         "security": [],
         "responses": {"200": {"description": "HTML.", "content": {"text/html": {"schema": {"type": "string"}}}}}
     }});
+    let names: Vec<&str> = ASSETS.iter().map(|(name, _, _)| *name).collect();
+    let mut types: Vec<&str> = ASSETS
+        .iter()
+        .map(|(_, t, _)| t.split(';').next().unwrap_or(t))
+        .collect();
+    types.sort();
+    types.dedup();
+    let content: serde_json::Map<String, Value> = types
+        .into_iter()
+        .map(|t| (t.to_string(), json!({"schema": {"type": "string"}})))
+        .collect();
+    paths["/assets/{name}"] = json!({"get": {
+        "summary": "The page's scripts and styles. Open without a token.",
+        "security": [],
+        "parameters": [{"name": "name", "in": "path", "required": true, "schema": {"type": "string", "enum": names}}],
+        "responses": {"200": {"description": "The file.", "content": content}, "404": error.clone()}
+    }});
+    let count = json!({"type": "integer", "minimum": 0, "maximum": u64::MAX});
     paths["/v1/recent"] = json!({"get": {
         "summary": "The last predictions the service made (any client; at most 200 kept, no images), the defect rate per class and the throughput of the last minute.",
         "parameters": [
-            {"name": "since", "in": "query", "schema": {"type": "integer"}, "description": "Only entries with a larger id."},
-            {"name": "limit", "in": "query", "schema": {"type": "integer"}, "description": "Most entries (the newest)."}
+            {"name": "since", "in": "query", "schema": count, "description": "Only entries with a larger id."},
+            {"name": "limit", "in": "query", "schema": count, "description": "Most entries (the newest; at most 200 are kept)."}
         ],
         "responses": {"200": {"description": "capacity, total, now_unix_ms, items [{id, unix_ms, name, class, score, threshold, decision}] oldest first, per_class [{class, count, defects, defect_rate}], throughput {window_s, images, per_s}.",
             "content": {"application/json": {"schema": {"type": "object"}}}}, "400": error.clone(), "401": error.clone()}
@@ -163,11 +207,12 @@ pub fn document_routes(doc: &mut Value) {
     paths["/v1/thresholds"] = json!({
         "get": {"summary": "The thresholds in force: the model's stored ones with their held-out normal scores, and the saved set.",
             "responses": {"200": answer.clone(), "401": error.clone()}},
-        "put": {"summary": "Save a threshold set (written atomically beside the model, re-read on SIGHUP); /v1/predict decides with it unless ?threshold is given.",
+        "put": {"summary": "Save a threshold set (written atomically, watched, re-read on SIGHUP); /v1/predict decides with it unless ?threshold is given.",
             "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ThresholdSet"}}}},
-            "responses": {"200": answer.clone(), "400": error.clone(), "401": error.clone(), "500": error.clone()}},
+            "responses": {"200": answer.clone(), "400": error.clone(), "401": error.clone(), "409": error.clone(),
+                "413": error.clone(), "500": error.clone()}},
         "delete": {"summary": "Remove the saved set: decisions go back to the model's stored thresholds.",
-            "responses": {"200": answer, "401": error.clone(), "500": error}}
+            "responses": {"200": answer, "401": error.clone(), "409": error.clone(), "500": error}}
     });
 }
 
@@ -189,6 +234,20 @@ mod tests {
             );
         }
         assert!(!INDEX.contains("http://") && !INDEX.contains("https://"));
+    }
+
+    #[test]
+    fn the_document_lists_every_asset() {
+        let mut doc = json!({"paths": {}, "components": {"schemas": {}}});
+        document_routes(&mut doc, &["a".to_string()]);
+        let op = &doc["paths"]["/assets/{name}"]["get"];
+        let names: Vec<&str> = ASSETS.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(op["parameters"][0]["schema"]["enum"], json!(names));
+        let content = op["responses"]["200"]["content"].as_object().unwrap();
+        for (name, content_type, _) in ASSETS {
+            let main = content_type.split(';').next().unwrap();
+            assert!(content.contains_key(main), "{name}: {main}");
+        }
     }
 
     #[test]

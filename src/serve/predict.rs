@@ -1,15 +1,17 @@
 //! `POST /v1/predict`: reads one image (raw body with an `image/*` or
 //! `application/octet-stream` content type) or several (`multipart/form-data`, one image per
-//! part), reserves their decoded pixels in the server's in-flight budget ([`super::budget`]),
-//! decodes them off the async threads under the pixel limit, queues them on the
-//! [`Batcher`](super::batcher::Batcher) and answers
+//! part, 1 to [`MAX_IMAGES_PER_REQUEST`] parts, each named by its file name, else its field
+//! name, else `part<i>` with `i` its position from 0), reserves their decoded pixels in the
+//! server's in-flight budget ([`super::budget`]), decodes them off the async threads under the
+//! pixel limit, queues them on the [`Batcher`](super::batcher::Batcher) and answers
 //! `{"model_generation": n, "thresholds": {"source", "version"}, "predictions":
 //! [PredictionRecord, ...]}` in request order (the record of `crate::infer::PredictionRecord`:
 //! name, class, class_similarity, score, threshold, is_anomalous, decision, ms, map?), with the
 //! same generation and set in the headers of [`super::provenance`].
 //!
-//! Query parameters: `class` (a class name: skip the global match), `threshold` (a finite
-//! number overriding every other threshold; without it a saved threshold set applies, see
+//! Query parameters: `class` (a class name of the model: skip the global match), `threshold`
+//! (a finite number within the f32 range, [`super::thresholds::threshold_from`], overriding
+//! every other threshold; without it a saved threshold set applies, see
 //! [`super::thresholds`], else the model's stored threshold), `map=png` (add each image's anomaly map [S, S] as a
 //! base64 grayscale PNG, 0..1 mapped to 0..255). Scores are those of `Predictor::predict_images`,
 //! bit for bit the numbers `cras predict` prints; the decision is [`crate::infer::decide`]'s.
@@ -29,9 +31,9 @@ use serde_json::{json, Value};
 
 use super::api_error::ApiError;
 use super::batcher::Scored;
-use super::thresholds::InForce;
+use super::thresholds::{threshold_from_text, InForce};
 use super::AppState;
-use crate::data::decode::header_of_bytes;
+use crate::data::decode::open_bytes;
 use crate::infer::PredictionRecord;
 use crate::report::heatmap::gray_map_png;
 
@@ -58,17 +60,12 @@ struct Options {
 }
 
 fn parse_options(q: PredictQuery, state: &AppState) -> Result<Options, ApiError> {
-    let threshold = match q.threshold.as_deref() {
-        None => None,
-        Some(t) => match t.trim().parse::<f32>() {
-            Ok(v) if v.is_finite() => Some(v),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "threshold '{t}' is not a finite number"
-                )))
-            }
-        },
-    };
+    let threshold = q
+        .threshold
+        .as_deref()
+        .map(threshold_from_text)
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("threshold {e}")))?;
     let map = match q.map.as_deref() {
         None => false,
         Some("png") => true,
@@ -170,9 +167,11 @@ async fn read_parts(request: Request) -> Result<Vec<(String, axum::body::Bytes)>
                 format!("reading the multipart body: {}", e.body_text()),
             )
         })? {
-            let name = field
-                .file_name()
-                .or(field.name())
+            // An empty or absent name is not refused: the part is named by its position.
+            let name = [field.file_name(), field.name()]
+                .into_iter()
+                .flatten()
+                .find(|n| !n.is_empty())
                 .map(str::to_string)
                 .unwrap_or_else(|| format!("part{}", parts.len()));
             let bytes = field.bytes().await.map_err(|e| {
@@ -214,7 +213,9 @@ async fn read_parts(request: Request) -> Result<Vec<(String, axum::body::Bytes)>
 
 /// Pixels of an encoded image from its header (0 when unreadable: decoding will say why).
 fn header_pixels(bytes: &[u8]) -> u64 {
-    header_of_bytes(bytes, "").map_or(0, |h| h.pixels())
+    open_bytes(bytes, "")
+        .and_then(|o| o.header())
+        .map_or(0, |h| h.pixels())
 }
 
 /// Decodes one image, answering 413 above `max_pixels` and 400 when it cannot be decoded.
@@ -223,7 +224,7 @@ pub fn decode_image(bytes: &[u8], name: &str, max_pixels: u64) -> Result<RgbImag
         return Err(ApiError::bad_request(format!("{name}: the image is empty")));
     }
     // Header only: refuse oversized images with 413 before any pixel is decoded.
-    if let Ok(h) = header_of_bytes(bytes, name) {
+    if let Ok(h) = open_bytes(bytes, name).and_then(|o| o.header()) {
         let (w, h, pixels) = (h.width, h.height, h.pixels());
         if pixels > max_pixels {
             return Err(ApiError::too_large(format!(

@@ -158,8 +158,9 @@ impl Recent {
 pub struct RecentQuery {
     /// Only entries with a larger id.
     pub since: Option<u64>,
-    /// Most entries returned (the newest; default and maximum: the capacity).
-    pub limit: Option<usize>,
+    /// Most entries returned (the newest; default and maximum: the capacity). Any u64 is
+    /// taken, as the OpenAPI document says.
+    pub limit: Option<u64>,
 }
 
 /// `GET /v1/recent`.
@@ -168,7 +169,9 @@ pub async fn recent(
     query: Result<Query<RecentQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = q.limit.unwrap_or(CAPACITY).min(CAPACITY);
+    let limit = q
+        .limit
+        .map_or(CAPACITY, |l| l.min(CAPACITY as u64) as usize);
     Ok(Json(state.recent.snapshot(q.since.unwrap_or(0), limit)))
 }
 

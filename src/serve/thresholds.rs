@@ -1,15 +1,18 @@
 //! Saved threshold sets: decision thresholds chosen by an operator, kept apart from the model.
 //!
 //! A [`ThresholdSet`] is `{"per_class": {"<class>": t, ...}, "global": t}` (both optional, at
-//! least one threshold, every value finite). It lives in ONE file: `--thresholds-file`, by
-//! default beside the model, [`path_for`] (`model.safetensors` -> `model.thresholds.json`),
-//! written atomically (temp file + rename) by `PUT /v1/thresholds`, removed by
-//! `DELETE /v1/thresholds` (both answer 409 under `--thresholds-read-only`), read when the
-//! server starts (a damaged file stops the start with a message naming it), re-read on SIGHUP
-//! with the model and polled about every second ([`ThresholdStore::poll`], driven by
-//! [`super::thresholds_watch`]), so that every replica pointing at one shared file decides
-//! alike; a damaged file then keeps the set in force and is logged and counted. The model file
-//! is never written.
+//! least one threshold). Every threshold, here and in a request (`/v1/predict?threshold`, the
+//! `/v2` parameter), is a finite number within the f32 range, ±[`LIMIT`] ([`threshold_from`]):
+//! a larger one is refused with 400, never rounded to infinity or to `f32::MAX`.
+//!
+//! The saved set lives in ONE file: `--thresholds-file`, by default beside the model,
+//! [`path_for`] (`model.safetensors` -> `model.thresholds.json`), written atomically (temp
+//! file and rename) by `PUT /v1/thresholds`, removed by `DELETE /v1/thresholds` (both answer
+//! 409 under `--thresholds-read-only`), read when the server starts (a damaged file stops the
+//! start with a message naming it), re-read on SIGHUP with the model and polled about every
+//! second ([`ThresholdStore::poll`], driven by [`super::thresholds_watch`]), so that every
+//! replica pointing at one shared file decides alike; a damaged file then keeps the set in
+//! force and is logged and counted. The model file is never written.
 //!
 //! Each saved set carries a version, [`version_of`] its file's bytes (the first 16 hex digits
 //! of their SHA-256), the same on every replica reading the same file; [`ThresholdsTag`] names
@@ -43,15 +46,68 @@ use super::AppState;
 use crate::model::ModelMeta;
 use crate::{Error, Result};
 
+/// The largest threshold magnitude accepted: `f32::MAX` (thresholds are f32), the bound the
+/// OpenAPI document states ([`super::openapi`]).
+pub const LIMIT: f64 = f32::MAX as f64;
+
+/// A threshold given as the number `v`: finite and within ±[`LIMIT`], else a message saying so
+/// (to which the caller prefixes what the number is).
+pub fn threshold_from(v: f64) -> std::result::Result<f32, String> {
+    if v.is_finite() && v.abs() <= LIMIT {
+        Ok(v as f32)
+    } else {
+        Err(format!(
+            "{v} is not a finite number within ±{LIMIT:e} (the f32 range of thresholds)"
+        ))
+    }
+}
+
+/// A threshold given as text (a query parameter): [`threshold_from`] of the number it holds.
+pub fn threshold_from_text(text: &str) -> std::result::Result<f32, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) => threshold_from(v),
+        Err(_) => Err(format!("'{text}' is not a finite number")),
+    }
+}
+
+/// Serde for the thresholds of a [`ThresholdSet`]: read as f64 and checked with
+/// [`threshold_from`], so that a number beyond the f32 range is an error, not infinity.
+mod checked {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    pub fn global<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|v| {
+                super::threshold_from(v)
+                    .map_err(|e| D::Error::custom(format!("global threshold {e}")))
+            })
+            .transpose()
+    }
+
+    pub fn per_class<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f32>, D::Error> {
+        BTreeMap::<String, f64>::deserialize(d)?
+            .into_iter()
+            .map(|(name, v)| {
+                super::threshold_from(v)
+                    .map(|t| (name.clone(), t))
+                    .map_err(|e| D::Error::custom(format!("threshold of class '{name}': {e}")))
+            })
+            .collect()
+    }
+}
+
 /// An operator's thresholds.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdSet {
     /// Threshold per class name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::per_class")]
     pub per_class: BTreeMap<String, f32>,
     /// Threshold of every class not in `per_class`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked::global")]
     pub global: Option<f32>,
     /// When it was saved (seconds since the Unix epoch; set by the server).
     #[serde(default)]
@@ -59,20 +115,16 @@ pub struct ThresholdSet {
 }
 
 impl ThresholdSet {
-    /// Checks the set: at least one threshold, every one finite.
+    /// Checks the set: at least one threshold, every one finite and within ±[`LIMIT`].
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.per_class.is_empty() && self.global.is_none() {
             return Err("the set holds no threshold: give per_class, global or both".into());
         }
-        if let Some(g) = self.global.filter(|g| !g.is_finite()) {
-            return Err(format!("global threshold {g} is not a finite number"));
+        if let Some(Err(e)) = self.global.map(|g| threshold_from(g.into())) {
+            return Err(format!("global threshold {e}"));
         }
         for (name, t) in &self.per_class {
-            if !t.is_finite() {
-                return Err(format!(
-                    "threshold {t} of class '{name}' is not a finite number"
-                ));
-            }
+            threshold_from((*t).into()).map_err(|e| format!("threshold of class '{name}': {e}"))?;
         }
         Ok(())
     }

@@ -52,8 +52,8 @@ pub fn with_tile_image_size(cfg: &TrainConfig, train: &[PathBuf]) -> Result<Opti
     let first = train.first().ok_or_else(|| {
         Error::Other("no training images to take the tile image size from".into())
     })?;
-    let (w, h) = image::image_dimensions(first)
-        .map_err(|e| Error::image(first, format!("reading the image size: {e}")))?;
+    let header = crate::data::decode::open_file(first)?.header()?;
+    let (w, h) = (header.width, header.height);
     let mut out = cfg.clone();
     out.preprocess.tiling = Some(crate::data::Tiling {
         image_size: w.max(h),

@@ -57,6 +57,12 @@ pub fn iccp_bomb(inflated: usize) -> Vec<u8> {
     out
 }
 
+/// [`iccp_bomb`] of 1 GiB, built once per process (compressing a gigabyte takes seconds).
+pub fn iccp_bomb_1gib() -> &'static [u8] {
+    static BOMB: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BOMB.get_or_init(|| iccp_bomb(1 << 30))
+}
+
 /// Peak resident memory of this process so far (VmHWM), in KiB.
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

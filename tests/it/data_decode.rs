@@ -1,9 +1,13 @@
 //! Decoding of every mode and bit depth to RGB8 with Pillow's `convert("RGB")` rules, masks to
-//! binary, and the decompression-bomb limit. Files are generated here with the image crate.
+//! binary, the decompression-bomb limits (pixels, an ICC profile bomb), and the one way into an
+//! image (`open_file` / `open_bytes`). Files are generated here with the image crate.
 
 use std::io::Cursor;
 
-use cras::data::decode::{decode_mask, decode_rgb, decode_rgb_bytes, decode_rgb_bytes_with_limit};
+use cras::data::decode::{
+    decode_mask, decode_rgb, decode_rgb_bytes, decode_rgb_bytes_with_limit, open_bytes, open_file,
+    PNG_ANCILLARY_BYTES,
+};
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, LumaA, Rgb, Rgba};
 
 fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
@@ -183,4 +187,70 @@ fn a_truncated_jpeg_is_an_error_naming_the_file() {
             "{msg}"
         );
     }
+}
+
+#[test]
+fn an_icc_profile_bomb_is_refused_by_name_a_small_profile_is_read() {
+    let small = crate::common::hostile::iccp_bomb(1 << 10);
+    let header = open_bytes(&small, "small.png").unwrap().header().unwrap();
+    assert_eq!(
+        (header.format, header.width, header.height),
+        (ImageFormat::Png, 8, 8)
+    );
+    assert_eq!(rgb_of(&small).len(), 64);
+    let bomb = crate::common::hostile::iccp_bomb((PNG_ANCILLARY_BYTES + (1 << 20)) as usize);
+    let header = open_bytes(&bomb, "bomb.png").and_then(|o| o.header());
+    for e in [
+        header.unwrap_err(),
+        decode_rgb_bytes(&bomb, "bomb.png").unwrap_err(),
+    ] {
+        let e = e.to_string();
+        assert!(e.contains("bomb.png") && e.contains("ICC profile"), "{e}");
+    }
+    // From a file too (a header read, as discovery does, and a decode).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.png");
+    std::fs::write(&path, &bomb).unwrap();
+    assert!(open_file(&path).is_err());
+    assert!(decode_rgb(&path)
+        .unwrap_err()
+        .to_string()
+        .contains("ICC profile"));
+}
+
+/// The calls that build an image reader (and so could skip the limits [`open_file`] and
+/// [`open_bytes`] set before the first chunk is parsed), anywhere in `src/` but the decode module.
+#[test]
+fn only_the_decode_module_opens_images() {
+    const OPENERS: [&str; 7] = [
+        "ImageReader",
+        "image::open",
+        "image::load",
+        "load_from_memory",
+        "into_dimensions",
+        "image_dimensions",
+        "image::io::Reader",
+    ];
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let owner = src.join("data").join("decode.rs");
+    let mut files = vec![src.clone()];
+    let mut found = Vec::new();
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if p.extension().is_some_and(|e| e == "rs") && p != owner {
+            let text = std::fs::read_to_string(&p).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if let Some(call) = OPENERS.iter().find(|c| line.contains(*c)) {
+                    found.push(format!("{}:{}: {call}", p.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "images are opened only through cras::data::decode::open_file / open_bytes (their \
+         limits bound header reads too):\n{}",
+        found.join("\n")
+    );
 }

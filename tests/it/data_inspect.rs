@@ -1,7 +1,9 @@
 //! `cras data inspect` flags unusable files (header bombs, truncated JPEGs and PNGs) by name and
 //! exits non-zero; a JPEG named `.png` is decoded by its content everywhere (a warning in
 //! inspect, accepted by discovery); discovery reads only the splits a command uses, in the MVTec
-//! AD layout and in rows (a manifest) alike, and inspect audits a manifest's files one by one.
+//! AD layout and in rows (a manifest) alike, and inspect audits a manifest's files one by one;
+//! broken symbolic links among the images are warned about by name and counted, and a manifest
+//! row naming one is an error saying so.
 
 use crate::common::hostile;
 
@@ -292,5 +294,80 @@ fn rows_are_read_only_for_the_splits_used_and_inspect_audits_every_row_file() {
     assert!(
         line_of(&stdout, "b.png").contains("mask is 8x8"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn broken_symbolic_links_among_the_images_are_warned_about_and_counted() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    valid_class(root);
+    let c = root.join("alpha");
+    symlink("gone.png", c.join("train/good/dangling.png")).unwrap();
+    symlink("loop_b.png", c.join("test/good/loop_a.png")).unwrap();
+    symlink("loop_a.png", c.join("test/good/loop_b.png")).unwrap();
+    symlink("gone.txt", c.join("train/good/notes.txt")).unwrap(); // not an image: not counted
+    let (ok, stdout, stderr) = inspect(root, &[]);
+    assert!(
+        ok,
+        "skipped links are warnings, not errors:\n{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("3 broken symbolic links skipped"),
+        "{stdout}"
+    );
+    assert!(
+        line_of(&stdout, "dangling.png").contains("gone.png does not exist"),
+        "{stdout}"
+    );
+    for name in ["loop_a.png", "loop_b.png"] {
+        assert!(line_of(&stdout, name).contains("loop"), "{stdout}");
+    }
+    assert!(!stdout.contains("notes.txt"), "{stdout}");
+    // The images that are there are counted as before; each skip is a warning in the log too.
+    let fields: Vec<&str> = line_of(&stdout, "alpha ").split_whitespace().collect();
+    assert_eq!(fields[..5], ["alpha", "2", "0", "1", "1"], "{stdout}");
+    for name in ["dangling.png", "loop_a.png", "loop_b.png"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("WARN") && l.contains(name)),
+            "{name}:\n{stderr}"
+        );
+    }
+    // Discovery for training skips the link as inspect does.
+    let ds = discover_splits(root, None, Splits::Train).unwrap();
+    assert_eq!(ds.classes[0].train.len(), 2);
+}
+
+#[test]
+fn a_manifest_row_naming_a_broken_link_is_an_error_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(&root.join("m/t0.png"), &hostile::png(16, 12));
+    std::os::unix::fs::symlink("gone.png", root.join("m/t1.png")).unwrap();
+    let rows = root.join("rows.csv");
+    write(
+        &rows,
+        b"class,split,label,image\n\
+          alpha,train,normal,m/t0.png\n\
+          alpha,train,normal,m/t1.png\n",
+    );
+    let (ok, stdout, stderr) = inspect(&rows, &[]);
+    assert!(!ok, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("line 3")
+            && stderr.contains("t1.png")
+            && stderr.contains("broken symbolic link")
+            && stderr.contains("gone.png does not exist"),
+        "{stderr}"
+    );
+    let msg = load_splits(&rows, None, None, Splits::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("t1.png") && msg.contains("broken symbolic link"),
+        "{msg}"
     );
 }

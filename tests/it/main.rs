@@ -15,6 +15,7 @@ mod backbone_cli;
 mod backbone_fetch;
 mod backbone_parity;
 mod backbone_random;
+mod bomb_memory;
 mod data_decode;
 mod data_discovery;
 mod data_e2e;

@@ -1,7 +1,9 @@
 //! `cras predict` over awkward file trees: symbolic-link loops end (each image once), a folder
 //! reached twice is listed once, heatmaps of images sharing a stem in different folders do not
 //! overwrite each other, a missing path among the arguments is reported while the others are
-//! scored, a broken link named like an image gets an error line, `--threshold NaN` is refused.
+//! scored, a broken link named like an image gets an error line, `--threshold NaN` is refused,
+//! a path that is not UTF-8 comes back with its bytes (`path_bytes`) on scored and error lines
+//! alike.
 //! The lines are the library's `PredictionRecord`; logs written to a pipe carry no colour
 //! codes.
 
@@ -122,6 +124,80 @@ fn a_non_utf8_path_comes_back_with_its_bytes() {
         .map(|b| b.as_u64().unwrap() as u8)
         .collect();
     assert_eq!(bytes, path.as_os_str().as_bytes());
+}
+
+/// The bytes of a line's `path_bytes` field.
+fn path_bytes_of(line: &serde_json::Value) -> Vec<u8> {
+    line["path_bytes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no path_bytes: {line}"))
+        .iter()
+        .map(|b| b.as_u64().unwrap() as u8)
+        .collect()
+}
+
+#[test]
+fn error_lines_of_non_utf8_paths_come_back_with_their_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A folder whose name is not UTF-8: an unreadable image in it, a missing one, a good one.
+    let folder = dir.path().join(std::ffi::OsStr::from_bytes(b"lot\xff"));
+    let damaged = folder.join("damaged.png");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(&damaged, b"not an image").unwrap();
+    let missing = folder.join("missing.png");
+    copy_image(&folder.join("good.png"), 0);
+    let out = predict(&[damaged.as_os_str(), missing.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let found = lines(&out);
+    assert_eq!(found.len(), 2, "{found:?}");
+    for line in &found {
+        assert!(line["error"].is_string(), "{line}");
+        assert!(
+            line["path"].as_str().unwrap().contains('\u{fffd}'),
+            "{line}"
+        );
+    }
+    // The missing path is reported first (collected), then the damaged one (decoded).
+    assert_eq!(path_bytes_of(&found[0]), missing.as_os_str().as_bytes());
+    assert_eq!(path_bytes_of(&found[1]), damaged.as_os_str().as_bytes());
+
+    // The same in the shard file of `--manifest`: rows relative to the list's folder.
+    std::fs::write(folder.join("list.txt"), "damaged.png\ngood.png\n").unwrap();
+    let shards = dir.path().join("shards");
+    let out = predict(&[
+        "--manifest".as_ref(),
+        folder.join("list.txt").as_os_str(),
+        "--out".as_ref(),
+        shards.as_os_str(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(shards.join("shard-0-of-1.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows[0]["error"].is_string(), "{text}");
+    assert_eq!(path_bytes_of(&rows[0]), damaged.as_os_str().as_bytes());
+    assert!(rows[1]["score"].is_number(), "{text}");
+    assert_eq!(
+        path_bytes_of(&rows[1]),
+        folder.join("good.png").as_os_str().as_bytes()
+    );
+    // A UTF-8 path has no `path_bytes`, on error lines as on scored ones.
+    let plain = dir.path().join("plain.png");
+    std::fs::write(&plain, b"not an image").unwrap();
+    let line = &lines(&predict(&[plain.as_os_str()]))[0];
+    assert!(
+        line["error"].is_string() && line.get("path_bytes").is_none(),
+        "{line}"
+    );
 }
 
 #[test]

@@ -8,6 +8,8 @@
 mod common;
 #[path = "../serve_support/mod.rs"]
 mod serve_support;
+#[path = "../serve_support/soak.rs"]
+mod soak;
 #[path = "../webdriver/mod.rs"]
 mod webdriver;
 
@@ -17,6 +19,9 @@ mod serve_connections;
 mod serve_engines;
 mod serve_hardening;
 mod serve_limits;
+mod serve_memory;
 mod serve_oip;
+mod serve_openapi;
 mod serve_page;
 mod serve_replicas;
+mod serve_schemathesis;

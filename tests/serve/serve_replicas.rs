@@ -7,8 +7,7 @@
 //! 409; a DELETE through A takes both back to the model's thresholds.
 
 use crate::serve_support;
-#[path = "../serve_support/soak.rs"]
-mod soak;
+use crate::soak;
 
 use std::time::{Duration, Instant};
 

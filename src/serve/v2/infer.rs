@@ -5,7 +5,7 @@
 //! preprocessed exactly as the exported ONNX graph takes it; untiled models only), at most one
 //! of `class_name` (BYTES `[B]`: class names, empty for the global match) and `stated_class`
 //! (INT64 `[B]`: class indices, negative for the global match). Request parameter `threshold`
-//! (a finite number) overrides every threshold, like `/v1/predict?threshold`.
+//! (a finite number within the f32 range) overrides every threshold, like `/v1/predict?threshold`.
 //!
 //! Image files are decoded under the same limits as `/v1/predict` (pixel limit, in-flight pixel
 //! budget); every image is scored through the same [`Batcher`](crate::serve::batcher::Batcher)
@@ -297,9 +297,11 @@ fn bool_parameter(parameters: &Map<String, Value>, key: &str, at: &str) -> Resul
 fn threshold_parameter(parameters: &Map<String, Value>) -> Result<Option<f32>, ApiError> {
     match parameters.get("threshold") {
         None => Ok(None),
-        Some(v) => match v.as_f64().map(|t| t as f32) {
-            Some(t) if t.is_finite() => Ok(Some(t)),
-            _ => Err(ApiError::bad_request(format!(
+        Some(v) => match v.as_f64() {
+            Some(t) => crate::serve::thresholds::threshold_from(t)
+                .map(Some)
+                .map_err(|e| ApiError::bad_request(format!("request parameter threshold {e}"))),
+            None => Err(ApiError::bad_request(format!(
                 "request parameter threshold {v} is not a finite number"
             ))),
         },
@@ -393,7 +395,9 @@ async fn score(
 
 /// Pixels of an encoded image from its header (0 when unreadable: decoding will say why).
 fn header_pixels(bytes: &[u8]) -> u64 {
-    crate::data::decode::header_of_bytes(bytes, "").map_or(0, |h| h.pixels())
+    crate::data::decode::open_bytes(bytes, "")
+        .and_then(|o| o.header())
+        .map_or(0, |h| h.pixels())
 }
 
 /// Decodes the files off the async threads, under the pixel limit.

@@ -42,6 +42,9 @@ pub const MIN_BAND: f32 = 0.1;
 /// A precision whose measured band would re-score more than this share of the images at f32
 /// is refused (most images would pay for both passes).
 pub const MAX_CONFIRMED_SHARE: f64 = 0.5;
+/// A share measured on fewer images than this refuses nothing (the thresholds are quantiles of
+/// those few images, which then all lie near them); the band is still used.
+pub const MIN_IMAGES_TO_REFUSE: usize = 8;
 
 /// `|logit(low) - logit(exact)|`, scores clamped to `[2^-24, 1 - 2^-24]` (the f32 resolution
 /// next to 1) so that a saturated score counts as about 16.6 logits, not infinity; a NaN score
@@ -208,7 +211,11 @@ pub fn band_in_force(
         );
         return Ok(DEFAULT_CONFIRM_BAND);
     };
-    if let Some(share) = m.confirmed_share.filter(|&s| s > MAX_CONFIRMED_SHARE) {
+    let refusable = m.images >= MIN_IMAGES_TO_REFUSE;
+    if let Some(share) = m
+        .confirmed_share
+        .filter(|&s| refusable && s > MAX_CONFIRMED_SHARE)
+    {
         return Err(Error::config(
             "precision",
             precision,
@@ -287,14 +294,14 @@ mod tests {
             threads: None,
             confirm_band: band,
         };
-        let exact = [0.5f32, 0.6, 0.7, 0.8];
+        let exact = [0.5f32, 0.6, 0.7, 0.8].repeat(2);
         let low: Vec<f32> = exact
             .iter()
-            .zip([4.0, -4.5, 3.5, -5.0])
+            .zip([4.0, -4.5, 3.5, -5.0].repeat(2))
             .map(|(&p, e)| sigmoid(logit(p) + e))
             .collect();
         // Thresholds 20 logits away: nothing near them.
-        let far = vec![Some(1e-9f32); 4];
+        let far = vec![Some(1e-9f32); 8];
         let m = band_of_errors(
             EngineKind::OpenVino,
             Precision::Bf16,
@@ -304,7 +311,7 @@ mod tests {
             &far,
         )
         .unwrap();
-        assert!(m.band > 9.0 && m.band < 10.0, "{m:?}");
+        assert!(m.band > 9.0 && m.band <= 10.0, "{m:?}");
         assert_eq!(m.confirmed_share, Some(0.0));
         let kind = EngineKind::OpenVino;
         assert_eq!(band_in_force(Some(&m), kind, &bf16(None)).unwrap(), m.band);
@@ -345,6 +352,12 @@ mod tests {
         assert_eq!(
             band_in_force(Some(&m), kind, &bf16(Some(1.0))).unwrap(),
             1.0
+        );
+        // Measured on too few images, the share refuses nothing.
+        let few = PrecisionBand { images: 2, ..m };
+        assert_eq!(
+            band_in_force(Some(&few), kind, &bf16(None)).unwrap(),
+            few.band
         );
     }
 

@@ -6,6 +6,7 @@ only (torch for `device` when present).
   gpu_check.py parity DIR OUT/parity.json  compare the CPU reference figures (DIR/ref) with the
                                            device's (DIR/dev): descriptors, one training step,
                                            image scores; tolerances below
+  gpu_check.py plan OUT NTRAIN NTEST EPOCHS LEFT_S   epochs that fit the time left (bench figures)
   gpu_check.py summary OUT                 every figure of the run -> OUT/summary.json and a
                                            table on stdout
 
@@ -206,6 +207,31 @@ def parity(d, out):
     print("parity:", "PASS" if res["ok"] else "FAIL")
 
 
+# ---------------------------------------------------------------- training plan
+
+def plan(out, n_train, n_test, epochs, left):
+    """Epochs of the training step that leave time for the evaluation, from this run's own
+    `cras bench` figures (the largest f32 batch measured), each estimate x1.5. Prints
+    "EPOCHS TRAIN_LIMIT_S"; writes OUT/train_plan.json."""
+    n_train, n_test, epochs, left = int(n_train), int(n_test), int(epochs), float(left)
+    benches = [load(p) for p in glob.glob(os.path.join(out, "cras_bench_f32_b*.json"))]
+    benches = [b for b in benches if b and b.get("training_images_per_s_cached")]
+    res = {"wanted_epochs": epochs, "left_s": left, "train_images": n_train, "test_images": n_test}
+    if not benches:
+        res.update(epochs=epochs, train_limit_s=max(30, left - 60), basis="no bench figures: a fixed 60 s for eval")
+    else:
+        b = max(benches, key=lambda b: b["batch_size"])
+        est_eval = 15 + 1.5 * n_test / b["inference_images_per_s"]
+        est_cache = 20 + 1.5 * n_train / b["descriptors_images_per_s"]
+        per_epoch = 1.5 * n_train / b["training_images_per_s_cached"]
+        fit = int((left - est_eval - est_cache) // per_epoch)
+        res.update(epochs=max(1, min(epochs, fit)), train_limit_s=max(30, left - est_eval),
+                   est_eval_s=est_eval, est_cache_s=est_cache, est_epoch_s=per_epoch,
+                   basis=f"cras bench f32 batch {b['batch_size']}")
+    write_json(os.path.join(out, "train_plan.json"), res)
+    print(res["epochs"], int(res["train_limit_s"]))
+
+
 # ---------------------------------------------------------------- summary
 
 def load(path):
@@ -246,7 +272,8 @@ def summary(out):
     if os.path.exists(os.path.join(out, "train_log.jsonl")):
         with open(os.path.join(out, "train_log.jsonl")) as f:
             epochs = [r for r in map(json.loads, f) if r.get("kind") == "epoch"]
-    s["train"] = {"epochs": epochs, "run": load(os.path.join(out, "train.json"))}
+    s["train"] = {"epochs": epochs, "run": load(os.path.join(out, "train.json")),
+                  "plan": load(os.path.join(out, "train_plan.json"))}
     s["eval"] = load(os.path.join(out, "eval.json"))
     write_json(os.path.join(out, "summary.json"), s)
 
@@ -257,7 +284,8 @@ def summary(out):
           f"  cpus {dev.get('cpus')}  torch {dev.get('torch')}")
     print("\nsteps:")
     for st in steps:
-        flag = "TIMEOUT" if st.get("timed_out") else ("ok" if st.get("rc") == 0 else f"rc={st.get('rc')}")
+        flag = "TIMEOUT" if st.get("timed_out") else ("ok" if st.get("rc") == 0 else
+                                                      st.get("note") if st.get("rc") is None else f"rc={st.get('rc')}")
         print(f"  {st['step']:22s} {fmt(st.get('seconds')):>7s} s  (limit {st.get('limit_s')} s)  {flag}")
     par = s["parity"]
     print("\nparity (device vs its CPU, f32):", "-" if par is None else ("PASS" if par.get("ok") else "FAIL"))
@@ -287,21 +315,30 @@ def summary(out):
         b = k[len("infer_b"):]
         c, a = s["cras_bench"].get(f"f32_b{b}"), au[k]
         if k.startswith("infer_b") and c and a and a.get("img_per_s"):
-            ratios[f"inference b{b} cras/authors"] = c["inference_images_per_s"] / a["img_per_s"]
+            ratios[f"inference img/s, batch {b}"] = c["inference_images_per_s"] / a["img_per_s"]
     c, a = s["cras_bench"].get("f32_b1"), au.get("infer_b1")
     if c and a and a.get("s_per_img"):
-        ratios["latency b1 authors/cras"] = a["s_per_img"] * 1000 / c["latency_batch1_ms"]
+        ratios["latency, batch 1 (their ms / ours)"] = a["s_per_img"] * 1000 / c["latency_batch1_ms"]
     if epochs and au.get("train") and au["train"].get("img_per_s"):
         later = epochs[1:] or epochs
         rate = sum(e["images"] for e in later) / max(sum(e["seconds"] for e in later), 1e-9)
-        ratios["training (cached epochs) cras/authors"] = rate / au["train"]["img_per_s"]
+        ratios["training epoch img/s (ours: cached features)"] = rate / au["train"]["img_per_s"]
+        r = s["train"]["run"]
+        if r and r.get("seconds") and r.get("images"):
+            ratios["whole training command img/s x epochs"] = (
+                r["images"] * r["epochs"] / r["seconds"]) / au["train"]["img_per_s"]
     s["ratios"] = ratios
+    if ratios:
+        print("  speed ratios, cras / authors' code on the same device (> 1: cras faster):")
     for k, v in ratios.items():
-        print(f"  ratio {k:40s} {v:.2f}x")
+        print(f"    {k:46s} {v:.2f}x")
     if s["synth"]:
         print(f"\nsynthetic set: {s['synth'].get('line', '')}")
     if epochs or s["train"]["run"]:
-        print("\ntraining (paper configuration):")
+        pl = s["train"]["plan"] or {}
+        net = (s["train"]["run"] or {}).get("net") or "the paper configuration"
+        print(f"\ntraining ({net}; {pl.get('epochs', '-')} of {pl.get('wanted_epochs', '-')} epochs planned"
+              f" for the time left, {pl.get('basis', '')}):")
         for e in epochs:
             print(f"  epoch {e['epoch'] + 1}: {e['seconds']:.1f} s, {e['images'] / max(e['seconds'], 1e-9):.1f} img/s,"
                   f" loss {e['loss']:.4f}, p_true {e['p_true']:.3f}, p_fake {e['p_fake']:.3f}")
@@ -325,6 +362,8 @@ if __name__ == "__main__":
         device(sys.argv[2], sys.argv[3])
     elif cmd == "parity":
         parity(sys.argv[2], sys.argv[3])
+    elif cmd == "plan":
+        plan(*sys.argv[2:7])
     elif cmd == "summary":
         summary(sys.argv[2])
     else:

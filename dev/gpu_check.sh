@@ -16,12 +16,15 @@
 #    the CPU-trained model                                  -> parity.json (tolerances: gpu_check.py)
 #  3 MVTec-size synthetic set, 15 classes, 3630 train / 1725 test images, 512 px (resized to 329,
 #    cropped to 288), written by `cras synth` in the background while 2 and 4 run  -> synth.json
-#  4 `cras bench --device cuda` at batch 1 and 32, f32 and bf16 (a refusal is recorded)
+#  4 `cras bench --device cuda` at batch 1 and 32, f32 (bf16 after step 5; a refusal is recorded)
 #                                                           -> cras_bench_<prec>_b<batch>.json
 #  5 the authors' code on the same GPU: inference at batch 1 and 32 (../shared/bench/ref_speed.py,
-#    carried), training at batch 32 (dev/gpu_ref_train.py) -> authors_infer_b1/b32.json, authors_train.json
-#  6 `cras train` (paper configuration: WRN50-2, 288 px, 1536 dims, random backbone) for 3 epochs
-#    on the set, each epoch timed (--train-log)             -> train_log.jsonl, train.json
+#    carried), training at batch 32 (dev/gpu_ref_train.py), both through dev/gpu_ref_run.py (stand-ins
+#    for packages their modules import but the timed code never uses: tensorboard, pandas, ...)
+#                                                  -> authors_infer_b1/b32.json, authors_train.json
+#  6 `cras train` (paper configuration: WRN50-2, 288 px, 1536 dims, random backbone) for 3 epochs,
+#    fewer if the bench figures say 3 would leave no time for step 7 (train_plan.json), on the
+#    set, each epoch timed (--train-log)                    -> train_log.jsonl, train.json
 #  7 `cras eval` of that model                              -> eval.json, eval_metrics.json
 #  8 summary                                                -> summary.json + the table on stdout
 #
@@ -55,7 +58,7 @@ CRAS_BIN="${CRAS_BIN:-}"
 if [ -z "$CRAS_BIN" ]; then
   if [ -x gpu-carry/cras ]; then CRAS_BIN=gpu-carry/cras; else CRAS_BIN=target/release/cras; fi
 fi
-CRAS_BIN="$(realpath "$CRAS_BIN")"
+CRAS_BIN="$(realpath -m "$CRAS_BIN")"
 PY="${GPU_CHECK_PYTHON:-python3}"
 REF_DIR="$(realpath -m "${REF_DIR:-gpu-carry/cras-ref}")"
 REF_SPEED="$(realpath -m "${REF_SPEED:-gpu-carry/ref_speed.py}")"
@@ -68,14 +71,16 @@ if [ "$TINY" = 1 ]; then
   NET=(--image-size 64 --dims 256)            # WRN50-2, layer2 + layer3 as on the device
   REF_SIZE=64
   SYNTH=(--classes 2 --train 8 --test-good 2 --test-defect 5 --size 96)
+  N_TRAIN=16; N_TEST=14
   EPOCHS=1; BATCH=4; REPEATS=1; BIG=4; REF_ITERS=(2 1); REF_STEPS=2; TRAIN_BATCH=4; CACHE_MB=2048
 else
   NET=()                                      # cras's defaults are the paper's
   REF_SIZE=288
   SYNTH=(--classes 15 --train 242 --test-good 40 --test-defect 75 --size 512)
+  N_TRAIN=3630; N_TEST=1725                   # MVTec AD: 3629 / 1725
   EPOCHS=3; BATCH=32; REPEATS=5; BIG=32; REF_ITERS=(20 5); REF_STEPS=10; TRAIN_BATCH=32; CACHE_MB=49152
 fi
-export CRAS_BIN DEVICE WORK OUT PY REF_DIR REF_SPEED REF_SIZE EPOCHS BATCH REPEATS BIG TRAIN_BATCH CACHE_MB REF_STEPS
+export CRAS_BIN DEVICE WORK OUT PY REF_DIR REF_SPEED REF_SIZE EPOCHS BATCH REPEATS BIG TRAIN_BATCH CACHE_MB REF_STEPS N_TRAIN
 export NET_S="${NET[*]:-}" SYNTH_S="${SYNTH[*]}"
 
 echo "device check: device $DEVICE, tiny $TINY, budget ${BUDGET}s, cras $CRAS_BIN, python $PY, out $OUT"
@@ -141,33 +146,42 @@ step parity_device 120 'parity_side dev "$DEVICE"'
 step parity_compare 30 '"$PY" dev/gpu_check.py parity "$WORK/parity" "$OUT/parity.json"'
 cat "$OUT/logs/parity_compare.log"
 
-# ---- 4 cras bench on the device
-for prec in f32 bf16; do
-  for b in 1 "$BIG"; do
-    step "cras_bench_${prec}_b$b" 90 "\"\$CRAS_BIN\" bench --device \"\$DEVICE\" --precision $prec --batch-size $b --repeats \$REPEATS --json \"\$OUT/cras_bench_${prec}_b$b.json\" \$NET_S"
-  done
-done
+# ---- 4 cras bench on the device (the synthetic set first: its 16 threads would disturb the timing)
+wait "$SYNTH_PID"
+cat "$OUT/synth.json" 2>/dev/null; echo
+bench() {  # bench PRECISION BATCH
+  step "cras_bench_$1_b$2" 90 "\"\$CRAS_BIN\" bench --device \"\$DEVICE\" --precision $1 --batch-size $2 --repeats \$REPEATS --json \"\$OUT/cras_bench_$1_b$2.json\" \$NET_S"
+}
+bench f32 1
+bench f32 "$BIG"
 
 # ---- 5 the authors' code on the same device
 ref_json() {  # ref_json NAME: the last JSON line of the step's log -> OUT/authors_NAME.json
-  grep '^{' "$OUT/logs/authors_$1.log" | tail -1 > "$OUT/authors_$1.json.tmp" && [ -s "$OUT/authors_$1.json.tmp" ] \
+  grep -s '^{' "$OUT/logs/authors_$1.log" | tail -1 > "$OUT/authors_$1.json.tmp" && [ -s "$OUT/authors_$1.json.tmp" ] \
     && mv "$OUT/authors_$1.json.tmp" "$OUT/authors_$1.json" || rm -f "$OUT/authors_$1.json.tmp"
 }
 if [ -f "$REF_DIR/cras.py" ] && [ -f "$REF_SPEED" ]; then
-  step authors_infer_b1 60 '"$PY" "$REF_SPEED" --ref-dir "$REF_DIR" --device "$DEVICE" --batch 1 --iters '"${REF_ITERS[0]}"' --size "$REF_SIZE"'
+  step authors_infer_b1 60 '"$PY" dev/gpu_ref_run.py "$REF_SPEED" --ref-dir "$REF_DIR" --device "$DEVICE" --batch 1 --iters '"${REF_ITERS[0]}"' --size "$REF_SIZE"'
   ref_json infer_b1
-  step "authors_infer_b$BIG" 90 '"$PY" "$REF_SPEED" --ref-dir "$REF_DIR" --device "$DEVICE" --batch "$BIG" --iters '"${REF_ITERS[1]}"' --size "$REF_SIZE"'
+  step "authors_infer_b$BIG" 90 '"$PY" dev/gpu_ref_run.py "$REF_SPEED" --ref-dir "$REF_DIR" --device "$DEVICE" --batch "$BIG" --iters '"${REF_ITERS[1]}"' --size "$REF_SIZE"'
   ref_json "infer_b$BIG"
-  step authors_train 90 '"$PY" dev/gpu_ref_train.py --ref-dir "$REF_DIR" --device "$DEVICE" --batch "$TRAIN_BATCH" --steps "$REF_STEPS" --size "$REF_SIZE"'
+  step authors_train 90 '"$PY" dev/gpu_ref_run.py dev/gpu_ref_train.py --ref-dir "$REF_DIR" --device "$DEVICE" --batch "$TRAIN_BATCH" --steps "$REF_STEPS" --size "$REF_SIZE"'
   ref_json train
 else
   echo "{\"step\":\"authors\",\"rc\":null,\"seconds\":0,\"limit_s\":0,\"timed_out\":false,\"note\":\"skipped: $REF_DIR/cras.py or $REF_SPEED missing (run dev/gpu_prepare.sh)\"}" >> "$OUT/steps.jsonl"
   echo "[authors] skipped: $REF_DIR/cras.py or $REF_SPEED missing"
 fi
 
-# ---- 6 train the paper configuration on the MVTec-size set
-wait "$SYNTH_PID"
-cat "$OUT/synth.json" 2>/dev/null; echo
+# ---- 4b bf16 (after the authors' figures: candle refuses bf16 so far, in a few seconds)
+bench bf16 1
+bench bf16 "$BIG"
+
+# ---- 6 train the paper configuration on the MVTec-size set, as many of EPOCHS epochs as leave
+# time for the evaluation (estimated from this run's bench figures: gpu_check.py plan)
+read -r EPOCHS TRAIN_CAP < <(timeout 30 "$PY" dev/gpu_check.py plan "$OUT" "$N_TRAIN" "$N_TEST" "$EPOCHS" \
+  $((DEADLINE - $(date +%s) - 10)) 2>/dev/null || echo "$EPOCHS 300")
+export EPOCHS
+echo "training plan: $EPOCHS epochs, limit ${TRAIN_CAP}s"
 train_run() {
   local t0 t1
   t0=$(date +%s.%N)
@@ -175,11 +189,11 @@ train_run() {
     --batch-size "$BATCH" --holdout 0 --cache-mb "$CACHE_MB" --device "$DEVICE" \
     --train-log "$OUT/train_log.jsonl" --quiet $NET_S || return 1
   t1=$(date +%s.%N)
-  echo "{\"seconds\":$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'),\"epochs\":$EPOCHS,\"batch\":$BATCH,\"net\":\"$NET_S\"}" > "$OUT/train.json"
+  echo "{\"seconds\":$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'),\"epochs\":$EPOCHS,\"images\":$N_TRAIN,\"batch\":$BATCH,\"net\":\"$NET_S\"}" > "$OUT/train.json"
 }
 export -f train_run
 if [ -d "$WORK/mvtec" ]; then
-  step cras_train 300 train_run
+  step cras_train "$TRAIN_CAP" train_run
 else
   echo '{"step":"cras_train","rc":null,"seconds":0,"limit_s":0,"timed_out":false,"note":"skipped: no synthetic set"}' >> "$OUT/steps.jsonl"
 fi

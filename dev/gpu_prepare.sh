@@ -40,6 +40,9 @@ if [ "$BUILD" = 1 ]; then
   # The binary must want the driver's libcuda.so.1 and the CUDA 13 runtime libraries by soname.
   readelf -d gpu-carry/cras | grep NEEDED | grep -E 'cuda|cublas|curand|nvrtc' || {
     echo "gpu-carry/cras links no CUDA library: not a CUDA build" >&2; exit 1; }
+  # The device runs Ubuntu 24.04 (glibc 2.39): the binary must not want a newer glibc.
+  glibc=$(objdump -T gpu-carry/cras | grep -o 'GLIBC_[0-9.]*' | sort -V | tail -1)
+  printf '%s\n' "$glibc" GLIBC_2.39 | sort -V -C || { echo "gpu-carry/cras wants $glibc (> the device's 2.39)" >&2; exit 1; }
 fi
 
 # The authors' code: sources only (no figures, results or checkpoints).

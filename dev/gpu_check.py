@@ -6,7 +6,8 @@ only (torch for `device` when present).
   gpu_check.py parity DIR OUT/parity.json  compare the CPU reference figures (DIR/ref) with the
                                            device's (DIR/dev): descriptors, one training step,
                                            image scores; tolerances below
-  gpu_check.py plan OUT NTRAIN NTEST EPOCHS LEFT_S   epochs that fit the time left (bench figures)
+  gpu_check.py plan OUT NTRAIN NTEST EPOCHS LEFT_S CLASSES
+                                           epochs (and classes) that fit the time left
   gpu_check.py summary OUT                 every figure of the run -> OUT/summary.json and a
                                            table on stdout
 
@@ -209,27 +210,35 @@ def parity(d, out):
 
 # ---------------------------------------------------------------- training plan
 
-def plan(out, n_train, n_test, epochs, left):
-    """Epochs of the training step that leave time for the evaluation, from this run's own
-    `cras bench` figures (the largest f32 batch measured), each estimate x1.5. Prints
-    "EPOCHS TRAIN_LIMIT_S"; writes OUT/train_plan.json."""
-    n_train, n_test, epochs, left = int(n_train), int(n_test), int(epochs), float(left)
+def plan(out, n_train, n_test, epochs, left, classes):
+    """Epochs (and, if even one epoch of every class would not fit, the number of classes) of the
+    training step that leave time for the evaluation, from this run's own `cras bench` figures
+    (the largest f32 batch measured), each estimate x1.5. Prints "EPOCHS TRAIN_LIMIT_S CLASSES";
+    writes OUT/train_plan.json."""
+    n_train, n_test, epochs, left, classes = int(n_train), int(n_test), int(epochs), float(left), int(classes)
     benches = [load(p) for p in glob.glob(os.path.join(out, "cras_bench_f32_b*.json"))]
     benches = [b for b in benches if b and b.get("training_images_per_s_cached")]
-    res = {"wanted_epochs": epochs, "left_s": left, "train_images": n_train, "test_images": n_test}
+    res = {"wanted_epochs": epochs, "left_s": left, "train_images": n_train, "test_images": n_test,
+           "classes": classes, "all_classes": classes}
     if not benches:
         res.update(epochs=epochs, train_limit_s=max(30, left - 60), basis="no bench figures: a fixed 60 s for eval")
     else:
         b = max(benches, key=lambda b: b["batch_size"])
-        est_eval = 15 + 1.5 * n_test / b["inference_images_per_s"]
-        est_cache = 20 + 1.5 * n_train / b["descriptors_images_per_s"]
+        # + 30 s: pixel metrics over 1725 maps of 288 px took 15 s on 2 busy cores here
+        eval_fixed, eval_var = 30, 1.5 * n_test / b["inference_images_per_s"]
+        cache_fixed, cache_var = 20, 1.5 * n_train / b["descriptors_images_per_s"]
         per_epoch = 1.5 * n_train / b["training_images_per_s_cached"]
-        fit = int((left - est_eval - est_cache) // per_epoch)
-        res.update(epochs=max(1, min(epochs, fit)), train_limit_s=max(30, left - est_eval),
-                   est_eval_s=est_eval, est_cache_s=est_cache, est_epoch_s=per_epoch,
-                   basis=f"cras bench f32 batch {b['batch_size']}")
+        fit = int((left - eval_fixed - eval_var - cache_fixed - cache_var) // per_epoch)
+        share = 1.0
+        if fit < 1:  # not even one epoch of every class: fewer classes, one epoch
+            share = max(0.0, (left - eval_fixed - cache_fixed) / (eval_var + cache_var + per_epoch))
+            res["classes"] = max(1, min(classes, int(classes * share)))
+            share = res["classes"] / classes
+        res.update(epochs=max(1, min(epochs, fit)), train_limit_s=max(30, left - eval_fixed - share * eval_var),
+                   est_eval_s=eval_fixed + share * eval_var, est_cache_s=cache_fixed + share * cache_var,
+                   est_epoch_s=share * per_epoch, basis=f"cras bench f32 batch {b['batch_size']}")
     write_json(os.path.join(out, "train_plan.json"), res)
-    print(res["epochs"], int(res["train_limit_s"]))
+    print(res["epochs"], int(res["train_limit_s"]), res["classes"])
 
 
 # ---------------------------------------------------------------- summary
@@ -337,8 +346,10 @@ def summary(out):
     if epochs or s["train"]["run"]:
         pl = s["train"]["plan"] or {}
         net = (s["train"]["run"] or {}).get("net") or "the paper configuration"
-        print(f"\ntraining ({net}; {pl.get('epochs', '-')} of {pl.get('wanted_epochs', '-')} epochs planned"
-              f" for the time left, {pl.get('basis', '')}):")
+        cls = (s["train"]["run"] or {}).get("classes") or "every class"
+        print(f"\ntraining ({net}; {cls}; planned for the time left: {pl.get('epochs', '-')} of"
+              f" {pl.get('wanted_epochs', '-')} epochs, {pl.get('classes', '-')} of {pl.get('all_classes', '-')}"
+              f" classes, {pl.get('basis', '')}):")
         for e in epochs:
             print(f"  epoch {e['epoch'] + 1}: {e['seconds']:.1f} s, {e['images'] / max(e['seconds'], 1e-9):.1f} img/s,"
                   f" loss {e['loss']:.4f}, p_true {e['p_true']:.3f}, p_fake {e['p_fake']:.3f}")
@@ -350,8 +361,9 @@ def summary(out):
     ev = s["eval"]
     if ev:
         print(f"\neval: {ev.get('seconds', 0):.1f} s for {ev.get('images', '-')} images"
-              f" ({fmt(ev.get('images_per_s'))} img/s); mean image AUROC {fmt(ev.get('image_auroc'), 3)},"
-              f" pixel AUROC {fmt(ev.get('pixel_auroc'), 3)}")
+              f" ({fmt(ev.get('images_per_s'))} img/s whole command, {fmt(ev.get('scoring_images_per_s'))} img/s"
+              f" scoring pass with decoding); mean image AUROC {fmt(ev.get('image_auroc'), 3)},"
+              f" pixel AUROC {fmt(ev.get('pixel_auroc'), 3)} (random backbone: not a quality figure)")
     write_json(os.path.join(out, "summary.json"), s)
     print("\nfigures: summary.json (everything), one JSON per step beside it")
 
@@ -363,7 +375,7 @@ if __name__ == "__main__":
     elif cmd == "parity":
         parity(sys.argv[2], sys.argv[3])
     elif cmd == "plan":
-        plan(*sys.argv[2:7])
+        plan(*sys.argv[2:8])
     elif cmd == "summary":
         summary(sys.argv[2])
     else:

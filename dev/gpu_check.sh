@@ -38,6 +38,7 @@
 #   REF_DIR        the authors' code (default gpu-carry/cras-ref); REF_SPEED: ref_speed.py
 #                  (default gpu-carry/ref_speed.py)
 #   WORK           scratch folder for data and models (default /tmp/cras-gpu-check; not returned)
+#   GPU_CHECK_CLASSES  train and evaluate on this many classes whatever the plan says
 set -u
 cd "$(dirname "$0")/.."
 DEVICE=cuda; TINY=0; BUDGET=480
@@ -178,18 +179,25 @@ bench bf16 "$BIG"
 
 # ---- 6 train the paper configuration on the MVTec-size set, as many of EPOCHS epochs as leave
 # time for the evaluation (estimated from this run's bench figures: gpu_check.py plan)
-read -r EPOCHS TRAIN_CAP < <(timeout 30 "$PY" dev/gpu_check.py plan "$OUT" "$N_TRAIN" "$N_TEST" "$EPOCHS" \
-  $((DEADLINE - $(date +%s) - 10)) 2>/dev/null || echo "$EPOCHS 300")
-export EPOCHS
-echo "training plan: $EPOCHS epochs, limit ${TRAIN_CAP}s"
+ALL_CLASSES=$(echo "$SYNTH_S" | awk '{for (i = 1; i < NF; i++) if ($i == "--classes") print $(i + 1)}')
+read -r EPOCHS TRAIN_CAP N_CLASSES < <(timeout 30 "$PY" dev/gpu_check.py plan "$OUT" "$N_TRAIN" "$N_TEST" \
+  "$EPOCHS" $((DEADLINE - $(date +%s) - 10)) "$ALL_CLASSES" 2>/dev/null || echo "$EPOCHS 300 $ALL_CLASSES")
+N_CLASSES="${GPU_CHECK_CLASSES:-$N_CLASSES}"   # a forced number (to test the path)
+CLASS_ARGS=""
+if [ "$N_CLASSES" != "$ALL_CLASSES" ] && [ -d "$WORK/mvtec" ]; then  # the first N_CLASSES, sorted
+  CLASS_ARGS="--classes $(ls "$WORK/mvtec" | sort | head -n "$N_CLASSES" | paste -sd, -)"
+  N_TRAIN=$((N_TRAIN * N_CLASSES / ALL_CLASSES))
+fi
+export EPOCHS CLASS_ARGS N_TRAIN
+echo "training plan: $EPOCHS epochs, $N_CLASSES of $ALL_CLASSES classes, limit ${TRAIN_CAP}s"
 train_run() {
   local t0 t1
   t0=$(date +%s.%N)
   "$CRAS_BIN" train --data "$WORK/mvtec" --out "$WORK/model.safetensors" --epochs "$EPOCHS" \
     --batch-size "$BATCH" --holdout 0 --cache-mb "$CACHE_MB" --device "$DEVICE" \
-    --train-log "$OUT/train_log.jsonl" --quiet $NET_S || return 1
+    --train-log "$OUT/train_log.jsonl" --quiet $NET_S $CLASS_ARGS || return 1
   t1=$(date +%s.%N)
-  echo "{\"seconds\":$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'),\"epochs\":$EPOCHS,\"images\":$N_TRAIN,\"batch\":$BATCH,\"net\":\"$NET_S\"}" > "$OUT/train.json"
+  echo "{\"seconds\":$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}'),\"epochs\":$EPOCHS,\"images\":$N_TRAIN,\"batch\":$BATCH,\"net\":\"$NET_S\",\"classes\":\"$CLASS_ARGS\"}" > "$OUT/train.json"
 }
 export -f train_run
 if [ -d "$WORK/mvtec" ]; then
@@ -203,7 +211,7 @@ eval_run() {
   local t0 t1 n
   t0=$(date +%s.%N)
   "$CRAS_BIN" eval --model "$WORK/model.safetensors" --data "$WORK/mvtec" --out "$WORK/eval" \
-    --batch-size "$BATCH" --gallery 0 --device "$DEVICE" --quiet || return 1
+    --batch-size "$BATCH" --gallery 0 --device "$DEVICE" --quiet $CLASS_ARGS || return 1
   t1=$(date +%s.%N)
   cp "$WORK/eval/metrics.json" "$OUT/eval_metrics.json"
   "$PY" - "$WORK/eval/metrics.json" "$t0" "$t1" "$OUT/eval.json" <<'EOF'
@@ -212,8 +220,10 @@ m = json.load(open(sys.argv[1]))
 secs = float(sys.argv[3]) - float(sys.argv[2])
 mean = m.get("mean") or {}
 n = m.get("images") or sum(c.get("images", 0) for c in m.get("classes", []) if isinstance(c, dict))
+t = m.get("timing") or {}
 out = dict(seconds=secs, images=n or None, images_per_s=(n / secs if n else None),
-           image_auroc=mean.get("image_auroc"), pixel_auroc=mean.get("pixel_auroc"))
+           scoring_images_per_s=t.get("images_per_second"), scoring_s=t.get("seconds"),
+           image_auroc=mean.get("image_auroc"), pixel_auroc=mean.get("pixel_auroc"), aupro=mean.get("aupro"))
 json.dump(out, open(sys.argv[4], "w"))
 print(json.dumps(out))
 EOF

@@ -95,6 +95,8 @@ def device(out, cras):
     facts["cras_ldd_cuda"] = [l.strip() for l in ldd.splitlines()
                               if re.search(r"cu|nvrtc", l.split("=>")[0])]
     facts["cras_version"] = sh(f"{cras} --version")
+    src = os.path.join(os.path.dirname(cras), "cras.source")  # written by dev/gpu_prepare.sh
+    facts["cras_source"] = open(src).read().strip() if os.path.exists(src) else None
     try:
         import torch
         facts["torch"] = torch.__version__

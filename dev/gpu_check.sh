@@ -230,7 +230,7 @@ EOF
 }
 export -f eval_run
 if [ -f "$WORK/model.safetensors" ]; then
-  step cras_eval 120 eval_run
+  step cras_eval 600 eval_run  # whatever is left
 else
   echo '{"step":"cras_eval","rc":null,"seconds":0,"limit_s":0,"timed_out":false,"note":"skipped: no trained model"}' >> "$OUT/steps.jsonl"
 fi

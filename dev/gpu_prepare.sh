@@ -4,6 +4,7 @@
 #
 #   gpu-carry/cras          the CUDA build of cras (cargo build --release --features cuda in
 #                           target/cuda, built without a CUDA toolkit by dev/cuda-env.sh), stripped
+#   gpu-carry/cras.source   the commit it was built from
 #   gpu-carry/cras-ref/     the authors' code (github.com/cqylunlun/CRAS: its .py files and
 #                           LICENSE only; never committed)
 #   gpu-carry/ref_speed.py  ../shared/bench/ref_speed.py (the authors' inference timing)
@@ -37,6 +38,8 @@ if [ "$BUILD" = 1 ]; then
   CARGO_TARGET_DIR="$tdir" nice -n 10 cargo build --release --locked --features cuda
   strip -o gpu-carry/cras.tmp "$tdir/release/cras"
   mv gpu-carry/cras.tmp gpu-carry/cras
+  # Which source the binary is (the device check records it in device.json).
+  echo "$(git rev-parse HEAD) $(git status --porcelain --untracked-files=no | wc -l) files changed, built $(date -u +%FT%TZ)" > gpu-carry/cras.source
   # The binary must want the driver's libcuda.so.1 and the CUDA 13 runtime libraries by soname.
   readelf -d gpu-carry/cras | grep NEEDED | grep -E 'cuda|cublas|curand|nvrtc' || {
     echo "gpu-carry/cras links no CUDA library: not a CUDA build" >&2; exit 1; }

@@ -11,7 +11,8 @@ pub struct SynthArgs {
     /// Output folder (must be new or empty).
     #[arg(long)]
     pub out: PathBuf,
-    /// Number of classes (1-8; textures and objects alternate in blocks).
+    /// Number of classes (1-16; textures and objects alternate in blocks; classes 9-16 are the
+    /// first eight again in a second colourway, named `<name>_alt`).
     #[arg(long, default_value_t = SynthConfig::default().classes)]
     pub classes: usize,
     /// Normal training images per class.

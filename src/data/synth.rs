@@ -1,7 +1,8 @@
 //! Deterministic synthetic multi-class benchmark in MVTec AD layout.
 //!
 //! [`generate`] writes, under an empty or new folder `out`, for each of the first
-//! `cfg.classes` entries of [`CLASS_NAMES`] (textures and objects):
+//! `cfg.classes` classes (the eight drawings of [`CLASS_NAMES`], textures and objects, then, up to
+//! [`MAX_CLASSES`], the same eight in a second colourway named `<name>_alt`; see [`class_name`]):
 //! `<class>/train/good/NNN.png`, `<class>/test/good/NNN.png`,
 //! `<class>/test/<defect>/NNN.png` and `<class>/ground_truth/<defect>/NNN_mask.png`
 //! (8-bit RGB images and 0/255 gray masks of `cfg.size` pixels square). Defect images cycle
@@ -20,13 +21,36 @@ use image::{ExtendedColorType, ImageEncoder};
 use rayon::prelude::*;
 
 use crate::{Error, Result};
-use scene::{add_defect, finish, render_normal, SynthRng};
+use scene::{add_defect, finish, render_normal, Canvas, SynthRng};
 pub use scene::{defect_name, is_object, CLASS_NAMES, DEFECT_KINDS};
+
+/// Most classes [`generate`] writes: each drawing of [`CLASS_NAMES`] as drawn, then again in a
+/// second colourway (its colour channels rotated), so a set can have as many classes as MVTec AD
+/// (15).
+pub const MAX_CLASSES: usize = 2 * CLASS_NAMES.len();
+
+/// Folder name of class `class` (`0..MAX_CLASSES`): the drawing's name, with `_alt` for the
+/// second colourway.
+pub fn class_name(class: usize) -> String {
+    let base = CLASS_NAMES[class % CLASS_NAMES.len()];
+    if class < CLASS_NAMES.len() {
+        base.to_string()
+    } else {
+        format!("{base}_alt")
+    }
+}
+
+/// The second colourway: every colour's channels rotated (R, G, B) -> (B, R, G).
+fn recolour(c: &mut Canvas) {
+    for px in c.rgb.iter_mut().chain(c.background.iter_mut()) {
+        *px = [px[2], px[0], px[1]];
+    }
+}
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SynthConfig {
-    /// Number of classes, the first of [`CLASS_NAMES`] (1..=8).
+    /// Number of classes (1..=[`MAX_CLASSES`]), named by [`class_name`].
     pub classes: usize,
     /// Normal training images per class.
     pub train_per_class: usize,
@@ -71,11 +95,11 @@ pub struct SynthSummary {
 impl SynthConfig {
     /// Checks the ranges.
     pub fn validate(&self) -> Result<()> {
-        if self.classes == 0 || self.classes > CLASS_NAMES.len() {
+        if self.classes == 0 || self.classes > MAX_CLASSES {
             return Err(Error::config(
                 "classes",
                 self.classes,
-                format!("must be between 1 and {}", CLASS_NAMES.len()),
+                format!("must be between 1 and {MAX_CLASSES}"),
             ));
         }
         if self.train_per_class == 0 {
@@ -152,8 +176,13 @@ fn draw(cfg: &SynthConfig, job: Job) -> (PathBuf, Vec<u8>, Option<DrawnFile>) {
         Job::TestDefect { class, kind, index } => (class, 2, kind, index),
     };
     let mut rng = SynthRng::from_parts(&[cfg.seed, class as u64, split, kind as u64, index as u64]);
-    let mut canvas = render_normal(class, size, &mut rng);
-    let class_dir = PathBuf::from(CLASS_NAMES[class]);
+    // The drawing, and whether this class is its second colourway.
+    let (base, alt) = (class % CLASS_NAMES.len(), class >= CLASS_NAMES.len());
+    let mut canvas = render_normal(base, size, &mut rng);
+    if alt {
+        recolour(&mut canvas);
+    }
+    let class_dir = PathBuf::from(class_name(class));
     let file = format!("{index:03}.png");
     match job {
         Job::Train { .. } => (
@@ -168,12 +197,12 @@ fn draw(cfg: &SynthConfig, job: Job) -> (PathBuf, Vec<u8>, Option<DrawnFile>) {
         ),
         Job::TestDefect { .. } => {
             let foreign = (kind == DEFECT_KINDS - 1).then(|| {
-                let other = (class + 1 + rng.below(CLASS_NAMES.len() - 1)) % CLASS_NAMES.len();
+                let other = (base + 1 + rng.below(CLASS_NAMES.len() - 1)) % CLASS_NAMES.len();
                 render_normal(other, size, &mut rng)
             });
             let extent = cfg.defect_px.map(|(lo, hi)| (lo as f32, hi as f32));
-            let mask = add_defect(&mut canvas, class, kind, foreign.as_ref(), extent, &mut rng);
-            let name = defect_name(class, kind);
+            let mask = add_defect(&mut canvas, base, kind, foreign.as_ref(), extent, &mut rng);
+            let name = defect_name(base, kind);
             let mask_bytes = mask.iter().map(|&m| if m { 255 } else { 0 }).collect();
             let mask_path = class_dir
                 .join("ground_truth")
@@ -251,10 +280,7 @@ pub fn generate(cfg: &SynthConfig, out: &Path) -> Result<SynthSummary> {
     let staged = staging.keep();
     std::fs::rename(&staged, out).map_err(|e| Error::io(out, e))?;
     Ok(SynthSummary {
-        classes: CLASS_NAMES[..cfg.classes]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        classes: (0..cfg.classes).map(class_name).collect(),
         images: jobs.len(),
         seconds: start.elapsed().as_secs_f64(),
     })

@@ -1,14 +1,15 @@
 //! Synthetic benchmark: determinism (same seed -> byte-identical files, whatever the thread
 //! count; another seed -> different files), layout validity (discover() accepts it, masks
 //! non-empty exactly for defects with a sensible area), and the loader on its output (order,
-//! batch shapes, values matching single-image preprocessing).
+//! batch shapes, values matching single-image preprocessing), and sets of up to 16 classes (the
+//! eight drawings again in a second colourway) for MVTec-size runs.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use cras::data::decode::{decode_mask, decode_rgb};
 use cras::data::loader::batches;
-use cras::data::synth::{generate, SynthConfig, CLASS_NAMES};
+use cras::data::synth::{class_name, generate, SynthConfig, CLASS_NAMES, MAX_CLASSES};
 use cras::data::{discover, Preprocess, ResizeMode};
 use sha2::{Digest, Sha256};
 
@@ -200,4 +201,75 @@ fn defect_px_sets_the_defect_extent_whatever_the_image_size() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("defect-px") && err.contains("10-100"), "{err}");
+}
+
+#[test]
+fn sixteen_classes_the_second_eight_in_another_colourway() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        classes: MAX_CLASSES,
+        test_good_per_class: 0,
+        ..small(5)
+    };
+    assert_eq!(MAX_CLASSES, 16);
+    let summary = generate(&cfg, &tmp.path().join("all")).unwrap();
+    assert_eq!(summary.images, 16 * 7);
+    let ds = discover(&tmp.path().join("all"), None).unwrap();
+    let mut names = ds.class_names();
+    names.sort();
+    let mut expected: Vec<String> = (0..16).map(class_name).collect();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(expected.len(), 16, "class names must be distinct");
+    assert_eq!(names, expected);
+    assert_eq!(class_name(3), "bolt");
+    assert_eq!(class_name(11), "bolt_alt");
+    for class in &ds.classes {
+        assert_eq!(class.train.len(), 2, "{}", class.name);
+        assert_eq!(class.defect_types().len(), 5, "{}", class.name);
+    }
+    // The first eight classes are byte-identical to an 8-class set of the same seed: existing
+    // sets do not change.
+    let eight = tmp.path().join("eight");
+    generate(
+        &SynthConfig {
+            classes: CLASS_NAMES.len(),
+            ..cfg.clone()
+        },
+        &eight,
+    )
+    .unwrap();
+    let (h16, h8) = (hashes(&tmp.path().join("all")), hashes(&eight));
+    assert_eq!(h8.len(), 8 * (7 + 5));
+    for (k, v) in &h8 {
+        assert_eq!(h16.get(k), Some(v), "{k} changed");
+    }
+    // A second colourway: its mean colour is the drawing's, channels rotated (not a copy).
+    let mean = |p: &Path| {
+        let img = decode_rgb(p).unwrap();
+        let n = (img.width() * img.height()) as f64;
+        let mut m = [0f64; 3];
+        for px in img.pixels() {
+            for (c, v) in px.0.iter().enumerate() {
+                m[c] += *v as f64 / n;
+            }
+        }
+        m
+    };
+    let dir = tmp.path().join("all");
+    let (a, b) = (
+        mean(&dir.join("carpet_weave/train/good/000.png")),
+        mean(&dir.join("carpet_weave_alt/train/good/000.png")),
+    );
+    // carpet_weave is red-brown (R > G, B); its alt is blue-dominant (B took R's place).
+    assert!(a[0] > a[2] + 30.0, "{a:?}");
+    assert!(b[1] > b[0] + 30.0 || b[2] > b[0] + 30.0, "{b:?}");
+    // Beyond 16: refused, naming the value and the range.
+    let err = generate(&SynthConfig { classes: 17, ..cfg }, &tmp.path().join("bad"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("classes") && err.contains("17") && err.contains("16"),
+        "{err}"
+    );
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Dev-only (never run in CI): every way to run CRAS inference on this CPU, in ONE run, paper
 # configuration (WRN50-2, 288 px, 1536 dims, 15 classes, random weights), batch 1 and 8:
-# cras's engines (candle, onnxruntime f32, openvino f32 and bf16) next to ../shared/bench's
+# cras's engines (candle, onnxruntime f32 and int8, openvino f32, bf16 and int8) next to ../shared/bench's
 # peers (PyTorch fp32/bf16, ONNX Runtime, OpenVINO on the same math) and the authors' code.
 #
 # usage: dev/bench_cpu_engines.sh PEERS_VENV [AUTHORS_CODE_DIR] > figures.jsonl
@@ -15,7 +15,7 @@ cargo build --release --quiet
 export VIRTUAL_ENV="$venv"
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 for b in 1 8; do
-  for e in "candle f32" "onnxruntime f32" "openvino f32" "openvino bf16"; do
+  for e in "candle f32" "onnxruntime f32" "onnxruntime int8" "openvino f32" "openvino bf16" "openvino int8"; do
     set -- $e
     target/release/cras bench --engine "$1" --precision "$2" --batch-size "$b" --repeats 3 \
       --device cpu --log warn --json "$tmp/x.json" >&2

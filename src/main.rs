@@ -45,6 +45,9 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Export a trained model's whole scoring path as one ONNX graph.
     Export(cli::export::ExportArgs),
+    /// Calibrate a trained model for int8 (`--precision int8`, `cras export --int8`) on its
+    /// training images; models trained by this cras are calibrated already.
+    Quantize(cli::quantize::QuantizeArgs),
 }
 
 /// Keeps freed tensor buffers in the process heap between training steps instead of handing
@@ -120,6 +123,7 @@ fn main() {
         Command::Bench(a) => cli::bench::run(a),
         Command::Serve(a) => cli::serve::run(a),
         Command::Export(a) => cli::export::run(a),
+        Command::Quantize(a) => cli::quantize::run(a),
     };
     log_peak_memory();
     if let Err(e) = result {

@@ -10,16 +10,19 @@
 //!
 //! Submodules: `topology` (the network's layout), `weights` (file reading and conversion),
 //! `fetch` (downloading torchvision's ImageNet files), `builder` (state dict, BN statistics,
-//! folding), `resnet` (the folded inference network).
+//! folding), `resnet` (the folded inference network), `int8` (the ranges of the convolutions'
+//! inputs an int8 graph quantizes with).
 
 mod builder;
 pub mod fetch;
+pub mod int8;
 mod resnet;
 pub(crate) mod topology;
 mod value_enum;
 pub mod weights;
 
 pub use builder::{BackboneBuilder, BuildOptions};
+pub use int8::{ConvInputRange, Int8Calibration};
 pub use resnet::ResNet;
 pub use weights::{read_state_dict, sha256_file};
 

@@ -69,14 +69,22 @@ impl ResNet {
             ));
         }
         let x = x.to_device(&self.device)?;
-        topology::run(&self.topo, &x, layers, |cb, h| {
-            let (w, b) = self
-                .folded
-                .get(&cb.conv)
-                .ok_or_else(|| Error::Other(format!("folded backbone lacks {}", cb.conv)))?;
-            let y = h.conv2d(w, cb.padding, cb.stride, 1, 1)?;
-            Ok(y.broadcast_add(&b.reshape((1, cb.c_out, 1, 1))?)?)
-        })
+        topology::run(&self.topo, &x, layers, |cb, h| self.conv_bn(cb, h))
+    }
+
+    /// One folded convolution (BatchNorm folded in) applied to `h`.
+    pub(crate) fn conv_bn(&self, cb: &topology::ConvBn, h: &Tensor) -> Result<Tensor> {
+        let (w, b) = self
+            .folded
+            .get(&cb.conv)
+            .ok_or_else(|| Error::Other(format!("folded backbone lacks {}", cb.conv)))?;
+        let y = h.conv2d(w, cb.padding, cb.stride, 1, 1)?;
+        Ok(y.broadcast_add(&b.reshape((1, cb.c_out, 1, 1))?)?)
+    }
+
+    /// The network's layout.
+    pub(crate) fn topology(&self) -> &Topology {
+        &self.topo
     }
 
     /// The folded inference parameters under stable names (`<conv path>.weight` / `.bias`,

@@ -138,13 +138,15 @@ pub struct EngineArgs {
     /// else candle).
     #[arg(long, value_enum, ignore_case = true, default_value_t = EngineOptions::default().choice)]
     pub engine: EngineChoice,
-    /// Arithmetic precision: f32, or bf16 (OpenVINO on CPUs with AMX / AVX-512 BF16).
+    /// Arithmetic precision: f32, bf16 (OpenVINO on CPUs with AMX / AVX-512 BF16), or int8
+    /// (OpenVINO or ONNX Runtime: the backbone's convolutions in integer arithmetic, calibrated
+    /// on the model's training images).
     #[arg(long, value_enum, ignore_case = true, default_value_t = EngineOptions::default().precision)]
     pub precision: Precision,
     /// Compute threads of the onnxruntime / openvino engines (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// At bf16, images whose score lies within this many logits of their threshold are scored
+    /// At bf16 or int8, images whose score lies within this many logits of their threshold are scored
     /// again at f32 before they are decided, so precision does not flip decisions (0: never).
     /// Default: the band measured for the model when it was trained (3 if it has none).
     #[arg(long, value_parser = parse_band)]
@@ -225,7 +227,7 @@ mod tests {
         assert_eq!(g.features.preprocess().mode, ResizeMode::Square);
         for (flag, listed) in [
             ("--engine=tensorrt", "candle, onnxruntime, openvino, auto"),
-            ("--precision=fp8", "f32, bf16"),
+            ("--precision=fp8", "f32, bf16, int8"),
             (
                 "--backbone=vit",
                 "wide_resnet50_2, wide_resnet101_2, resnet18, resnet50",

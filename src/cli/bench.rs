@@ -11,7 +11,7 @@ use cras::data::{MaskMode, Preprocess, ResizeMode};
 use cras::export::{ExportOptions, GraphPart};
 use cras::features::cache::{CachePrecision, FeatureCache};
 use cras::features::ExtractorSpec;
-use cras::infer::engine::{open_runtime, EngineChoice, EngineKind};
+use cras::infer::engine::{open_runtime, EngineChoice, EngineKind, Precision};
 use cras::infer::{ClassChoice, Predictor};
 use cras::model::ModelMeta;
 use cras::model::{Ablation, Adaptor, CenterBank, Discriminator};
@@ -143,6 +143,17 @@ fn bench_model(a: &BenchArgs, device: &candle_core::Device) -> anyhow::Result<Be
         serde_json::json!({}),
     );
     meta.tool = "cras bench".into();
+    if a.engine.options().precision == Precision::Int8 {
+        // The int8 graph's ranges, from random images like the ones timed.
+        let images = Tensor::randn(0f32, 1.0, (a.batch_size.clamp(1, 8), 3, s, s), device)?;
+        let layers = &extractor.cfg.layers;
+        meta.int8 = Some(cras::backbone::int8::calibrate(
+            &extractor.backbone,
+            layers,
+            [Ok(images)],
+            "random images",
+        )?);
+    }
     let loaded = Instant::now();
     let predictor = Predictor::from_parts(meta, extractor, adaptor, disc, bank.clone(), device)
         .with_engine(&a.engine.options(), None)?;
@@ -297,6 +308,7 @@ fn stage_times(p: &Predictor, a: &BenchArgs, batch: &Tensor) -> anyhow::Result<(
     {
         let options = ExportOptions {
             part: stage,
+            int8: p.precision() == Precision::Int8,
             ..ExportOptions::default()
         };
         let onnx = cras::export::export_onnx(p, &options)?;

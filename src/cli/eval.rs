@@ -108,7 +108,8 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         } else {
             "images"
         };
-        println!("bf16: {c} of {n} {what} were near their threshold and re-scored at f32");
+        let precision = predictor.precision();
+        println!("{precision}: {c} of {n} {what} were near their threshold and re-scored at f32");
     }
     println!("report: {}", a.out.join("report.md").display());
     println!("gallery: {}", a.out.join("gallery/index.html").display());

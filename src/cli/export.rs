@@ -16,6 +16,12 @@ pub struct ExportArgs {
     /// global match).
     #[arg(long)]
     pub class_input: bool,
+    /// Write the graph in int8 QDQ form: QuantizeLinear / DequantizeLinear around the backbone's
+    /// convolutions (inputs uint8 per tensor over the ranges calibrated on the model's
+    /// training images, weights int8 per output channel), everything else f32. OpenVINO and
+    /// ONNX Runtime run those convolutions in integer arithmetic. Not with --triton.
+    #[arg(long, conflicts_with = "triton")]
+    pub int8: bool,
     #[command(flatten)]
     pub triton: super::triton::TritonArgs,
 }
@@ -28,7 +34,7 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
     let Some(out) = &a.out else {
         anyhow::bail!("give --out FILE.onnx or --triton DIR");
     };
-    let r = cras::export::export_file(&a.model, out, a.class_input)?;
+    let r = cras::export::export_file(&a.model, out, a.class_input, a.int8)?;
     let (s, g, bytes) = (r.input_size, r.grid, r.bytes);
     println!("wrote {}", out.display());
     println!(
@@ -47,6 +53,12 @@ pub fn run(a: ExportArgs) -> anyhow::Result<()> {
          class_index i64 [batch], matched_class i64 [batch], class_similarity f32 [batch]"
     );
     println!("  classes: {}", r.classes.join(", "));
+    if a.int8 {
+        println!(
+            "  int8: the backbone's convolutions in QDQ form (calibration in the cras.int8 metadata); \
+             the descriptor and head f32"
+        );
+    }
     if let Some(t) = r.tiling {
         println!(
             "  tiled model: each input is ONE of the {} tiles of an image ({} px tiles, overlap {} px, of \

@@ -10,6 +10,7 @@ pub mod export;
 pub mod images;
 pub mod import_reference;
 pub mod predict;
+pub mod quantize;
 pub mod serve;
 pub mod shard;
 pub mod synth;

@@ -129,6 +129,31 @@ impl Graph {
         name
     }
 
+    /// An int8 initializer of shape `dims` (quantized weights).
+    pub fn init_i8(&mut self, hint: &str, dims: &[usize], data: &[i8]) -> String {
+        let raw: Vec<u8> = data.iter().map(|&v| v as u8).collect();
+        self.init_raw(hint, dims, DataType::Int8, raw)
+    }
+
+    /// A uint8 initializer of shape `dims` (zero points of activations).
+    pub fn init_u8(&mut self, hint: &str, dims: &[usize], data: &[u8]) -> String {
+        self.init_raw(hint, dims, DataType::Uint8, data.to_vec())
+    }
+
+    fn init_raw(&mut self, hint: &str, dims: &[usize], elem: DataType, raw: Vec<u8>) -> String {
+        debug_assert_eq!(dims.iter().product::<usize>(), raw.len());
+        let name = self.fresh(hint);
+        self.initializer_bytes += raw.len();
+        self.initializers.push(pb::TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: Some(elem as i32),
+            name: Some(name.clone()),
+            raw_data: Some(raw),
+            ..Default::default()
+        });
+        name
+    }
+
     /// A float32 scalar constant (shape []).
     pub fn scalar_f32(&mut self, hint: &str, v: f32) -> String {
         self.init_f32(hint, &[], &[v])
@@ -197,6 +222,34 @@ impl Graph {
                 ("group", Attr::Int(1)),
             ],
         )
+    }
+    /// `QuantizeLinear(x, scale, zero_point)`: per tensor (scalar scale) or per channel along
+    /// `axis`; the zero point's type is the result's.
+    pub fn quantize(
+        &mut self,
+        x: &str,
+        scale: &str,
+        zero_point: &str,
+        axis: Option<i64>,
+    ) -> String {
+        let attrs = axis
+            .map(|a| vec![("axis", Attr::Int(a))])
+            .unwrap_or_default();
+        self.node("QuantizeLinear", &[x, scale, zero_point], attrs)
+    }
+    /// `DequantizeLinear(x, scale, zero_point)` to float32 (per tensor, or per channel along
+    /// `axis`).
+    pub fn dequantize(
+        &mut self,
+        x: &str,
+        scale: &str,
+        zero_point: &str,
+        axis: Option<i64>,
+    ) -> String {
+        let attrs = axis
+            .map(|a| vec![("axis", Attr::Int(a))])
+            .unwrap_or_default();
+        self.node("DequantizeLinear", &[x, scale, zero_point], attrs)
     }
     pub fn relu(&mut self, x: &str) -> String {
         self.node("Relu", &[x], vec![])

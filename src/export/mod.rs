@@ -7,7 +7,8 @@
 //!   MaxPool, AveragePool, Add, Sub, Mul, Div, Max, Less, Where, MatMul, Gemm, Pad, Slice,
 //!   Concat, Reshape, Transpose, Unsqueeze, ReduceMean, ReduceMax, ReduceSumSquare, Sqrt,
 //!   ArgMax, Gather, LeakyRelu, Sigmoid; Identity copies `matched_class` to `class_index` when
-//!   there is no `stated_class` input).
+//!   there is no `stated_class` input; an int8 graph adds QuantizeLinear / DequantizeLinear
+//!   around the backbone's convolutions, [`quant`]).
 //! - Inputs: `image` float32 `[batch,3,S,S]`, preprocessed exactly as cras does (see the
 //!   `cras.preprocess` metadata); with [`ExportOptions::class_input`] also `stated_class` int64
 //!   `[batch]`: a value < 0 means "use the global match", otherwise the stated class index (a
@@ -24,7 +25,8 @@
 //!   from it, [`crate::model::PrecisionBand`], as the model file stores them; measured on
 //!   cras's split engine, low-precision front and f32 head), `cras.preprocess` (JSON),
 //!   `cras.backbone` (JSON provenance),
-//!   `cras.random_backbone` (`true`/`false`), `cras.version`, `cras.model_sha256`,
+//!   `cras.random_backbone` (`true`/`false`), `cras.int8` (an int8 graph only: JSON of the
+//!   quantization rule and the calibration images), `cras.version`, `cras.model_sha256`,
 //!   `cras.format` (`1`), `cras.outputs` (one line). Producer `cras` and the crate version.
 //!
 //! Parts ([`GraphPart`]): besides the whole path, a graph can hold its front (image to the
@@ -44,6 +46,7 @@ mod graph;
 mod head;
 #[allow(clippy::all, missing_docs)]
 pub mod onnx_pb;
+pub mod quant;
 mod source;
 pub mod triton;
 
@@ -80,6 +83,9 @@ pub struct ExportOptions {
     pub model_sha256: Option<String>,
     /// Which part of the scoring path the graph holds (default: all of it, the contract).
     pub part: GraphPart,
+    /// Int8 backbone convolutions (QDQ form, [`quant`]) with the model's calibration; an
+    /// error when the model has none.
+    pub int8: bool,
 }
 
 /// A part of the scoring path: the whole of it (the contract), a prefix of it (for per-stage
@@ -158,7 +164,19 @@ fn scoring_graph(src: &source::ModelSource, options: &ExportOptions) -> Result<G
     );
     let class_input = (options.class_input && options.part == GraphPart::Whole)
         .then(|| g.input("stated_class", Elem::I64, &[b]));
-    let feats = backbone::backbone(&mut g, src, &image)?;
+    let int8 = if options.int8 {
+        Some(src.int8.as_ref().ok_or_else(|| {
+            Error::config(
+                "precision",
+                "int8",
+                "the model has no int8 calibration (it was trained before cras measured one): \
+                 calibrate it with `cras quantize --model M --data DIR`",
+            )
+        })?)
+    } else {
+        None
+    };
+    let feats = backbone::backbone(&mut g, src, &image, int8)?;
     if options.part == GraphPart::Backbone {
         for (i, f) in feats.iter().enumerate() {
             let dims = [
@@ -186,7 +204,7 @@ fn scoring_graph(src: &source::ModelSource, options: &ExportOptions) -> Result<G
 fn model_proto(src: &source::ModelSource, options: &ExportOptions, g: Graph) -> pb::ModelProto {
     let s = src.input_size;
     let version = env!("CARGO_PKG_VERSION");
-    let meta = [
+    let mut meta = vec![
         ("cras.classes", serde_json::json!(src.classes).to_string()),
         ("cras.thresholds", src.thresholds_json.clone()),
         ("cras.precision_bands", src.precision_bands_json.clone()),
@@ -204,6 +222,17 @@ fn model_proto(src: &source::ModelSource, options: &ExportOptions, g: Graph) -> 
         ("cras.format", FORMAT.to_string()),
         ("cras.outputs", OUTPUTS_DOC.to_string()),
     ];
+    if let (true, Some(cal)) = (options.int8, &src.int8) {
+        let doc = serde_json::json!({
+            "rule": "backbone convolutions: input uint8 per tensor over the calibrated range \
+                     (widened to hold 0), weights int8 symmetric per output channel, bias float32; \
+                     everything else float32",
+            "images_from": cal.images_from,
+            "images": cal.images,
+            "method": cal.method,
+        });
+        meta.push(("cras.int8", doc.to_string()));
+    }
     pb::ModelProto {
         ir_version: Some(IR_VERSION),
         opset_import: vec![pb::OperatorSetIdProto {
@@ -253,14 +282,21 @@ pub struct ExportSummary {
     pub tiling: Option<crate::data::Tiling>,
 }
 
-/// Exports the model file `model` (written by `cras train`) to `out`, written atomically.
-/// Errors name the file at fault (unreadable or partial model, unwritable output).
-pub fn export_file(model: &Path, out: &Path, class_input: bool) -> Result<ExportSummary> {
+/// Exports the model file `model` (written by `cras train`) to `out`, written atomically;
+/// with `int8`, in QDQ form ([`quant`]). Errors name the file at fault (unreadable or partial
+/// model, a model without int8 calibration, unwritable output).
+pub fn export_file(
+    model: &Path,
+    out: &Path,
+    class_input: bool,
+    int8: bool,
+) -> Result<ExportSummary> {
     let trained = TrainedModel::load(model, &candle_core::Device::Cpu)?;
     let options = ExportOptions {
         class_input,
         model_sha256: Some(crate::backbone::sha256_file(model)?),
         part: GraphPart::Whole,
+        int8,
     };
     let bytes = export_onnx(&trained, &options)
         .map_err(|e| Error::checkpoint(model, format!("ONNX export: {e}")))?;

@@ -108,6 +108,9 @@ pub struct ModelSource {
     pub precision_bands_json: String,
     pub preprocess_json: String,
     pub backbone_json: String,
+    /// The ranges an int8 graph quantizes the backbone's convolution inputs with, if the
+    /// model was calibrated.
+    pub int8: Option<crate::backbone::Int8Calibration>,
     pub random_backbone: bool,
 }
 
@@ -198,6 +201,7 @@ impl ModelSource {
                 .map_err(|e| Error::Other(e.to_string()))?,
             preprocess_json: preprocess_json(&meta.preprocess).to_string(),
             backbone_json: backbone_json(info)?,
+            int8: meta.int8.clone(),
             random_backbone: meta.random_backbone(),
         })
     }

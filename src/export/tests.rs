@@ -60,6 +60,7 @@ fn tiny_model(layers: &[Layer], dims: usize, ablation: Option<serde_json::Value>
             .unwrap_or_default(),
         thresholds: None,
         precision_bands: Vec::new(),
+        int8: None,
         training: Default::default(),
         test_selected: false,
         partial: false,
@@ -406,7 +407,9 @@ fn file_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.safetensors");
     let out = dir.path().join("m.onnx");
-    let e = export_file(&missing, &out, false).unwrap_err().to_string();
+    let e = export_file(&missing, &out, false, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("missing.safetensors"), "{e}");
     assert!(!out.exists());
     // An output path below a regular file cannot be created.
@@ -433,7 +436,7 @@ fn file_errors_name_the_file() {
     let model = dir.path().join("m.safetensors");
     let m = p.as_ref();
     crate::model::file::save(&model, m.meta, m.head, &m.extractor.backbone).unwrap();
-    let summary = export_file(&model, &out, true).unwrap();
+    let summary = export_file(&model, &out, true, false).unwrap();
     assert_eq!(summary.bytes as u64, std::fs::metadata(&out).unwrap().len());
     let back = pb::ModelProto::decode(std::fs::read(&out).unwrap().as_slice()).unwrap();
     let sha = back
@@ -491,4 +494,84 @@ fn the_head_takes_the_descriptors_and_gives_the_contract() {
         dims(&g.input[0]).1,
         ["batch".to_string(), "16".into(), "48".into()]
     );
+}
+
+#[test]
+fn an_int8_graph_quantizes_every_backbone_convolution_and_nothing_else() {
+    let mut p = tiny_model(&[Layer::L2, Layer::L3], 48, None);
+    let int8 = ExportOptions {
+        int8: true,
+        ..ExportOptions::default()
+    };
+    // A model without calibration is refused with the command that calibrates it.
+    let err = export_onnx(&p, &int8).unwrap_err().to_string();
+    assert!(err.contains("cras quantize"), "{err}");
+    let images = Tensor::randn(0f32, 1.0, (2, 3, S, S), &Device::Cpu).unwrap();
+    let layers = p.extractor.cfg.layers.clone();
+    let cal =
+        crate::backbone::int8::calibrate(&p.extractor.backbone, &layers, [Ok(images)], "random")
+            .unwrap();
+    p.meta.int8 = Some(cal.clone());
+    let m = pb::ModelProto::decode(export_onnx(&p, &int8).unwrap().as_slice()).unwrap();
+    let g = m.graph.as_ref().unwrap();
+    let producer: HashMap<&str, &pb::NodeProto> = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
+        .collect();
+    let inits: HashMap<&str, &pb::TensorProto> =
+        g.initializer.iter().map(|t| (t.name(), t)).collect();
+    let convs: Vec<&pb::NodeProto> = g.node.iter().filter(|n| n.op_type() == "Conv").collect();
+    // Every backbone conv (15 in resnet18 up to layer3) and no other reads its input and its
+    // weights through DequantizeLinear; the descriptor's pooling convs (if any) stay f32.
+    let quantized: Vec<_> = convs
+        .iter()
+        .filter(|c| {
+            producer.get(c.input[0].as_str()).map(|n| n.op_type()) == Some("DequantizeLinear")
+        })
+        .collect();
+    assert_eq!(quantized.len(), cal.inputs.len());
+    assert_eq!(cal.inputs.len(), 15);
+    for c in quantized {
+        let x = producer[c.input[0].as_str()];
+        let q = producer[x.input[0].as_str()];
+        assert_eq!(q.op_type(), "QuantizeLinear");
+        // Activations: uint8 per tensor; weights: int8 per output channel (axis 0).
+        let zp = inits[q.input[2].as_str()];
+        assert_eq!(zp.data_type(), pb::tensor_proto::DataType::Uint8 as i32);
+        assert!(zp.dims.is_empty());
+        let w = producer[c.input[1].as_str()];
+        assert_eq!(w.op_type(), "DequantizeLinear");
+        let wq = inits[w.input[0].as_str()];
+        assert_eq!(wq.data_type(), pb::tensor_proto::DataType::Int8 as i32);
+        let scales = inits[w.input[1].as_str()];
+        assert_eq!(scales.dims, vec![wq.dims[0]]);
+        assert_eq!(w.attribute[0].name(), "axis");
+        assert_eq!(w.attribute[0].i(), 0);
+    }
+    // The same weights dequantized are within half a step of the f32 export's.
+    let f32_graph = export(&p, false).graph.unwrap();
+    let stem_f32 = floats(initializer(&f32_graph, "conv1.weight")[0]);
+    let q = initializer(g, "conv1.weight_int8")[0];
+    let s = floats(initializer(g, "conv1.weight_scale")[0]);
+    let per = stem_f32.len() / s.len();
+    for (i, (&b, &w)) in q.raw_data().iter().zip(&stem_f32).enumerate() {
+        let back = (b as i8) as f32 * s[i / per];
+        assert!(
+            (back - w).abs() <= s[i / per] / 2.0 + 1e-6,
+            "weight {i}: {back} vs {w}"
+        );
+    }
+    let meta = m
+        .metadata_props
+        .iter()
+        .find(|e| e.key() == "cras.int8")
+        .map(|e| e.value().to_string())
+        .expect("cras.int8 metadata");
+    assert!(meta.contains("\"images\":2"), "{meta}");
+    // The f32 graph has no quantization.
+    assert!(!f32_graph
+        .node
+        .iter()
+        .any(|n| n.op_type().contains("QuantizeLinear")));
 }

@@ -480,7 +480,7 @@ pub fn export_triton(model: &Path, repo: &Path, options: &TritonOptions) -> Resu
     let model_dir = repo.join(&name);
     let onnx_path = model_dir.join("1").join("model.onnx");
     let config_path = model_dir.join("config.pbtxt");
-    let onnx = super::export_file(model, &onnx_path, options.class_input)?;
+    let onnx = super::export_file(model, &onnx_path, options.class_input, false)?;
     let bytes = std::fs::read(&onnx_path).map_err(|e| Error::io(&onnx_path, e))?;
     let config = TritonConfig::from_onnx(&name, &bytes, options)?;
     crate::fsio::write_atomic(&config_path, config.to_pbtxt().as_bytes())?;

@@ -108,13 +108,14 @@ impl Predictor {
             EngineChoice::Kind(k) => vec![k],
             EngineChoice::Auto => vec![EngineKind::OpenVino, EngineKind::OnnxRuntime],
         };
-        let export = |part| {
+        let export = |part: crate::export::GraphPart, precision: Precision| {
             crate::export::export_onnx(
                 &self,
                 &crate::export::ExportOptions {
                     class_input: true,
                     model_sha256: model_sha256.clone(),
                     part,
+                    int8: precision == Precision::Int8,
                 },
             )
         };

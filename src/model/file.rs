@@ -22,7 +22,7 @@ use candle_core::{DType, Device, Tensor};
 use super::head::{Ablation, Adaptor, Discriminator};
 use super::optim::AdamFamily;
 use super::CenterBank;
-use crate::backbone::{BackboneInfo, Layer, ResNet};
+use crate::backbone::{BackboneInfo, Int8Calibration, Layer, ResNet};
 use crate::data::Preprocess;
 use crate::features::{DescriptorConfig, FeatureExtractor};
 use crate::{Error, Result};
@@ -132,6 +132,10 @@ pub struct ModelMeta {
     /// (none measured: empty; older files have none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub precision_bands: Vec<PrecisionBand>,
+    /// The ranges of the backbone's convolution inputs over training images, which an int8
+    /// graph quantizes them with (none measured: absent; older files have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<Int8Calibration>,
     pub training: TrainingStats,
     /// The model was chosen by its test-set metrics (optimistic; the reference protocol).
     pub test_selected: bool,
@@ -162,6 +166,7 @@ impl ModelMeta {
             config,
             thresholds: None,
             precision_bands: Vec::new(),
+            int8: None,
             training: TrainingStats::default(),
             test_selected: false,
             partial: false,

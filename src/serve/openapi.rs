@@ -350,7 +350,7 @@ mod tests {
             model["engine"]["enum"],
             json!(["candle", "onnxruntime", "openvino"])
         );
-        assert_eq!(model["precision"]["enum"], json!(["f32", "bf16"]));
+        assert_eq!(model["precision"]["enum"], json!(["f32", "bf16", "int8"]));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Training: the loop over cached descriptors ([`fit()`]) and the end-to-end pipeline from a
 //! dataset folder to a self-describing model file ([`pipeline`], configured by [`config`]; its
-//! first step, the seeded train / held-out split, is [`mod@split`]).
+//! first step, the seeded train / held-out split, is [`mod@split`]); [`quantize`] calibrates a
+//! trained model for int8.
 
 pub mod config;
 pub mod fit;
 pub mod import;
 pub mod pipeline;
+pub mod quantize;
 pub mod selection;
 pub mod split;
 pub mod tiles;

@@ -23,11 +23,11 @@ use super::fit::{derive_seed, fit, EpochStats, FitConfig, FitObserver, HeadState
 use super::selection::{BestHead, TestProbe};
 pub use super::split::{split, Split};
 use super::tiles;
-use crate::backbone::WeightSource;
+use crate::backbone::{Int8Calibration, WeightSource};
 use crate::data::loader;
 use crate::features::cache::FeatureCache;
 use crate::features::{ExtractorSpec, FeatureExtractor};
-use crate::infer::engine::band;
+use crate::infer::engine::{band, EngineKind, Precision};
 use crate::infer::{ClassChoice, Predictor};
 use crate::model::file::{self, HeadRef, ModelMeta, PrecisionBand, Thresholds, TrainingStats};
 use crate::model::{Adaptor, CenterAccumulator, CenterBank, Discriminator};
@@ -370,7 +370,9 @@ pub fn finalise(
         device,
     );
     predictor.meta.thresholds = calibrate(&predictor, holdout, cfg.threshold_quantile)?;
-    predictor.meta.precision_bands = measure_precision(&predictor, holdout, train)?;
+    predictor.meta.int8 = Some(calibrate_int8(&predictor, train)?);
+    predictor.meta.precision_bands =
+        measure_precision(&predictor, holdout, train, &band::LOW_PRECISIONS)?;
     predictor.save(out)?;
     if partial.exists() {
         let _ = std::fs::remove_file(partial);
@@ -530,7 +532,7 @@ fn test_probe(
 /// Training images a model without held-out images measures its low-precision engines on.
 pub const PRECISION_SAMPLE: usize = 32;
 
-/// Measures every low-precision engine this machine runs ([`band::LOW_PRECISIONS`]) against
+/// Measures the low-precision `engines` this machine runs (training: [`band::LOW_PRECISIONS`]) against
 /// f32 on the held-out images (else on [`PRECISION_SAMPLE`] training images spread over the
 /// classes): their confirmation bands ([`band::measure`]). An engine whose runtime is absent
 /// or whose precision this CPU lacks is skipped (logged).
@@ -538,6 +540,7 @@ pub fn measure_precision(
     predictor: &Predictor,
     holdout: &[Vec<PathBuf>],
     train: &[PathBuf],
+    engines: &[(EngineKind, Precision)],
 ) -> Result<Vec<PrecisionBand>> {
     let held: Vec<PathBuf> = holdout.iter().flatten().cloned().collect();
     let (paths, from) = if held.is_empty() {
@@ -553,7 +556,7 @@ pub fn measure_precision(
         .map(|b| Ok(b?.to_tensor(&predictor.device)?))
         .collect::<Result<Vec<Tensor>>>()?;
     let mut bands = Vec::new();
-    for (kind, precision) in band::LOW_PRECISIONS {
+    for &(kind, precision) in engines {
         match band::measure(predictor, kind, precision, from, &batches) {
             Ok(b) => {
                 tracing::info!(
@@ -577,6 +580,28 @@ pub fn measure_precision(
         }
     }
     Ok(bands)
+}
+
+/// The int8 calibration of the model's backbone ([`crate::backbone::int8::calibrate`]) on
+/// [`PRECISION_SAMPLE`] training images spread over the classes.
+pub fn calibrate_int8(predictor: &Predictor, train: &[PathBuf]) -> Result<Int8Calibration> {
+    let paths = spread_sample(train, PRECISION_SAMPLE);
+    let pre = &predictor.meta.preprocess;
+    let batches = loader::batches(paths, pre.clone(), pre.images_per_batch(16), false)
+        .map(|b| Ok(b?.to_tensor(&predictor.device)?));
+    let ext = &predictor.extractor;
+    let cal = crate::backbone::int8::calibrate(
+        &ext.backbone,
+        &ext.cfg.layers,
+        batches,
+        "training images",
+    )?;
+    tracing::info!(
+        "int8 calibration: the ranges of {} convolution inputs over {} training images",
+        cal.inputs.len(),
+        cal.images
+    );
+    Ok(cal)
 }
 
 /// Scores the held-out normal images of each class (class stated) and sets thresholds.

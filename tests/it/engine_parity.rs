@@ -444,10 +444,11 @@ fn sharpened(model: &Path, data: &Path, out: &Path) -> Option<Predictor> {
     let mut p = Predictor::load(model, &Device::Cpu).unwrap();
     let per_class = train_images(&p, data);
     let train: Vec<PathBuf> = per_class.iter().flatten().cloned().collect();
-    let Some(before) = measure_precision(&p, &[], &train)
-        .unwrap()
-        .into_iter()
-        .find(|b| b.engine == "openvino" && b.precision == "bf16")
+    let Some(before) =
+        measure_precision(&p, &[], &train, &cras::infer::engine::band::LOW_PRECISIONS)
+            .unwrap()
+            .into_iter()
+            .find(|b| b.engine == "openvino" && b.precision == "bf16")
     else {
         crate::common::engine_unavailable("openvino bf16", true, &"not measured by training");
         return None;
@@ -507,7 +508,8 @@ fn sharpened(model: &Path, data: &Path, out: &Path) -> Option<Predictor> {
         holdout_images: vec![0; per_class.len()],
         holdout_scores: vec![Vec::new(); per_class.len()],
     });
-    p.meta.precision_bands = measure_precision(&p, &[], &train).unwrap();
+    p.meta.precision_bands =
+        measure_precision(&p, &[], &train, &cras::infer::engine::band::LOW_PRECISIONS).unwrap();
     p.save(out).unwrap();
     Some(p)
 }
@@ -689,5 +691,60 @@ fn a_precision_whose_measured_band_would_confirm_most_images_is_refused() {
     };
     if let Err(e) = Predictor::load_with(&refused, &Device::Cpu, &f32_options) {
         crate::common::engine_unavailable("openvino f32", false, &e);
+    }
+}
+
+#[test]
+fn int8_keeps_the_f32_decisions_within_its_measured_band_on_both_runtimes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, model) = trained(tmp.path(), &["--epochs", "4"]);
+    let candle = Predictor::load(&model, &Device::Cpu).unwrap();
+    // Training calibrated the backbone for int8: resnet18 up to layer3, 15 convolutions.
+    let cal = candle
+        .meta
+        .int8
+        .as_ref()
+        .expect("training stores the int8 calibration");
+    assert_eq!(cal.inputs.len(), 15);
+    assert_eq!(cal.images_from, "training images");
+    let (batch, _) = test_batch(&candle, &data);
+    let want = candle.predict_batch(&batch, &ClassChoice::Match).unwrap();
+    for kind in [EngineKind::OpenVino, EngineKind::OnnxRuntime] {
+        let Some(raw) = on_engine_with(&model, kind, Precision::Int8, 0.0) else {
+            continue;
+        };
+        let measured = candle
+            .meta
+            .precision_band(kind.name(), "int8")
+            .unwrap_or_else(|| panic!("training measured {kind} int8"))
+            .clone();
+        let by_default = EngineOptions {
+            choice: EngineChoice::Kind(kind),
+            precision: Precision::Int8,
+            threads: Some(2),
+            confirm_band: None,
+        };
+        let confirmed = Predictor::load_with(&model, &Device::Cpu, &by_default).unwrap();
+        let screen = raw.predict_batch(&batch, &ClassChoice::Match).unwrap();
+        let got = confirmed
+            .predict_batch(&batch, &ClassChoice::Match)
+            .unwrap();
+        let errors: Vec<f64> = want
+            .iter()
+            .zip(&screen)
+            .map(|(a, r)| (logit(r.score) - logit(a.score)).abs())
+            .collect();
+        eprintln!("{kind} int8: band {measured:?}, errors {errors:?}");
+        // The graph really is quantized (scores move), and not broken (they stay close).
+        assert!(errors.iter().any(|&e| e > 1e-4), "{errors:?}");
+        assert!(errors.iter().all(|&e| e < 3.0), "{errors:?}");
+        for (i, ((a, b), r)) in want.iter().zip(&got).zip(&screen).enumerate() {
+            let t = candle.threshold(a.class);
+            let rescored = near_threshold(r.score, t, measured.band);
+            assert_confirmation(i, a, b, r, rescored);
+            if errors[i] < f64::from(measured.band) {
+                assert_eq!(decide(a.score, t), decide(b.score, t), "{kind} image {i}");
+            }
+        }
     }
 }

@@ -30,7 +30,11 @@ use crate::{Error, Result};
 
 /// The low-precision engines training measures (where their runtime and precision are
 /// present).
-pub const LOW_PRECISIONS: [(EngineKind, Precision); 1] = [(EngineKind::OpenVino, Precision::Bf16)];
+pub const LOW_PRECISIONS: [(EngineKind, Precision); 3] = [
+    (EngineKind::OpenVino, Precision::Bf16),
+    (EngineKind::OpenVino, Precision::Int8),
+    (EngineKind::OnnxRuntime, Precision::Int8),
+];
 
 /// The quantile of the measured errors the band is built on.
 pub const BAND_QUANTILE: f64 = 0.99;
@@ -145,13 +149,14 @@ pub fn measure(
         threads: None,
         confirm_band: Some(0.0),
     };
-    let export = |part| {
+    let export = |part: crate::export::GraphPart, precision: Precision| {
         export_onnx(
             predictor,
             &ExportOptions {
                 class_input: true,
                 model_sha256: None,
                 part,
+                int8: precision == Precision::Int8,
             },
         )
     };

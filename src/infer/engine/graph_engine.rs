@@ -82,12 +82,13 @@ fn lock(rt: &Mutex<Box<dyn GraphRuntime>>) -> std::sync::MutexGuard<'_, Box<dyn 
 }
 
 impl GraphEngine {
-    /// Opens `kind`'s runtime(s) on the model's graphs: `export(part)` returns the ONNX bytes of
-    /// a part of the scoring path (built with the `stated_class` input). `confirm_band`: the
-    /// band of a low-precision engine, in logits (0: no confirmation).
+    /// Opens `kind`'s runtime(s) on the model's graphs: `export(part, precision)` returns the
+    /// ONNX bytes of a part of the scoring path (built with the `stated_class` input; in QDQ
+    /// form at [`Precision::Int8`]). `confirm_band`: the band of a low-precision engine, in
+    /// logits (0: no confirmation).
     pub fn new(
         kind: EngineKind,
-        export: &dyn Fn(GraphPart) -> Result<Vec<u8>>,
+        export: &dyn Fn(GraphPart, Precision) -> Result<Vec<u8>>,
         options: &EngineOptions,
         confirm_band: f32,
         side: usize,
@@ -100,7 +101,11 @@ impl GraphEngine {
         };
         let (stages, precision, mut description, confirmation) =
             if options.precision == Precision::F32 {
-                let runtime = open_runtime(kind, &export(GraphPart::Whole)?, &f32_options)?;
+                let runtime = open_runtime(
+                    kind,
+                    &export(GraphPart::Whole, Precision::F32)?,
+                    &f32_options,
+                )?;
                 let description = runtime.describe();
                 (
                     Stages::Whole(Mutex::new(runtime)),
@@ -109,9 +114,13 @@ impl GraphEngine {
                     None,
                 )
             } else {
-                let front_onnx = export(GraphPart::Descriptors)?;
+                let front_onnx = export(GraphPart::Descriptors, options.precision)?;
                 let front = open_runtime(kind, &front_onnx, options)?;
-                let head = open_runtime(kind, &export(GraphPart::Head)?, &f32_options)?;
+                let head = open_runtime(
+                    kind,
+                    &export(GraphPart::Head, Precision::F32)?,
+                    &f32_options,
+                )?;
                 let precision = front.precision();
                 let description = format!(
                     "{} (backbone and descriptor; the head at f32)",
@@ -119,7 +128,11 @@ impl GraphEngine {
                 );
                 let confirmation = if confirm_band > 0.0 {
                     Some(Confirmation {
-                        front: Mutex::new(open_runtime(kind, &front_onnx, &f32_options)?),
+                        front: Mutex::new(open_runtime(
+                            kind,
+                            &export(GraphPart::Descriptors, Precision::F32)?,
+                            &f32_options,
+                        )?),
                         band: confirm_band,
                         scored: AtomicU64::new(0),
                         confirmed: AtomicU64::new(0),

@@ -118,6 +118,10 @@ pub enum Precision {
     /// kept by re-scoring in f32 the images near their threshold
     /// ([`EngineOptions::confirm_band`], [`band`]).
     Bf16,
+    /// Int8 backbone convolutions (the exported graph's QDQ form, calibrated on training
+    /// images: [`crate::export::quant`]) on OpenVINO or ONNX Runtime; the descriptor and the head
+    /// run at f32, decisions are kept as at bf16.
+    Int8,
 }
 
 impl Precision {
@@ -126,21 +130,22 @@ impl Precision {
         match self {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
+            Precision::Int8 => "int8",
         }
     }
 }
 
-/// The command-line names (`--precision`): `f32` (or `fp32`) and `bf16`.
+/// The command-line names (`--precision`): `f32` (or `fp32`), `bf16` and `int8`.
 impl clap::ValueEnum for Precision {
     fn value_variants<'a>() -> &'a [Self] {
-        &[Precision::F32, Precision::Bf16]
+        &[Precision::F32, Precision::Bf16, Precision::Int8]
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         let value = clap::builder::PossibleValue::new(self.name());
         Some(match self {
             Precision::F32 => value.alias("fp32"),
-            Precision::Bf16 => value,
+            Precision::Bf16 | Precision::Int8 => value,
         })
     }
 }

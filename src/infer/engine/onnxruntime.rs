@@ -3,7 +3,8 @@
 //!
 //! Input: the named feeds of a graph run ([`super::Feed`], images `[B,3,S,S]` f32, class indices
 //! `[B]` i64, or descriptors); output: the outputs asked for ([`super::Fetched`]).
-//! Precision: f32 only (ONNX Runtime's CPU provider has no bf16 convolution kernels).
+//! Precision: f32, or int8 (the graph's QDQ form, which ONNX Runtime's graph optimiser turns
+//! into integer kernels); no bf16 (its CPU provider has no bf16 convolution kernels).
 
 use std::sync::OnceLock;
 
@@ -50,6 +51,7 @@ fn environment() -> Result<(&'static ort::environment::Environment, &'static str
 /// An ONNX Runtime session on the exported graph.
 pub struct OrtRuntime {
     session: Session,
+    precision: Precision,
     description: String,
 }
 
@@ -60,11 +62,12 @@ fn ort_error(what: &str, e: impl std::fmt::Display) -> Error {
 impl OrtRuntime {
     /// Builds a session from the graph's bytes.
     pub fn new(onnx: &[u8], options: &EngineOptions) -> Result<Self> {
-        if options.precision != Precision::F32 {
+        if options.precision == Precision::Bf16 {
             return Err(Error::config(
                 "precision",
                 options.precision,
-                "ONNX Runtime's CPU provider runs this graph in f32 only; use --engine openvino for bf16",
+                "ONNX Runtime's CPU provider has no bf16 convolutions; use --engine openvino for \
+                 bf16, or --precision int8",
             ));
         }
         let (env, lib) = environment()?;
@@ -79,9 +82,16 @@ impl OrtRuntime {
             .map_err(|e| ort_error("threads", e))?
             .commit_from_memory(onnx)
             .map_err(|e| ort_error("loading the exported graph", e))?;
+        let precision = match options.precision {
+            Precision::Int8 => "int8 (QDQ)",
+            _ => "f32",
+        };
         Ok(Self {
             session,
-            description: format!("onnxruntime, CPU provider, f32, {threads} threads, {lib}"),
+            precision: options.precision,
+            description: format!(
+                "onnxruntime, CPU provider, {precision}, {threads} threads, {lib}"
+            ),
         })
     }
 }
@@ -133,6 +143,6 @@ impl GraphRuntime for OrtRuntime {
     }
 
     fn precision(&self) -> Precision {
-        Precision::F32
+        self.precision
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Input: the named feeds of a graph run ([`super::Feed`], images `[B,3,S,S]` f32, class indices
 //! `[B]` i64, or descriptors); output: the outputs asked for ([`super::Fetched`]).
-//! Precision: `f32`, or `bf16` (OpenVINO's inference precision hint: matrix products and
-//! convolutions in bf16 on CPUs with AMX / AVX-512 BF16, f32 accumulation).
+//! Precision: `f32`, `bf16` (OpenVINO's inference precision hint: matrix products and
+//! convolutions in bf16 on CPUs with AMX / AVX-512 BF16, f32 accumulation), or `int8` (the
+//! graph's QDQ form, which OpenVINO's low-precision transformations turn into integer
+//! convolutions; the rest at f32).
 
 use std::sync::OnceLock;
 
@@ -53,8 +55,9 @@ impl OvRuntime {
         let lib = load_library()?;
         let mut core = Core::new().map_err(|e| ov_error("starting the runtime", e))?;
         let threads = options.thread_count();
+        // An int8 graph carries its own precision (QDQ); what it leaves in float runs at f32.
         let hint = match options.precision {
-            Precision::F32 => "f32",
+            Precision::F32 | Precision::Int8 => "f32",
             Precision::Bf16 => "bf16",
         };
         let props = [
@@ -93,8 +96,13 @@ impl OvRuntime {
             _core: core,
             precision: options.precision,
             description: format!(
-                "openvino {}, CPU plugin, {actual}, {threads} threads, {lib}",
-                version.build_number
+                "openvino {}, CPU plugin, {}, {threads} threads, {lib}",
+                version.build_number,
+                if options.precision == Precision::Int8 {
+                    "int8 (QDQ)".to_string()
+                } else {
+                    actual
+                }
             ),
         })
     }

@@ -7,6 +7,8 @@
 # usage: dev/bench_cpu_engines.sh PEERS_VENV [AUTHORS_CODE_DIR] > figures.jsonl
 #   PEERS_VENV: a virtualenv with torch torchvision onnx onnxscript onnxruntime openvino
 #               (+ timm opencv-python-headless tqdm tensorboard for the authors' code)
+#   CRAS_ENGINES: the cras engines to time, "engine precision" comma-separated (default: all six;
+#               candle f32 alone takes longer than all the others together)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="$1"; ref="${2:-}"
@@ -15,7 +17,8 @@ cargo build --release --quiet
 export VIRTUAL_ENV="$venv"
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 for b in 1 8; do
-  for e in "candle f32" "onnxruntime f32" "onnxruntime int8" "openvino f32" "openvino bf16" "openvino int8"; do
+  IFS=, read -ra engines <<< "${CRAS_ENGINES:-candle f32,onnxruntime f32,onnxruntime int8,openvino f32,openvino bf16,openvino int8}"
+  for e in "${engines[@]}"; do
     set -- $e
     target/release/cras bench --engine "$1" --precision "$2" --batch-size "$b" --repeats 3 \
       --device cpu --log warn --json "$tmp/x.json" >&2

@@ -140,8 +140,18 @@ impl Graph {
         self.init_raw(hint, dims, DataType::Uint8, data.to_vec())
     }
 
+    /// A bfloat16 initializer of shape `dims` (`data` rounded to nearest even).
+    pub fn init_bf16(&mut self, hint: &str, dims: &[usize], data: &[f32]) -> String {
+        debug_assert_eq!(dims.iter().product::<usize>(), data.len());
+        let raw: Vec<u8> = data
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .collect();
+        self.init_raw(hint, dims, DataType::Bfloat16, raw)
+    }
+
     fn init_raw(&mut self, hint: &str, dims: &[usize], elem: DataType, raw: Vec<u8>) -> String {
-        debug_assert_eq!(dims.iter().product::<usize>(), raw.len());
+        debug_assert_eq!(raw.len() % dims.iter().product::<usize>().max(1), 0);
         let name = self.fresh(hint);
         self.initializer_bytes += raw.len();
         self.initializers.push(pb::TensorProto {
@@ -312,6 +322,16 @@ impl Graph {
     pub fn where_(&mut self, cond: &str, a: &str, b: &str) -> String {
         self.node("Where", &[cond, a, b], vec![])
     }
+    /// `Cast(x)` to bfloat16 (`bf16` true) or back to float32.
+    pub fn cast_bf16(&mut self, x: &str, bf16: bool) -> String {
+        let to = if bf16 {
+            DataType::Bfloat16
+        } else {
+            DataType::Float
+        };
+        self.node("Cast", &[x], vec![("to", Attr::Int(to as i64))])
+    }
+
     pub fn matmul(&mut self, a: &str, b: &str) -> String {
         self.node("MatMul", &[a, b], vec![])
     }

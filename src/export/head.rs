@@ -11,6 +11,10 @@
 //! graph from it (a constant subgraph: runtimes fold it when the session is created), and the
 //! local alignment normalises the rows of the matched class's slice of it at run time, so a
 //! runtime holds one bank-sized constant besides the residual table.
+//!
+//! With `bf16_products` the large products (adaptor, the discriminator's fc1 and fc2) take
+//! bfloat16 operands (`Cast`, `MatMul`, `Cast` back); everything between them, the global
+//! match and the alignment's cosines (where low precision moves the ranking) stay float32.
 
 use super::graph::{Dim, Elem, Graph};
 use super::source::{AffineSrc, HostTensor, LinearSrc, ModelSource};
@@ -52,6 +56,24 @@ fn linear(
     cols: Option<(usize, usize)>,
 ) -> String {
     let y = matmul_t(g, x, &l.weight, name, cols);
+    add_bias(g, y, l, name)
+}
+
+/// [`linear`] with bfloat16 operands when `bf16` (x and Wᵀ cast to bfloat16, the product cast
+/// back to float32 before the bias).
+fn product(g: &mut Graph, x: &str, l: &LinearSrc, name: &str, bf16: bool) -> String {
+    if !bf16 {
+        return linear(g, x, l, name, None);
+    }
+    let wt = l.weight.transposed(); // [in, out]
+    let w = g.init_bf16(&format!("{name}.weight_t_bf16"), &wt.dims, &wt.data);
+    let xb = g.cast_bf16(x, true);
+    let y = g.matmul(&xb, &w);
+    let y = g.cast_bf16(&y, false);
+    add_bias(g, y, l, name)
+}
+
+fn add_bias(g: &mut Graph, y: String, l: &LinearSrc, name: &str) -> String {
     match &l.bias {
         Some(b) => {
             let b = g.init_f32(&format!("{name}.bias"), &b.dims, &b.data);
@@ -147,14 +169,15 @@ pub fn head(
     src: &ModelSource,
     desc: &str,
     class_input: Option<&str>,
+    bf16_products: bool,
 ) -> Result<HeadOutputs> {
     let eps = g.scalar_f32("l2_eps", 1e-12);
-    let f = linear(g, desc, &src.adaptor, "adaptor", None); // [B,P,D]
+    let f = product(g, desc, &src.adaptor, "adaptor", bf16_products); // [B,P,D]
     let m = global_match(g, src, &f, &eps, class_input);
-    let h1 = first_layer(g, src, &f, &m, &eps)?;
+    let h1 = first_layer(g, src, &f, &m, &eps, bf16_products)?;
     let h = affine(g, &h1, &src.bn1, "bn1");
     let h = g.leaky_relu(&h, 0.2);
-    let h = linear(g, &h, &src.fc2, "fc2", None);
+    let h = product(g, &h, &src.fc2, "fc2", bf16_products);
     let h = affine(g, &h, &src.bn2, "bn2");
     let h = g.leaky_relu(&h, 0.2);
     let logit = linear(g, &h, &src.tail, "tail", None); // [B,P,1]
@@ -230,7 +253,14 @@ fn global_match(
 /// table T = bank · W1bᵀ [K*P, D1] computed here once: a Gather instead of a [P,D]x[D,D1]
 /// product per image (a tenth of the arithmetic at the paper configuration), and no [B,P,2D]
 /// copy.
-fn first_layer(g: &mut Graph, src: &ModelSource, f: &str, m: &Match, eps: &str) -> Result<String> {
+fn first_layer(
+    g: &mut Graph,
+    src: &ModelSource,
+    f: &str,
+    m: &Match,
+    eps: &str,
+    bf16_products: bool,
+) -> Result<String> {
     let (p, d) = (src.centers.dims[1], src.centers.dims[2]);
     if !src.ablation.residual {
         // [f ; 0] · W1ᵀ = f · W1[:, :D]ᵀ: the zero half contributes nothing.
@@ -265,7 +295,7 @@ fn first_layer(g: &mut Graph, src: &ModelSource, f: &str, m: &Match, eps: &str) 
     let table = g.init_f32("fc1.residual_table", &table.dims, &table.data);
     let r_w = g.gather(&table, &rows, 0); // [B,P,D1]
     let summed = summed_fc1(src);
-    let top = linear(g, f, &summed, "fc1", None);
+    let top = product(g, f, &summed, "fc1", bf16_products);
     Ok(g.sub(&top, &r_w))
 }
 

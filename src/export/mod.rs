@@ -86,6 +86,11 @@ pub struct ExportOptions {
     /// Int8 backbone convolutions (QDQ form, [`quant`]) with the model's calibration; an
     /// error when the model has none.
     pub int8: bool,
+    /// The head's large products (adaptor, fc1, fc2) with bfloat16 operands: `Cast` to
+    /// bfloat16, `MatMul` with bfloat16 weights, `Cast` back, everything else float32 (the
+    /// alignment's cosines included). For OpenVINO's bf16 engine, which compiles the head at
+    /// f32 and runs those products as bf16 FullyConnected layers.
+    pub bf16_products: bool,
 }
 
 /// A part of the scoring path: the whole of it (the contract), a prefix of it (for per-stage
@@ -153,7 +158,13 @@ fn scoring_graph(src: &source::ModelSource, options: &ExportOptions) -> Result<G
         let class_input = options
             .class_input
             .then(|| g.input("stated_class", Elem::I64, &[b]));
-        let outs = head::head(&mut g, src, &desc, class_input.as_deref())?;
+        let outs = head::head(
+            &mut g,
+            src,
+            &desc,
+            class_input.as_deref(),
+            options.bf16_products,
+        )?;
         head::declare_outputs(&mut g, &outs, src.grid, s);
         return Ok(g);
     }
@@ -193,7 +204,13 @@ fn scoring_graph(src: &source::ModelSource, options: &ExportOptions) -> Result<G
     if options.part == GraphPart::Descriptors {
         g.output(&desc, DESCRIPTORS, Elem::F32, &desc_dims);
     } else {
-        let outs = head::head(&mut g, src, &desc, class_input.as_deref())?;
+        let outs = head::head(
+            &mut g,
+            src,
+            &desc,
+            class_input.as_deref(),
+            options.bf16_products,
+        )?;
         head::declare_outputs(&mut g, &outs, src.grid, s);
     }
     Ok(g)
@@ -297,6 +314,7 @@ pub fn export_file(
         model_sha256: Some(crate::backbone::sha256_file(model)?),
         part: GraphPart::Whole,
         int8,
+        bf16_products: false,
     };
     let bytes = export_onnx(&trained, &options)
         .map_err(|e| Error::checkpoint(model, format!("ONNX export: {e}")))?;

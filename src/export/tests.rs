@@ -497,6 +497,76 @@ fn the_head_takes_the_descriptors_and_gives_the_contract() {
 }
 
 #[test]
+fn bf16_products_cast_the_three_large_products_and_keep_the_alignment_f32() {
+    let p = tiny_model(&[Layer::L2, Layer::L3], 48, None);
+    let head = |bf16_products| {
+        let opts = ExportOptions {
+            part: GraphPart::Head,
+            class_input: true,
+            bf16_products,
+            ..ExportOptions::default()
+        };
+        let m = pb::ModelProto::decode(export_onnx(&p, &opts).unwrap().as_slice()).unwrap();
+        m.graph.unwrap()
+    };
+    let (plain, mixed) = (head(false), head(true));
+    let bf16 = pb::tensor_proto::DataType::Bfloat16 as i32;
+    let cast_to = |n: &pb::NodeProto| n.attribute.iter().find(|a| a.name() == "to").map(|a| a.i());
+    // Products whose operands are bf16: their input comes from a Cast to bf16.
+    let bf16_matmuls = |g: &pb::GraphProto| -> Vec<String> {
+        let producer: HashMap<&str, &pb::NodeProto> = g
+            .node
+            .iter()
+            .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
+            .collect();
+        g.node
+            .iter()
+            .filter(|n| n.op_type() == "MatMul")
+            .filter(|n| {
+                producer
+                    .get(n.input[0].as_str())
+                    .is_some_and(|c| c.op_type() == "Cast" && cast_to(c) == Some(bf16 as i64))
+            })
+            .map(|n| n.input[1].clone())
+            .collect()
+    };
+    assert!(bf16_matmuls(&plain).is_empty());
+    let weights = bf16_matmuls(&mixed);
+    let names: Vec<&str> = weights
+        .iter()
+        .map(|w| w.split(".weight_t_bf16").next().unwrap())
+        .collect();
+    assert_eq!(names, ["adaptor", "fc1", "fc2"], "{weights:?}");
+    // Their weights are the f32 weights rounded to bf16 (within half a bf16 step), the
+    // alignment's product and every other MatMul are unchanged, and each product is cast back.
+    for w in &weights {
+        let t = initializer(&mixed, w)[0];
+        assert_eq!(t.data_type(), bf16);
+        let product = w.split(".weight_t_bf16").next().unwrap();
+        let exact = floats(initializer(&plain, &format!("{product}.weight_t"))[0]);
+        let raw = t.raw_data();
+        assert_eq!(raw.len(), 2 * exact.len());
+        for (k, &e) in exact.iter().enumerate() {
+            let b = half::bf16::from_le_bytes([raw[2 * k], raw[2 * k + 1]]).to_f32();
+            assert!(
+                (b - e).abs() <= e.abs() / 256.0 + 1e-30,
+                "{w}[{k}]: {b} vs {e}"
+            );
+        }
+    }
+    let count = |g: &pb::GraphProto, op: &str| g.node.iter().filter(|n| n.op_type() == op).count();
+    assert_eq!(count(&mixed, "MatMul"), count(&plain, "MatMul"));
+    let casts: Vec<Option<i64>> = mixed
+        .node
+        .iter()
+        .filter(|n| n.op_type() == "Cast")
+        .map(cast_to)
+        .collect();
+    assert_eq!(casts.len(), 6);
+    assert_eq!(casts.iter().filter(|&&c| c == Some(bf16 as i64)).count(), 3);
+}
+
+#[test]
 fn an_int8_graph_quantizes_every_backbone_convolution_and_nothing_else() {
     let mut p = tiny_model(&[Layer::L2, Layer::L3], 48, None);
     let int8 = ExportOptions {

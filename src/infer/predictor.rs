@@ -111,12 +111,7 @@ impl Predictor {
         let export = |part: crate::export::GraphPart, precision: Precision| {
             crate::export::export_onnx(
                 &self,
-                &crate::export::ExportOptions {
-                    class_input: true,
-                    model_sha256: model_sha256.clone(),
-                    part,
-                    int8: precision == Precision::Int8,
-                },
+                &super::engine::part_options(part, precision, model_sha256.clone()),
             )
         };
         let (side, patches) = (self.input_size(), self.meta.grid * self.meta.grid);

@@ -22,7 +22,7 @@ use candle_core::Tensor;
 
 use super::graph_engine::GraphEngine;
 use super::{EngineKind, EngineOptions, Precision, DEFAULT_CONFIRM_BAND};
-use crate::export::{export_onnx, ExportOptions};
+use crate::export::export_onnx;
 use crate::infer::decision::{logit, near_threshold};
 use crate::infer::{ClassChoice, Predictor};
 use crate::model::PrecisionBand;
@@ -150,15 +150,7 @@ pub fn measure(
         confirm_band: Some(0.0),
     };
     let export = |part: crate::export::GraphPart, precision: Precision| {
-        export_onnx(
-            predictor,
-            &ExportOptions {
-                class_input: true,
-                model_sha256: None,
-                part,
-                int8: precision == Precision::Int8,
-            },
-        )
+        export_onnx(predictor, &super::part_options(part, precision, None))
     };
     let (side, grid) = (predictor.input_size(), predictor.meta.grid);
     let low_engine = GraphEngine::new(

@@ -9,7 +9,9 @@
 //! At f32 the engine runs the whole graph. At a lower precision it runs two graphs
 //! ([`crate::export::GraphPart`]): the front (backbone and descriptor, where the arithmetic
 //! is) at that precision and the head (adaptor, global match, local alignment, discriminator,
-//! map) at f32. The head picks a center per patch by an argmax over cosines with many
+//! map) at f32; at bf16 the head's large products (adaptor, fc1, fc2) take bf16 operands
+//! with f32 between them ([`crate::export::ExportOptions::bf16_products`]: they cost a sixth
+//! of the front's error, the alignment's cosines at bf16 move the ranking; docs/precision.md). The head picks a center per patch by an argmax over cosines with many
 //! near-ties, and its discriminator turns small feature errors into logits: with the whole
 //! graph at bf16, image scores moved by 0.13 logits (median) and up to 1.8 on a realistic
 //! benchmark, image AUROC by up to 2.9 points per model; with the head at f32 the median error
@@ -38,10 +40,11 @@ use crate::infer::decision::{near_threshold, ThresholdOf};
 use crate::infer::scoring::{batch_vote, classes_for, ClassChoice, Prediction};
 use crate::{Error, Result};
 
-/// The f32 second opinion of a low-precision engine: the front at f32 (the head is f32
-/// already).
+/// The f32 second opinion of a low-precision engine: the front at f32, and the head at f32
+/// where the engine's own head is not (at bf16 its large products are bf16).
 struct Confirmation {
     front: Mutex<Box<dyn GraphRuntime>>,
+    head: Option<Mutex<Box<dyn GraphRuntime>>>,
     /// In logits.
     band: f32,
     /// Images scored, and of them re-scored at f32, since the engine was built.
@@ -99,53 +102,71 @@ impl GraphEngine {
             precision: Precision::F32,
             ..*options
         };
-        let (stages, precision, mut description, confirmation) =
-            if options.precision == Precision::F32 {
-                let runtime = open_runtime(
-                    kind,
-                    &export(GraphPart::Whole, Precision::F32)?,
-                    &f32_options,
-                )?;
-                let description = runtime.describe();
-                (
-                    Stages::Whole(Mutex::new(runtime)),
-                    Precision::F32,
-                    description,
-                    None,
-                )
+        let (stages, precision, mut description, confirmation) = if options.precision
+            == Precision::F32
+        {
+            let runtime = open_runtime(
+                kind,
+                &export(GraphPart::Whole, Precision::F32)?,
+                &f32_options,
+            )?;
+            let description = runtime.describe();
+            (
+                Stages::Whole(Mutex::new(runtime)),
+                Precision::F32,
+                description,
+                None,
+            )
+        } else {
+            let front_onnx = export(GraphPart::Descriptors, options.precision)?;
+            let front = open_runtime(kind, &front_onnx, options)?;
+            // Compiled at f32; at bf16 the graph casts its large products to bf16 itself.
+            let head_products = if options.precision == Precision::Bf16 {
+                Precision::Bf16
             } else {
-                let front_onnx = export(GraphPart::Descriptors, options.precision)?;
-                let front = open_runtime(kind, &front_onnx, options)?;
-                let head = open_runtime(
-                    kind,
-                    &export(GraphPart::Head, Precision::F32)?,
-                    &f32_options,
-                )?;
-                let precision = front.precision();
-                let description = format!(
-                    "{} (backbone and descriptor; the head at f32)",
-                    front.describe()
-                );
-                let confirmation = if confirm_band > 0.0 {
-                    Some(Confirmation {
-                        front: Mutex::new(open_runtime(
-                            kind,
-                            &export(GraphPart::Descriptors, Precision::F32)?,
-                            &f32_options,
-                        )?),
-                        band: confirm_band,
-                        scored: AtomicU64::new(0),
-                        confirmed: AtomicU64::new(0),
-                    })
-                } else {
-                    None
-                };
-                let stages = Stages::Split {
-                    front: Mutex::new(front),
-                    head: Mutex::new(head),
-                };
-                (stages, precision, description, confirmation)
+                Precision::F32
             };
+            let head = open_runtime(kind, &export(GraphPart::Head, head_products)?, &f32_options)?;
+            let precision = front.precision();
+            let description = format!(
+                "{} (backbone and descriptor; the head at f32{})",
+                front.describe(),
+                if head_products == Precision::Bf16 {
+                    ", its adaptor and discriminator products at bf16"
+                } else {
+                    ""
+                }
+            );
+            let confirmation = if confirm_band > 0.0 {
+                let f32_head = if head_products == Precision::F32 {
+                    None
+                } else {
+                    Some(Mutex::new(open_runtime(
+                        kind,
+                        &export(GraphPart::Head, Precision::F32)?,
+                        &f32_options,
+                    )?))
+                };
+                Some(Confirmation {
+                    head: f32_head,
+                    front: Mutex::new(open_runtime(
+                        kind,
+                        &export(GraphPart::Descriptors, Precision::F32)?,
+                        &f32_options,
+                    )?),
+                    band: confirm_band,
+                    scored: AtomicU64::new(0),
+                    confirmed: AtomicU64::new(0),
+                })
+            } else {
+                None
+            };
+            let stages = Stages::Split {
+                front: Mutex::new(front),
+                head: Mutex::new(head),
+            };
+            (stages, precision, description, confirmation)
+        };
         if let Some(c) = &confirmation {
             description.push_str(&format!(
                 "; images within {} logits of their threshold re-scored at f32",
@@ -248,7 +269,18 @@ impl GraphEngine {
                     .collect();
                 let sub_classes: Vec<i64> = near.iter().map(|&i| classes[i]).collect();
                 let descriptors = lock(&c.front).run_front(&sub, near.len(), self.side)?;
-                let exact = self.scored(&sub, Some(&descriptors), near.len(), &sub_classes)?;
+                let exact = match &c.head {
+                    Some(head) => {
+                        let out = lock(head).run_head(
+                            &descriptors,
+                            near.len(),
+                            self.patches,
+                            &sub_classes,
+                        )?;
+                        self.predictions(out, near.len())?
+                    }
+                    None => self.scored(&sub, Some(&descriptors), near.len(), &sub_classes)?,
+                };
                 for (i, p) in near.into_iter().zip(exact) {
                     predictions[i] = p;
                 }

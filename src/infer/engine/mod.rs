@@ -18,6 +18,7 @@ pub mod library;
 pub mod onnxruntime;
 pub mod openvino;
 
+use crate::export::{ExportOptions, GraphPart};
 use crate::{Error, Result};
 
 /// Which engine scores images.
@@ -389,6 +390,23 @@ fn image_feed(images: &[f32], batch: usize, side: usize) -> Feed<'_> {
         name: names::IMAGE,
         shape: vec![batch, 3, side, side],
         values: Values::F32(images),
+    }
+}
+
+/// The export options of graph part `part` for an engine at `precision` (the `stated_class`
+/// input always): int8 graphs in QDQ form, and at bf16 the head's large products with bf16
+/// operands (OpenVINO compiles the head at f32 and runs those at bf16).
+pub fn part_options(
+    part: GraphPart,
+    precision: Precision,
+    model_sha256: Option<String>,
+) -> ExportOptions {
+    ExportOptions {
+        class_input: true,
+        model_sha256,
+        part,
+        int8: precision == Precision::Int8,
+        bf16_products: part == GraphPart::Head && precision == Precision::Bf16,
     }
 }
 

@@ -9,10 +9,11 @@
 //! At f32 the engine runs the whole graph. At a lower precision it runs two graphs
 //! ([`crate::export::GraphPart`]): the front (backbone and descriptor, where the arithmetic
 //! is) at that precision and the head (adaptor, global match, local alignment, discriminator,
-//! map) at f32; at bf16 the head's large products (adaptor, fc1, fc2) take bf16 operands
-//! with f32 between them ([`crate::export::ExportOptions::bf16_products`]: they cost a sixth
-//! of the front's error, the alignment's cosines at bf16 move the ranking; docs/precision.md). The head picks a center per patch by an argmax over cosines with many
-//! near-ties, and its discriminator turns small feature errors into logits: with the whole
+//! map) at f32; at bf16 (and at int8 on OpenVINO where the CPU runs bf16 natively) the head's
+//! large products (adaptor, fc1, fc2) take bf16 operands with f32 between them
+//! ([`crate::export::ExportOptions::bf16_products`]: they cost a sixth of the front's error,
+//! while the alignment's cosines at bf16 move the ranking; docs/precision.md). The head picks
+//! a center per patch by an argmax over cosines with many near-ties, and its discriminator turns small feature errors into logits: with the whole
 //! graph at bf16, image scores moved by 0.13 logits (median) and up to 1.8 on a realistic
 //! benchmark, image AUROC by up to 2.9 points per model; with the head at f32 the median error
 //! is 0.05 logits (max 0.5) and the metrics stay within 0.2 points of f32 on average over
@@ -120,11 +121,14 @@ impl GraphEngine {
         } else {
             let front_onnx = export(GraphPart::Descriptors, options.precision)?;
             let front = open_runtime(kind, &front_onnx, options)?;
-            // Compiled at f32; at bf16 the graph casts its large products to bf16 itself.
-            let head_products = if options.precision == Precision::Bf16 {
-                Precision::Bf16
-            } else {
-                Precision::F32
+            // Compiled at f32; the graph casts its large products to bf16 itself at bf16, and at
+            // int8 on OpenVINO where the CPU runs bf16 natively.
+            let head_products = match (options.precision, kind) {
+                (Precision::Bf16, _) => Precision::Bf16,
+                (Precision::Int8, EngineKind::OpenVino) if super::openvino::cpu_has_bf16()? => {
+                    Precision::Bf16
+                }
+                _ => Precision::F32,
             };
             let head = open_runtime(kind, &export(GraphPart::Head, head_products)?, &f32_options)?;
             let precision = front.precision();

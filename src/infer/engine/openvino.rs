@@ -39,6 +39,19 @@ fn load_library() -> Result<&'static str> {
     }
 }
 
+/// Whether OpenVINO's CPU plugin runs bf16 natively here (`BF16` among the CPU's optimization
+/// capabilities: AMX or AVX-512 BF16).
+pub fn cpu_has_bf16() -> Result<bool> {
+    load_library()?;
+    let core = Core::new().map_err(|e| ov_error("starting the runtime", e))?;
+    let caps = core
+        .get_property(&DeviceType::CPU, &PropertyKey::DeviceCapabilities)
+        .map_err(|e| ov_error("reading the CPU's capabilities", e))?;
+    Ok(caps
+        .split_whitespace()
+        .any(|c| c.eq_ignore_ascii_case("BF16")))
+}
+
 /// A compiled OpenVINO model on the CPU with one inference request.
 pub struct OvRuntime {
     // Field order matters for drop order: the request before the model before the core.

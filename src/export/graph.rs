@@ -242,10 +242,7 @@ impl Graph {
         zero_point: &str,
         axis: Option<i64>,
     ) -> String {
-        let attrs = axis
-            .map(|a| vec![("axis", Attr::Int(a))])
-            .unwrap_or_default();
-        self.node("QuantizeLinear", &[x, scale, zero_point], attrs)
+        self.linear_quant("QuantizeLinear", [x, scale, zero_point], axis)
     }
     /// `DequantizeLinear(x, scale, zero_point)` to float32 (per tensor, or per channel along
     /// `axis`).
@@ -256,10 +253,15 @@ impl Graph {
         zero_point: &str,
         axis: Option<i64>,
     ) -> String {
+        self.linear_quant("DequantizeLinear", [x, scale, zero_point], axis)
+    }
+
+    /// `op(x, scale, zero_point)` with the `axis` attribute when per channel.
+    fn linear_quant(&mut self, op: &str, inputs: [&str; 3], axis: Option<i64>) -> String {
         let attrs = axis
             .map(|a| vec![("axis", Attr::Int(a))])
             .unwrap_or_default();
-        self.node("DequantizeLinear", &[x, scale, zero_point], attrs)
+        self.node(op, &inputs, attrs)
     }
     pub fn relu(&mut self, x: &str) -> String {
         self.node("Relu", &[x], vec![])

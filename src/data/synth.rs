@@ -32,12 +32,18 @@ pub const MAX_CLASSES: usize = 2 * CLASS_NAMES.len();
 /// Folder name of class `class` (`0..MAX_CLASSES`): the drawing's name, with `_alt` for the
 /// second colourway.
 pub fn class_name(class: usize) -> String {
-    let base = CLASS_NAMES[class % CLASS_NAMES.len()];
-    if class < CLASS_NAMES.len() {
-        base.to_string()
+    let (base, alt) = drawing_of(class);
+    if alt {
+        format!("{}_alt", CLASS_NAMES[base])
     } else {
-        format!("{base}_alt")
+        CLASS_NAMES[base].to_string()
     }
+}
+
+/// Which drawing class `class` uses (an index into [`CLASS_NAMES`]), and whether it is drawn in
+/// the second colourway: the one rule [`class_name`] and the drawing share.
+fn drawing_of(class: usize) -> (usize, bool) {
+    (class % CLASS_NAMES.len(), class >= CLASS_NAMES.len())
 }
 
 /// The second colourway: every colour's channels rotated (R, G, B) -> (B, R, G).
@@ -176,8 +182,7 @@ fn draw(cfg: &SynthConfig, job: Job) -> (PathBuf, Vec<u8>, Option<DrawnFile>) {
         Job::TestDefect { class, kind, index } => (class, 2, kind, index),
     };
     let mut rng = SynthRng::from_parts(&[cfg.seed, class as u64, split, kind as u64, index as u64]);
-    // The drawing, and whether this class is its second colourway.
-    let (base, alt) = (class % CLASS_NAMES.len(), class >= CLASS_NAMES.len());
+    let (base, alt) = drawing_of(class);
     let mut canvas = render_normal(base, size, &mut rng);
     if alt {
         recolour(&mut canvas);

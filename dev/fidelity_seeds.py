@@ -107,6 +107,51 @@ def quantiles(t):
     return {"mean": float(a.mean()), "q": [float(x) for x in np.quantile(a, [0.05, 0.25, 0.5, 0.75, 0.95])]}
 
 
+class CenterTrace:
+    """Which center each training patch took in their `_train_discriminator`: wraps the loader
+    to see each batch's image paths and `torch.argmax` (their center search, one call per image
+    of the batch, in batch order) to see the indices. Neither draws random numbers."""
+
+    def __init__(self, loader):
+        self.loader, self.paths, self.picks = loader, [], []
+
+    def __iter__(self):
+        for item in self.loader:
+            self.paths.extend(item["image_path"])
+            yield item
+
+    def __len__(self):
+        return len(self.loader)
+
+    def epoch(self, model, e):
+        """Runs their epoch `e` under the trace; returns {image path: centers}."""
+        import torch
+        real = torch.argmax
+        picks = self.picks = []
+
+        def argmax(t, dim=None, **kw):
+            out = real(t, dim=dim, **kw)
+            if dim == 1 and t.dim() == 2:
+                picks.append(out.clone())
+            return out
+        self.paths = []
+        torch.argmax = argmax
+        try:
+            model._train_discriminator(self, e, Bar(), "")
+        finally:
+            torch.argmax = real
+        if len(picks) != len(self.paths):
+            raise RuntimeError(f"{len(picks)} center searches for {len(self.paths)} images")
+        return {p: c.numpy() for p, c in zip(self.paths, picks)}
+
+
+def share_changed(before, after):
+    if not before:
+        return None
+    moved = sum(int((before[k] != after[k]).sum()) for k in after)
+    return moved / sum(v.size for v in after.values())
+
+
 def authors_model(args, seed, net=None):
     """Their model as their main.py builds it for `seed` (fresh backbone from the bench's file
     unless `net` is given), with the TensorBoard wrapper replaced and `_embed` memoised."""
@@ -198,22 +243,26 @@ def authors_seed(args, seed, classes):
     ds, loader, DatasetSplit = authors_data(args, classes)
     per_class = [loader(ds([c], DatasetSplit.TRAIN), True) for c in classes]
     model.trainer(None, per_class, [], classes, "multi")  # center init only (meta_epochs 0)
-    train = loader(ds(classes, DatasetSplit.TRAIN), True)
+    train = CenterTrace(loader(ds(classes, DatasetSplit.TRAIN), True))
     captured = []
     hook = model.discriminator.register_forward_hook(
         lambda m, i, o: captured.append(o.detach().clone()) if m.training else None)
-    epochs, first, last = [], None, []
+    epochs, first, last, centers = [], None, [], {}
     for e in range(STOP or EPOCHS):
         start = len(model.logger.rows)
-        model._train_discriminator(train, e, Bar(), "")
+        now = train.epoch(model, e)
         rows = model.logger.rows[start:]
-        epochs.append({k: float(np.mean([v for n, v, _ in rows if n == k])) for k in ("loss", "p_true", "p_fake")})
+        row = {k: float(np.mean([v for n, v, _ in rows if n == k])) for k in ("loss", "p_true", "p_fake")}
+        row["true_scores"] = quantiles(torch.cat([s[:len(s) // 2] for s in captured]))
+        row["fake_scores"] = quantiles(torch.cat([s[len(s) // 2:] for s in captured]))
+        row["center_changed"] = share_changed(centers, now)
+        centers = now
+        epochs.append(row)
         if first is None:
             s = captured[0]
             first = {"true": quantiles(s[:len(s) // 2]), "fake": quantiles(s[len(s) // 2:])}
         if e == EPOCHS - 1:
-            last = {"true": quantiles(torch.cat([s[:len(s) // 2] for s in captured])),
-                    "fake": quantiles(torch.cat([s[len(s) // 2:] for s in captured]))}
+            last = {"true": row["true_scores"], "fake": row["fake_scores"]}
         captured.clear()
     hook.remove()
     if STOP:
@@ -243,7 +292,8 @@ def cras_seed(args, seed, classes):
                     "--quiet", "--train-log", log] + (["--stop-after", str(STOP)] if STOP else []),
                    check=True, stdout=subprocess.DEVNULL, env=env)
     steps = [json.loads(line) for line in open(log)]
-    epochs = [{k: s[k] for k in ("loss", "p_true", "p_fake")} for s in steps if s.get("kind") == "epoch"]
+    epochs = [{k: s.get(k) for k in ("loss", "p_true", "p_fake", "true_scores", "fake_scores", "center_changed")}
+              for s in steps if s.get("kind") == "epoch"]
     first = next(s for s in steps if s.get("kind") == "step")
     first = {k: first[k] for k in ("loss", "p_true", "p_fake")}
     if STOP:
@@ -312,6 +362,7 @@ def report(args):
                 v = np.array([r["epochs"][e][k] for r in runs[c].values() if len(r["epochs"]) > e])
                 cells.append(f"{v.mean():.4f} +- {v.std(ddof=1) / np.sqrt(len(v)):.4f}" if len(v) > 1 else "-")
         print(f"| {e + 1} | " + " | ".join(cells) + " |")
+    print_instruments(runs, codes)
     if len(codes) == 2:
         def mid(r):
             return np.mean([x["loss"] for x in r["epochs"][4:14]] or [x["loss"] for x in r["epochs"][1:]])
@@ -321,6 +372,32 @@ def report(args):
         print(f"\nloss averaged over epochs 5-14: cras {a.mean():.4f} +- {a.std(ddof=1) / np.sqrt(len(a)):.4f} "
               f"({len(a)}), authors {b.mean():.4f} +- {b.std(ddof=1) / np.sqrt(len(b)):.4f} ({len(b)}); "
               f"Welch t {t.statistic:.2f}, p {t.pvalue:.3f}")
+
+
+def print_instruments(runs, codes):
+    """Per-epoch share of patches that changed center, and the true / synthetic score medians;
+    then the last epoch's score quantiles: mean over the seeds that logged them."""
+    def value(r, e, key, q=None):
+        x = r["epochs"][e].get(key) if len(r["epochs"]) > e else None
+        return None if x is None else (x if q is None else x["q"][q])
+
+    def cell(c, e, key, q=None):
+        v = np.array([x for x in (value(r, e, key, q) for r in runs[c].values()) if x is not None])
+        return f"{v.mean():.4f} +- {v.std(ddof=1) / np.sqrt(len(v)):.4f} ({len(v)})" if len(v) > 1 else "-"
+    print("\nper epoch: share of patches whose center changed; true / synthetic score median (mean +- s.e. (n))")
+    print("| epoch | " + " | ".join(f"{c} changed | {c} true median | {c} fake median" for c in codes) + " |")
+    print("|---" * (1 + 3 * len(codes)) + "|")
+    for e in [1, 2, 4, 6, 9, 14, 19, 29, 39]:
+        cells = [cell(c, e, k, q) for c in codes for k, q in
+                 (("center_changed", None), ("true_scores", 2), ("fake_scores", 2))]
+        if any(x != "-" for x in cells):
+            print(f"| {e + 1} | " + " | ".join(cells) + " |")
+    print("\nlast epoch, score quantiles 5 / 25 / 50 / 75 / 95 % (mean over seeds)")
+    for c in codes:
+        for kind in ("true_scores", "fake_scores"):
+            qs = [r["epochs"][-1][kind]["q"] for r in runs[c].values() if r["epochs"][-1].get(kind)]
+            if qs:
+                print(f"{c} {kind}: " + " / ".join(f"{x:.4f}" for x in np.mean(qs, axis=0)) + f" ({len(qs)} seeds)")
 
 
 if __name__ == "__main__":

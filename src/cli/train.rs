@@ -82,7 +82,8 @@ pub struct TrainArgs {
     /// Continue an interrupted run from <out>.partial.
     #[arg(long)]
     pub resume: bool,
-    /// JSONL log of per-step and per-epoch figures [default: <out>.log.jsonl].
+    /// JSONL log of per-step and per-epoch figures (an epoch's line adds the true / synthetic
+    /// score quantiles and the share of patches that changed center) [default: <out>.log.jsonl].
     #[arg(long)]
     pub train_log: Option<PathBuf>,
     /// Ablation: feed [f; 0] instead of [f; f - R] to the discriminator.

@@ -61,6 +61,17 @@ impl CenterBank {
     /// (the method) each patch gets the most cosine-similar center among ALL positions of its
     /// class's map; without it (ablation) the center at the patch's own position. No gradient.
     pub fn align(&self, f: &Tensor, classes: &[usize], center_search: bool) -> Result<Tensor> {
+        Ok(self.align_indexed(f, classes, center_search)?.0)
+    }
+
+    /// [`Self::align`], with the index of the center each patch took (`[B, P]` u32, positions
+    /// of its class's map) when `center_search` is on.
+    pub fn align_indexed(
+        &self,
+        f: &Tensor,
+        classes: &[usize],
+        center_search: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         let b = f.dim(0)?;
         if classes.len() != b {
             return Err(Error::Other(format!(
@@ -82,7 +93,7 @@ impl CenterBank {
         )?;
         let centers = self.centers.index_select(&idx, 0)?; // [B, P, D]
         if !center_search {
-            return Ok(centers);
+            return Ok((centers, None));
         }
         let unit = self.unit.index_select(&idx, 0)?;
         let fu = l2_normalize(&f.to_dtype(DType::F32)?.detach())?;
@@ -96,7 +107,7 @@ impl CenterBank {
                 .contiguous()?,
             1,
         )?;
-        Ok(gathered)
+        Ok((gathered, Some(best)))
     }
 }
 

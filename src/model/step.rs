@@ -27,6 +27,16 @@ pub struct StepStats {
     pub p_fake: f64,
 }
 
+/// What one step saw, for training diagnostics: the discriminator's scores of the true and the
+/// synthetic rows (`[B*P]` each, image-major), and the center each patch was aligned with
+/// (`[B*P]`, positions of its class's map; `None` without center search).
+#[derive(Clone, Debug, Default)]
+pub struct StepDetail {
+    pub true_scores: Vec<f32>,
+    pub fake_scores: Vec<f32>,
+    pub centers: Option<Vec<u32>>,
+}
+
 /// Smallest probability whose log carries a gradient: `torch.nn.BCELoss`'s backward divides by
 /// `max(p (1 - p), 1e-12)`.
 const BCE_GRAD_EPS: f64 = 1e-12;
@@ -58,15 +68,43 @@ pub fn train_step(
     opt_adaptor: &mut AdamFamily,
     opt_disc: &mut AdamFamily,
 ) -> Result<StepStats> {
+    let step = train_step_detailed(
+        adaptor,
+        disc,
+        bank,
+        g,
+        classes,
+        noise,
+        k,
+        ablation,
+        opt_adaptor,
+        opt_disc,
+    )?;
+    Ok(step.0)
+}
+
+/// [`train_step`], also returning what the step saw ([`StepDetail`]); the update is the same.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_detailed(
+    adaptor: &Adaptor,
+    disc: &mut Discriminator,
+    bank: &CenterBank,
+    g: &Tensor,
+    classes: &[usize],
+    noise: &Tensor,
+    k: f64,
+    ablation: Ablation,
+    opt_adaptor: &mut AdamFamily,
+    opt_disc: &mut AdamFamily,
+) -> Result<(StepStats, StepDetail)> {
     let (b, p, d) = g.dims3()?;
     let f = adaptor.forward(&g.reshape((b * p, d))?)?; // [N, D]
-    let r = bank
-        .align(
-            &f.reshape((b, p, d))?.detach(),
-            classes,
-            ablation.center_search,
-        )?
-        .reshape((b * p, d))?;
+    let (r, best) = bank.align_indexed(
+        &f.reshape((b, p, d))?.detach(),
+        classes,
+        ablation.center_search,
+    )?;
+    let r = r.reshape((b * p, d))?;
     let fake = synthesize(&f, &r, noise, k)?;
     let trues = discriminator_input(&f, &r, ablation)?;
     let fakes = discriminator_input(&fake, &r, ablation)?;
@@ -82,11 +120,20 @@ pub fn train_step(
     let fs = fake_scores.detach().flatten_all()?;
     let p_true = ts.lt(0.5)?.to_dtype(candle_core::DType::F32)?.mean_all()?;
     let p_fake = fs.ge(0.5)?.to_dtype(candle_core::DType::F32)?.mean_all()?;
-    Ok(StepStats {
+    let stats = StepStats {
         loss: loss.to_scalar::<f32>()? as f64,
         p_true: p_true.to_scalar::<f32>()? as f64,
         p_fake: p_fake.to_scalar::<f32>()? as f64,
-    })
+    };
+    let detail = StepDetail {
+        true_scores: ts.to_dtype(candle_core::DType::F32)?.to_vec1()?,
+        fake_scores: fs.to_dtype(candle_core::DType::F32)?.to_vec1()?,
+        centers: match best {
+            Some(t) => Some(t.flatten_all()?.to_vec1()?),
+            None => None,
+        },
+    };
+    Ok((stats, detail))
 }
 
 #[cfg(test)]

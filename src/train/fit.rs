@@ -13,10 +13,11 @@ use candle_core::Device;
 use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
+use super::diagnostics::{share_changed, EpochDiagnostics, ScoreSummary};
 use crate::features::cache::FeatureCache;
 use crate::model::{
     optim::{AdamFamily, WeightDecay},
-    step::{train_step, StepStats},
+    step::{train_step_detailed, StepDetail, StepStats},
     synthesis::gaussian_noise,
     Ablation, Adaptor, CenterBank, Discriminator,
 };
@@ -98,6 +99,16 @@ pub struct EpochStats {
     pub p_fake: f64,
     pub seconds: f64,
     pub images: usize,
+    /// The discriminator's scores of the epoch's true patches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_scores: Option<ScoreSummary>,
+    /// The discriminator's scores of the epoch's synthetic patches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fake_scores: Option<ScoreSummary>,
+    /// Share of (image, position) patches aligned with another center than in the previous
+    /// epoch (`None` for a run's first epoch and without center search).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub center_changed: Option<f64>,
 }
 
 /// Mixes seed parts into one RNG seed (SplitMix64 finaliser).
@@ -163,8 +174,10 @@ pub fn fit(
         device,
     };
     let mut history = Vec::new();
+    let mut last_centers: Option<Vec<u32>> = None;
     for epoch in state.epochs_done..cfg.epochs {
-        let stats = run.epoch(state, epoch, obs)?;
+        let (stats, centers) = run.epoch(state, epoch, last_centers.as_deref(), obs)?;
+        last_centers = centers;
         state.epochs_done = epoch + 1;
         if let Some(log) = obs.log.as_deref_mut() {
             let mut line = serde_json::to_value(stats).unwrap_or_default();
@@ -197,13 +210,15 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// One epoch: every cached image once, in the epoch's order, in batches; the step figures
-    /// go to the progress bar and the log. Returns the epoch's mean figures.
+    /// go to the progress bar and the log. Returns the epoch's figures (center changes against
+    /// `last_centers`, the previous epoch's) and its center of every patch.
     fn epoch(
         &self,
         state: &mut HeadState,
         epoch: usize,
+        last_centers: Option<&[u32]>,
         obs: &mut FitObserver<'_, '_>,
-    ) -> Result<EpochStats> {
+    ) -> Result<(EpochStats, Option<Vec<u32>>)> {
         let cfg = self.cfg;
         let n = self.cache.len();
         let steps = n.div_ceil(cfg.batch_size);
@@ -211,8 +226,10 @@ impl Run<'_> {
         let order = epoch_order(n, cfg.seed, epoch);
         let bar = progress_bar(obs.progress, steps as u64, epoch, cfg.epochs);
         let mut sum = StepStats::default();
+        let mut diag = EpochDiagnostics::new(n, self.cache.rows());
         for (step, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let s = self.step(state, epoch, step, chunk)?;
+            let (s, detail) = self.step(state, epoch, step, chunk)?;
+            diag.add(chunk, &detail)?;
             if !s.loss.is_finite() {
                 bar.abandon();
                 return Err(Error::Other(format!(
@@ -239,25 +256,35 @@ impl Run<'_> {
         }
         bar.finish_and_clear();
         let k = steps.max(1) as f64;
-        Ok(EpochStats {
+        let scores = diag.scores()?;
+        let centers = diag.into_centers();
+        let center_changed = match (last_centers, &centers) {
+            (Some(a), Some(b)) => share_changed(a, b),
+            _ => None,
+        };
+        let stats = EpochStats {
             epoch,
             loss: sum.loss / k,
             p_true: sum.p_true / k,
             p_fake: sum.p_fake / k,
             seconds: started.elapsed().as_secs_f64(),
             images: n,
-        })
+            true_scores: scores.map(|s| s.0),
+            fake_scores: scores.map(|s| s.1),
+            center_changed,
+        };
+        Ok((stats, centers))
     }
 
     /// Step `step` of `epoch` on the cached images `chunk`: their descriptors, the step's
-    /// seeded noise, then [`train_step`].
+    /// seeded noise, then [`train_step_detailed`].
     fn step(
         &self,
         state: &mut HeadState,
         epoch: usize,
         step: usize,
         chunk: &[usize],
-    ) -> Result<StepStats> {
+    ) -> Result<(StepStats, StepDetail)> {
         let cfg = self.cfg;
         let g = self.cache.batch(chunk, self.device)?;
         let classes: Vec<usize> = chunk.iter().map(|&i| self.labels[i]).collect();
@@ -270,7 +297,7 @@ impl Run<'_> {
             cfg.noise,
             self.device,
         )?;
-        train_step(
+        train_step_detailed(
             &state.adaptor,
             &mut state.discriminator,
             self.bank,

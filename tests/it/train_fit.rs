@@ -240,3 +240,47 @@ fn diverging_loss_stops_with_an_error() {
     let err = fit(&mut s, &cache, &labels, &bank, &cfg, &Device::Cpu, &mut obs).unwrap_err();
     assert!(err.to_string().contains("diverged"), "{err}");
 }
+
+/// The epoch figures beyond the loss: a frozen adaptor never moves a patch to another center,
+/// a learning one does; the trained discriminator scores true patches below synthetic ones;
+/// without center search there is no assignment to follow.
+#[test]
+fn epoch_diagnostics_follow_the_centers_and_the_scores() {
+    let (cache, labels) = data();
+    let frozen = FitConfig {
+        lr_adaptor: 0.0,
+        ..config(4)
+    };
+    let (mut a, bank_a) = fresh(&frozen, &cache, &labels);
+    let hist = run(&mut a, &bank_a, &frozen, &cache, &labels);
+    assert_eq!(
+        hist[0].center_changed, None,
+        "first epoch has no previous one"
+    );
+    for e in &hist[1..] {
+        assert_eq!(e.center_changed, Some(0.0), "frozen adaptor: {e:?}");
+    }
+    let learning = FitConfig {
+        lr_adaptor: 0.05,
+        ..config(8)
+    };
+    let (mut b, bank_b) = fresh(&learning, &cache, &labels);
+    let hist = run(&mut b, &bank_b, &learning, &cache, &labels);
+    let moved: f64 = hist[1..].iter().map(|e| e.center_changed.unwrap()).sum();
+    assert!(moved > 0.0, "a learning adaptor moved no patch: {hist:?}");
+    let last = hist.last().unwrap();
+    let (t, f) = (last.true_scores.unwrap(), last.fake_scores.unwrap());
+    assert!(t.q[2] < f.q[2], "true median {t:?} not below fake {f:?}");
+    assert!(t.q.windows(2).all(|w| w[0] <= w[1]), "{t:?}");
+    let ablated = FitConfig {
+        ablation: cras::model::Ablation {
+            center_search: false,
+            ..Default::default()
+        },
+        ..config(3)
+    };
+    let (mut c, bank_c) = fresh(&ablated, &cache, &labels);
+    let hist = run(&mut c, &bank_c, &ablated, &cache, &labels);
+    assert!(hist.iter().all(|e| e.center_changed.is_none()), "{hist:?}");
+    assert!(hist.iter().all(|e| e.true_scores.is_some()), "{hist:?}");
+}

@@ -123,7 +123,7 @@ fn init_stats(input: &str, seeds: u64, noise: f64) -> Res<()> {
             &dev,
         )?;
         let cls: Vec<usize> = chunk.iter().map(|&i| labels[i]).collect();
-        let s = train_step(
+        let (s, _) = train_step(
             &st.adaptor,
             &mut st.discriminator,
             &bank,

@@ -158,14 +158,7 @@ fn scoring_graph(src: &source::ModelSource, options: &ExportOptions) -> Result<G
         let class_input = options
             .class_input
             .then(|| g.input("stated_class", Elem::I64, &[b]));
-        let outs = head::head(
-            &mut g,
-            src,
-            &desc,
-            class_input.as_deref(),
-            options.bf16_products,
-        )?;
-        head::declare_outputs(&mut g, &outs, src.grid, s);
+        with_head(&mut g, src, &desc, class_input.as_deref(), options, s)?;
         return Ok(g);
     }
     let image = g.input(
@@ -204,16 +197,23 @@ fn scoring_graph(src: &source::ModelSource, options: &ExportOptions) -> Result<G
     if options.part == GraphPart::Descriptors {
         g.output(&desc, DESCRIPTORS, Elem::F32, &desc_dims);
     } else {
-        let outs = head::head(
-            &mut g,
-            src,
-            &desc,
-            class_input.as_deref(),
-            options.bf16_products,
-        )?;
-        head::declare_outputs(&mut g, &outs, src.grid, s);
+        with_head(&mut g, src, &desc, class_input.as_deref(), options, s)?;
     }
     Ok(g)
+}
+
+/// The head on descriptors `desc` and its outputs declared: the end of every graph that scores.
+fn with_head(
+    g: &mut Graph,
+    src: &source::ModelSource,
+    desc: &str,
+    class_input: Option<&str>,
+    options: &ExportOptions,
+    size: usize,
+) -> Result<()> {
+    let outs = head::head(g, src, desc, class_input, options.bf16_products)?;
+    head::declare_outputs(g, &outs, src.grid, size);
+    Ok(())
 }
 
 /// The `ModelProto` around graph `g`: versions, producer, doc string and the `cras.*`

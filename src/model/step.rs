@@ -54,38 +54,10 @@ fn bce_const(p: &Tensor, target_one: bool) -> Result<Tensor> {
     Ok((with_grad + correction)?.mean_all()?.neg()?)
 }
 
-/// Runs one training step and updates all parameters and BatchNorm statistics.
+/// Runs one training step and updates all parameters and BatchNorm statistics; returns the
+/// step's figures and what it saw ([`StepDetail`]).
 #[allow(clippy::too_many_arguments)]
 pub fn train_step(
-    adaptor: &Adaptor,
-    disc: &mut Discriminator,
-    bank: &CenterBank,
-    g: &Tensor,
-    classes: &[usize],
-    noise: &Tensor,
-    k: f64,
-    ablation: Ablation,
-    opt_adaptor: &mut AdamFamily,
-    opt_disc: &mut AdamFamily,
-) -> Result<StepStats> {
-    let step = train_step_detailed(
-        adaptor,
-        disc,
-        bank,
-        g,
-        classes,
-        noise,
-        k,
-        ablation,
-        opt_adaptor,
-        opt_disc,
-    )?;
-    Ok(step.0)
-}
-
-/// [`train_step`], also returning what the step saw ([`StepDetail`]); the update is the same.
-#[allow(clippy::too_many_arguments)]
-pub fn train_step_detailed(
     adaptor: &Adaptor,
     disc: &mut Discriminator,
     bank: &CenterBank,

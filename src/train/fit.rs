@@ -17,7 +17,7 @@ use super::diagnostics::{share_changed, EpochDiagnostics, ScoreSummary};
 use crate::features::cache::FeatureCache;
 use crate::model::{
     optim::{AdamFamily, WeightDecay},
-    step::{train_step_detailed, StepDetail, StepStats},
+    step::{train_step, StepDetail, StepStats},
     synthesis::gaussian_noise,
     Ablation, Adaptor, CenterBank, Discriminator,
 };
@@ -277,7 +277,7 @@ impl Run<'_> {
     }
 
     /// Step `step` of `epoch` on the cached images `chunk`: their descriptors, the step's
-    /// seeded noise, then [`train_step_detailed`].
+    /// seeded noise, then [`train_step`].
     fn step(
         &self,
         state: &mut HeadState,
@@ -297,7 +297,7 @@ impl Run<'_> {
             cfg.noise,
             self.device,
         )?;
-        train_step_detailed(
+        train_step(
             &state.adaptor,
             &mut state.discriminator,
             self.bank,

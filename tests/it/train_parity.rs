@@ -51,7 +51,7 @@ fn two_training_steps_match_pytorch() {
         let tol = if step == 0 { 1e-5 } else { 1e-3 };
         assert!(rel < tol, "step {step}: fake features differ by {rel}");
 
-        let stats = train_step(
+        let (stats, _) = train_step(
             &adaptor,
             &mut disc,
             &bank,

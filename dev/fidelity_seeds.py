@@ -21,7 +21,7 @@ error, Welch's t for the difference, and the loss curves averaged over seeds.
 
     python dev/fidelity_seeds.py authors --bench /work/bench/realistic --results R --seeds 0-7
     python dev/fidelity_seeds.py cras --cras target/release/cras --bench ... --results R --seeds 0-7
-    python dev/fidelity_seeds.py report --results R
+    python dev/fidelity_seeds.py report --results R[,R2...]
 """
 import argparse
 import glob
@@ -329,9 +329,11 @@ def run(args):
 def report(args):
     from scipy import stats
     runs = {}
-    for p in sorted(glob.glob(os.path.join(args.results, "*.json"))):
-        r = json.load(open(p))
-        runs.setdefault(r["code"], {})[r["seed"]] = r
+    for folder in args.results.split(","):  # several folders: a later one's seed wins
+        for p in sorted(glob.glob(os.path.join(folder, "*.json"))):
+            r = json.load(open(p))
+            if "code" in r:
+                runs.setdefault(r["code"], {})[r["seed"]] = r
     codes = sorted(runs)
     seeds = sorted(set().union(*[set(v) for v in runs.values()]))
     for metric in ("image_auroc", "pixel_auroc"):
@@ -352,6 +354,12 @@ def report(args):
             d = a.mean() - b.mean()
             se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
             print(f"cras - authors: {d:+.4f} +- {se:.4f} (Welch t {t.statistic:.2f}, p {t.pvalue:.3f})")
+    # The curves: only runs that logged their epochs (seeds recorded before the logs were kept
+    # carry their AUROCs alone).
+    runs = {c: {s: r for s, r in v.items() if r.get("epochs")} for c, v in runs.items()}
+    if any(len(v) < 2 for v in runs.values()):
+        print("\n(fewer than two logged runs of a code: no curves)")
+        return
     print("\nper-epoch mean loss / p_true / p_fake, averaged over seeds (mean +- s.e.)")
     print("| epoch | " + " | ".join(f"{c} loss | {c} p_true | {c} p_fake" for c in codes) + " |")
     print("|---" * (1 + 3 * len(codes)) + "|")

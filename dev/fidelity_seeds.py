@@ -354,6 +354,7 @@ def report(args):
             d = a.mean() - b.mean()
             se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
             print(f"cras - authors: {d:+.4f} +- {se:.4f} (Welch t {t.statistic:.2f}, p {t.pvalue:.3f})")
+    print_per_class(runs, codes)
     # The curves: only runs that logged their epochs (seeds recorded before the logs were kept
     # carry their AUROCs alone).
     runs = {c: {s: r for s, r in v.items() if r.get("epochs")} for c, v in runs.items()}
@@ -371,6 +372,8 @@ def report(args):
                 cells.append(f"{v.mean():.4f} +- {v.std(ddof=1) / np.sqrt(len(v)):.4f}" if len(v) > 1 else "-")
         print(f"| {e + 1} | " + " | ".join(cells) + " |")
     print_instruments(runs, codes)
+    if args.plot:
+        plot_curves(runs, codes, args.plot)
     if len(codes) == 2:
         def mid(r):
             return np.mean([x["loss"] for x in r["epochs"][4:14]] or [x["loss"] for x in r["epochs"][1:]])
@@ -380,6 +383,56 @@ def report(args):
         print(f"\nloss averaged over epochs 5-14: cras {a.mean():.4f} +- {a.std(ddof=1) / np.sqrt(len(a)):.4f} "
               f"({len(a)}), authors {b.mean():.4f} +- {b.std(ddof=1) / np.sqrt(len(b)):.4f} ({len(b)}); "
               f"Welch t {t.statistic:.2f}, p {t.pvalue:.3f}")
+
+
+def plot_curves(runs, codes, path):
+    """Per epoch, mean +- s.e. over seeds: loss, true / synthetic score medians, and the share of
+    patches whose center changed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [("loss", None, "mean training loss"), ("true_scores", 2, "median score, true patches"),
+              ("fake_scores", 2, "median score, synthetic patches"),
+              ("center_changed", None, "share of patches that changed center")]
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    for ax, (key, q, title) in zip(axes, panels):
+        for c, colour in zip(codes, ("tab:blue", "tab:orange")):
+            xs, ms, ss = [], [], []
+            for e in range(max(len(r["epochs"]) for r in runs[c].values())):
+                v = [r["epochs"][e].get(key) for r in runs[c].values() if len(r["epochs"]) > e]
+                v = np.array([x if q is None else x["q"][q] for x in v if x is not None])
+                if len(v) > 1:
+                    xs.append(e + 1)
+                    ms.append(v.mean())
+                    ss.append(v.std(ddof=1) / np.sqrt(len(v)))
+            xs, ms, ss = map(np.array, (xs, ms, ss))
+            ax.plot(xs, ms, color=colour, label=f"{c} ({len(runs[c])} seeds)")
+            ax.fill_between(xs, ms - ss, ms + ss, color=colour, alpha=0.25)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path + ".tmp.png", dpi=80)
+    os.replace(path + ".tmp.png", path)
+
+
+def print_per_class(runs, codes):
+    """Per class: each code's mean image / pixel AUROC over the seeds that recorded classes."""
+    from scipy import stats
+    if len(codes) != 2:
+        return
+    for kind in ("per_class_image", "per_class_pixel"):
+        have = {c: [r[kind] for r in runs[c].values() if r.get(kind)] for c in codes}
+        if min(len(v) for v in have.values()) < 2:
+            continue
+        print(f"\n{kind} (mean over seeds; n = {', '.join(f'{c} {len(have[c])}' for c in codes)})")
+        print("| class | " + " | ".join(codes) + " | cras - authors | p |")
+        print("|---" * 5 + "|")
+        for cls in sorted(have[codes[0]][0]):
+            v = {c: np.array([x[cls] for x in have[c] if x.get(cls) is not None]) for c in codes}
+            t = stats.ttest_ind(v["cras"], v["authors"], equal_var=False)
+            print(f"| {cls} | " + " | ".join(f"{v[c].mean():.3f}" for c in codes)
+                  + f" | {v['cras'].mean() - v['authors'].mean():+.3f} | {t.pvalue:.2f} |")
 
 
 def print_instruments(runs, codes):
@@ -419,6 +472,7 @@ if __name__ == "__main__":
     ap.add_argument("--cras", default="target/release/cras")
     ap.add_argument("--seeds", default="0-7")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--plot", help="report: also draw the curves into this PNG (needs matplotlib)")
     ap.add_argument("--epochs", type=int, default=EPOCHS, help="40 in the study; fewer for a smoke test")
     ap.add_argument("--stop-after", type=int, default=0,
                     help="train only this many epochs of the schedule and skip evaluation (loss curves)")

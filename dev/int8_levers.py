@@ -14,8 +14,10 @@ exported graph's error), calibrated on 32 training images spread over the classe
 
     cras export --model M --out f32.onnx
     python3 dev/int8_levers.py f32.onnx /path/realistic --alphas 0.5,0.8,1.0
+    python3 dev/int8_levers.py f32.onnx /path/realistic --per-layer   # each conv alone at int8
+    python3 dev/int8_levers.py f32.onnx /path/realistic --auroc       # image AUROC, all test images
 
-Needs onnx, onnxruntime, numpy and pillow.
+Needs onnx, onnxruntime, numpy and pillow (and scikit-learn for --auroc).
 """
 import argparse
 import copy
@@ -33,6 +35,8 @@ ap.add_argument('data')
 ap.add_argument('--alphas', default='0.5')
 ap.add_argument('--per-kind', type=int, default=48)
 ap.add_argument('--calib', type=int, default=32)
+ap.add_argument('--auroc', action='store_true', help='image AUROC on every test image: f32, int8, int8 with stem + layer1 f32')
+ap.add_argument('--per-layer', action='store_true', help='each convolution alone at int8, then the most sensitive kept f32')
 a = ap.parse_args()
 
 
@@ -152,16 +156,18 @@ def equalize(m, alpha):
     return m, len(chains)
 
 
-def qdq(m, acts=True, weights=True, bias_correct=False):
+def qdq(m, acts=True, weights=True, bias_correct=False, only=None, st=None):
+    """The QDQ graph of `m`; `only`: the (1-based) convolutions to quantize, the rest stay f32."""
     m = copy.deepcopy(m)
     g = m.graph
     init = {i.name: i for i in g.initializer}
-    st = stats(m, conv_inputs(m))
+    st = st or stats(m, conv_inputs(m))
     new_nodes = []
     k = 0
     for n in g.node:
         if n.op_type == 'Conv':
             k += 1
+        if n.op_type == 'Conv' and (only is None or k in only):
             xin = n.input[0]
             if acts:
                 lo, hi, _, _ = st[n.input[0]]
@@ -208,6 +214,39 @@ def report(name, m):
           f'normal median {np.median(abs(gd)):.3f} | defective median {np.median(abs(b)):.3f} '
           f'mean signed {b.mean():+.3f}', flush=True)
 
+
+if a.per_layer:
+    st = stats(f32, conv_inputs(f32))
+    names = [n.input[1].rsplit('.weight', 1)[0] for n in f32.graph.node if n.op_type == 'Conv']
+    ms = []
+    for k in range(1, len(names) + 1):
+        d = logit(scores(qdq(f32, only={k}, st=st))) - ref
+        ms.append(float(np.mean(d ** 2)))
+        print(f'only {names[k - 1]:28s} rms {np.sqrt(ms[-1]):.4f}', flush=True)
+    order = np.argsort(ms)[::-1]
+    print('sum of the single-layer mean squares', f'{sum(ms):.4f}')
+    for keep in [0, 1, 2, 4, 8, 12]:
+        q = set(range(1, len(names) + 1)) - {int(i) + 1 for i in order[:keep]}
+        report(f'{keep} most sensitive at f32', qdq(f32, only=q, st=st))
+    raise SystemExit
+
+if a.auroc:
+    # Mean per-class image AUROC on every test image: f32, int8 everywhere, int8 with the stem
+    # and layer1 (the most sensitive convolutions, --per-layer) at f32.
+    from sklearn.metrics import roc_auc_score
+    allx = np.stack([prep(p) for p in paths])
+    cls = np.array([p.split('/')[-4] for p in paths])
+    y = np.array(['/good/' not in p for p in paths])
+    st = stats(f32, conv_inputs(f32))
+    names = [n.input[1].rsplit('.weight', 1)[0] for n in f32.graph.node if n.op_type == 'Conv']
+    late = {k for k, nm in enumerate(names, 1) if not nm.startswith(('conv1', 'layer1.'))}
+    base = None
+    for name, m in [('f32', f32), ('int8', qdq(f32, st=st)), ('int8, stem + layer1 f32', qdq(f32, only=late, st=st))]:
+        sc = scores(m, allx)
+        au = np.mean([roc_auc_score(y[cls == c], sc[cls == c]) for c in sorted(set(cls))])
+        base = au if base is None else base
+        print(f'{name:28s} image AUROC {au:.4f} (d {100 * (au - base):+.2f} points)', flush=True)
+    raise SystemExit
 
 report('own qdq', qdq(f32))
 report('own qdq, acts only', qdq(f32, weights=False))

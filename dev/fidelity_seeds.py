@@ -16,8 +16,9 @@ hold-out 0, last epoch, the authors' evaluation (batch vote over 32, their masks
 Each seed writes <results>/<code>_<seed>.json: mean image / pixel AUROC, the per-class figures,
 per-epoch mean loss / p_true / p_fake, and (authors) the first step's and the last epoch's
 discriminator score quantiles for true and synthetic patches. Seeds already done are skipped,
-so the run can be stopped and resumed. `report` prints the per-seed table, mean +- standard
-error, Welch's t for the difference, and the loss curves averaged over seeds.
+so the run can be stopped and resumed. `report` prints the per-seed table (a row a seed), mean +-
+standard error, the difference with Welch's t and its 95% interval, the per-class means, and the
+curves averaged over seeds (loss, p_true / p_fake, score quantiles, center changes).
 
     python dev/fidelity_seeds.py authors --bench /work/bench/realistic --results R --seeds 0-7
     python dev/fidelity_seeds.py cras --cras target/release/cras --bench ... --results R --seeds 0-7
@@ -336,24 +337,17 @@ def report(args):
                 runs.setdefault(r["code"], {})[r["seed"]] = r
     codes = sorted(runs)
     seeds = sorted(set().union(*[set(v) for v in runs.values()]))
-    for metric in ("image_auroc", "pixel_auroc"):
-        if not all(metric in r for c in codes for r in runs[c].values()):
-            continue
-        print(f"\n| {metric} | " + " | ".join(str(s) for s in seeds) + " | mean +- s.e. (n) |")
-        print("|---" * (len(seeds) + 2) + "|")
-        vals = {}
+    metrics = [m for m in ("image_auroc", "pixel_auroc")
+               if all(m in r for c in codes for r in runs[c].values())]
+    print_seed_table(runs, codes, seeds, metrics)
+    for metric in metrics:
+        vals = {c: np.array([r[metric] for r in runs[c].values()]) for c in codes}
         for c in codes:
-            v = np.array([runs[c][s][metric] for s in seeds if s in runs[c]])
-            vals[c] = v
-            cells = [f"{runs[c][s][metric]:.3f}" if s in runs[c] else "-" for s in seeds]
+            v = vals[c]
             se = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-            print(f"| {c} | " + " | ".join(cells) + f" | {v.mean():.4f} +- {se:.4f} ({len(v)}) |")
+            print(f"{metric} {c}: {v.mean():.4f} +- {se:.4f} (n {len(v)}, sd {v.std(ddof=1):.4f})")
         if len(codes) == 2 and min(len(v) for v in vals.values()) > 1:
-            a, b = vals["cras"], vals["authors"]
-            t = stats.ttest_ind(a, b, equal_var=False)
-            d = a.mean() - b.mean()
-            se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
-            print(f"cras - authors: {d:+.4f} +- {se:.4f} (Welch t {t.statistic:.2f}, p {t.pvalue:.3f})")
+            print_difference(metric, vals["cras"], vals["authors"])
     print_per_class(runs, codes)
     # The curves: only runs that logged their epochs (seeds recorded before the logs were kept
     # carry their AUROCs alone).
@@ -383,6 +377,30 @@ def report(args):
         print(f"\nloss averaged over epochs 5-14: cras {a.mean():.4f} +- {a.std(ddof=1) / np.sqrt(len(a)):.4f} "
               f"({len(a)}), authors {b.mean():.4f} +- {b.std(ddof=1) / np.sqrt(len(b)):.4f} ({len(b)}); "
               f"Welch t {t.statistic:.2f}, p {t.pvalue:.3f}")
+
+
+def print_seed_table(runs, codes, seeds, metrics):
+    """One row per seed: each code's figures ("-" where that code has no run of the seed)."""
+    cols = [(c, m) for m in metrics for c in codes]
+    print("\n| seed | " + " | ".join(f"{c} {m}" for c, m in cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for s in seeds:
+        cells = [f"{runs[c][s][m]:.3f}" if s in runs[c] else "-" for c, m in cols]
+        print(f"| {s} | " + " | ".join(cells) + " |")
+
+
+def print_difference(metric, a, b):
+    """cras (a) - authors (b): mean +- s.e., Welch's t and p, the 95% interval (Welch's degrees
+    of freedom)."""
+    from scipy import stats
+    t = stats.ttest_ind(a, b, equal_var=False)
+    d = a.mean() - b.mean()
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    h = stats.t.ppf(0.975, df) * se
+    print(f"{metric} cras - authors: {d:+.4f} +- {se:.4f} (Welch t {t.statistic:.2f}, p {t.pvalue:.3f}; "
+          f"95% interval [{d - h:+.4f}, {d + h:+.4f}])")
 
 
 def plot_curves(runs, codes, path):

@@ -21,6 +21,8 @@ standard error, the difference with Welch's t and its 95% interval, the per-clas
 curves averaged over seeds (loss, p_true / p_fake, score quantiles, center changes).
 
     python dev/fidelity_seeds.py authors --bench /work/bench/realistic --results R --seeds 0-7
+    # their model, centers and test scores too, to score with cras (import-reference + eval)
+    python dev/fidelity_seeds.py authors --bench B --results R --seeds 100 --keep K
     python dev/fidelity_seeds.py cras --cras target/release/cras --bench ... --results R --seeds 0-7
     python dev/fidelity_seeds.py report --results R[,R2...]
 """
@@ -268,16 +270,32 @@ def authors_seed(args, seed, classes):
     hook.remove()
     if STOP:
         return {"code": "authors", "seed": seed, "epochs": epochs, "scores_first_step": first}
-    ia, pa = {}, {}
+    ia, pa, kept = {}, {}, {}
     for c in classes:
         t = loader(ds([c], DatasetSplit.TEST), False)
         images, scores, segs, labels, masks = model.predict(t)
+        kept.update({row[2]: float(v) for row, v in zip(t.dataset.data_to_iterate, scores)})
         i_auc, _, p_auc, _, _ = model._evaluate(images, scores, segs, labels, masks, "bench_" + c)
         ia[c], pa[c] = float(i_auc), float(p_auc)
+    if args.keep:
+        keep_authors_model(model, kept, os.path.join(args.keep, f"authors_{seed}"))
     return {"code": "authors", "seed": seed, "image_auroc": float(np.mean(list(ia.values()))),
             "pixel_auroc": float(np.mean(list(pa.values()))), "per_class_image": ia,
             "per_class_pixel": pa, "epochs": epochs, "scores_first_step": first,
             "scores_last_epoch": last}
+
+
+def keep_authors_model(model, scores, out):
+    """Writes the trained model as their trainer saves it (`ckpt.pth`: the discriminator's and
+    the adaptor's state dicts; `center.pth`: the center bank), for `cras import-reference`, and
+    their raw image score of every test image (`scores.json`, by path)."""
+    import torch
+    os.makedirs(out, exist_ok=True)
+    state = {"discriminator": model.discriminator.state_dict(),
+             "pre_projection": model.pre_projection.state_dict()}
+    torch.save(state, os.path.join(out, "ckpt.pth"))
+    torch.save(model.c2, os.path.join(out, "center.pth"))
+    write_json(os.path.join(out, "scores.json"), scores)
 
 
 def cras_seed(args, seed, classes):
@@ -490,6 +508,7 @@ if __name__ == "__main__":
     ap.add_argument("--cras", default="target/release/cras")
     ap.add_argument("--seeds", default="0-7")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--keep", help="authors: also write each seed's checkpoint, centers and test scores here")
     ap.add_argument("--plot", help="report: also draw the curves into this PNG (needs matplotlib)")
     ap.add_argument("--epochs", type=int, default=EPOCHS, help="40 in the study; fewer for a smoke test")
     ap.add_argument("--stop-after", type=int, default=0,

@@ -1,4 +1,4 @@
-"""Dev-only (never in CI): two standard int8 levers tried on cras's exported graph, measured as
+"""Dev-only (never in CI): standard int8 levers tried on cras's exported graph, measured as
 dev/int8_probe.py measures (logit error of the image scores against the f32 graph, ONNX Runtime,
 48 normal and 48 defective test images).
 
@@ -10,7 +10,10 @@ exported graph's error), calibrated on 32 training images spread over the classe
 - per-channel equalization: for a Conv - Relu [- MaxPool] - Conv chain, channel i of the first
   convolution divided by s_i and the consumers' input channel i multiplied by it
   (s_i = act_max_i^alpha / w_max_i^(1 - alpha), SmoothQuant / DFQ), so that the per-tensor
-  activation range suits every channel; the f32 graph is unchanged by it (checked).
+  activation range suits every channel; the f32 graph is unchanged by it (checked);
+- `--per-layer`: each convolution alone at int8, then the most sensitive kept at f32;
+- `--auroc`: the mean per-class image AUROC of every test image at f32, int8, and int8 with the
+  stem and layer1 at f32.
 
     cras export --model M --out f32.onnx
     python3 dev/int8_levers.py f32.onnx /path/realistic --alphas 0.5,0.8,1.0
@@ -25,9 +28,9 @@ import glob
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import helper, numpy_helper as nh, TensorProto
-from PIL import Image
+
+from int8_common import logit, prep, session, test_images
 
 ap = argparse.ArgumentParser()
 ap.add_argument('f32')
@@ -38,26 +41,7 @@ ap.add_argument('--calib', type=int, default=32)
 ap.add_argument('--auroc', action='store_true', help='image AUROC on every test image: f32, int8, int8 with stem + layer1 f32')
 ap.add_argument('--per-layer', action='store_true', help='each convolution alone at int8, then the most sensitive kept f32')
 a = ap.parse_args()
-
-
-def prep(p, resize=183, crop=160):
-    im = Image.open(p).convert('RGB')
-    w, h = im.size
-    s = resize / min(w, h)
-    im = im.resize((round(w * s), round(h * s)), Image.BILINEAR)
-    w, h = im.size
-    left, top = (w - crop) // 2, (h - crop) // 2
-    im = im.crop((left, top, left + crop, top + crop))
-    x = np.asarray(im, np.float32) / 255.0
-    x = (x - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
-    return x.transpose(2, 0, 1).astype(np.float32)
-
-
-paths = sorted(glob.glob(f'{a.data}/*/test/*/*.png'))
-rng = np.random.default_rng(1)
-good = [p for p in paths if '/good/' in p]
-bad = [p for p in paths if '/good/' not in p]
-chosen = list(rng.choice(good, a.per_kind, replace=False)) + list(rng.choice(bad, a.per_kind, replace=False))
+paths, chosen = test_images(a.data, a.per_kind)
 X = np.stack([prep(p) for p in chosen])
 train = sorted(glob.glob(f'{a.data}/*/train/good/*.png'))
 classes = sorted({p.split('/')[-4] for p in train})
@@ -69,26 +53,19 @@ for i in range(a.calib):
 C = np.stack([prep(p) for p in cal])
 
 
-def session(m):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    so.log_severity_level = 3
-    return ort.InferenceSession(m.SerializeToString(), so, providers=['CPUExecutionProvider'])
-
-
 def scores(m, x=X):
     s = session(m)
     return np.concatenate([s.run(['image_score'], {'image': x[i:i + 16]})[0]
                            for i in range(0, len(x), 16)]).ravel()
 
 
-def logit(p):
-    p = np.clip(p.astype(np.float64), 2 ** -24, 1 - 2 ** -24)
-    return np.log(p / (1 - p))
-
-
 def conv_inputs(m):
     return [n.input[0] for n in m.graph.node if n.op_type == 'Conv']
+
+
+def conv_names(m):
+    """Each convolution's module path (`layer1.0.conv2`), in graph order."""
+    return [n.input[1].rsplit('.weight', 1)[0] for n in m.graph.node if n.op_type == 'Conv']
 
 
 def stats(m, names, x=C):
@@ -170,13 +147,13 @@ def qdq(m, acts=True, weights=True, bias_correct=False, only=None, st=None):
         if n.op_type == 'Conv' and (only is None or k in only):
             xin = n.input[0]
             if acts:
-                lo, hi, _, _ = st[n.input[0]]
+                lo, hi, _, _ = st[xin]
                 lo, hi = min(lo, 0.0), max(hi, 0.0)
                 sc = np.float32((hi - lo) / 255.0)
                 zp = np.uint8(np.clip(np.round(-lo / sc), 0, 255))
                 g.initializer.append(nh.from_array(np.array(sc, np.float32), f'q{k}_as'))
                 g.initializer.append(nh.from_array(np.array(zp, np.uint8), f'q{k}_az'))
-                new_nodes.append(helper.make_node('QuantizeLinear', [n.input[0], f'q{k}_as', f'q{k}_az'], [f'q{k}_xq']))
+                new_nodes.append(helper.make_node('QuantizeLinear', [xin, f'q{k}_as', f'q{k}_az'], [f'q{k}_xq']))
                 new_nodes.append(helper.make_node('DequantizeLinear', [f'q{k}_xq', f'q{k}_as', f'q{k}_az'], [f'q{k}_x']))
                 n.input[0] = f'q{k}_x'
             if weights:
@@ -215,9 +192,9 @@ def report(name, m):
           f'mean signed {b.mean():+.3f}', flush=True)
 
 
-if a.per_layer:
+def per_layer():
     st = stats(f32, conv_inputs(f32))
-    names = [n.input[1].rsplit('.weight', 1)[0] for n in f32.graph.node if n.op_type == 'Conv']
+    names = conv_names(f32)
     ms = []
     for k in range(1, len(names) + 1):
         d = logit(scores(qdq(f32, only={k}, st=st))) - ref
@@ -228,33 +205,41 @@ if a.per_layer:
     for keep in [0, 1, 2, 4, 8, 12]:
         q = set(range(1, len(names) + 1)) - {int(i) + 1 for i in order[:keep]}
         report(f'{keep} most sensitive at f32', qdq(f32, only=q, st=st))
-    raise SystemExit
 
-if a.auroc:
-    # Mean per-class image AUROC on every test image: f32, int8 everywhere, int8 with the stem
-    # and layer1 (the most sensitive convolutions, --per-layer) at f32.
+
+def auroc():
+    """Mean per-class image AUROC on every test image: f32, int8 everywhere, int8 with the stem
+    and layer1 (the most sensitive convolutions, --per-layer) at f32."""
     from sklearn.metrics import roc_auc_score
     allx = np.stack([prep(p) for p in paths])
     cls = np.array([p.split('/')[-4] for p in paths])
     y = np.array(['/good/' not in p for p in paths])
     st = stats(f32, conv_inputs(f32))
-    names = [n.input[1].rsplit('.weight', 1)[0] for n in f32.graph.node if n.op_type == 'Conv']
-    late = {k for k, nm in enumerate(names, 1) if not nm.startswith(('conv1', 'layer1.'))}
+    late = {k for k, nm in enumerate(conv_names(f32), 1) if not nm.startswith(('conv1', 'layer1.'))}
     base = None
     for name, m in [('f32', f32), ('int8', qdq(f32, st=st)), ('int8, stem + layer1 f32', qdq(f32, only=late, st=st))]:
         sc = scores(m, allx)
         au = np.mean([roc_auc_score(y[cls == c], sc[cls == c]) for c in sorted(set(cls))])
         base = au if base is None else base
         print(f'{name:28s} image AUROC {au:.4f} (d {100 * (au - base):+.2f} points)', flush=True)
-    raise SystemExit
 
-report('own qdq', qdq(f32))
-report('own qdq, acts only', qdq(f32, weights=False))
-report('own qdq, bias corrected', qdq(f32, bias_correct=True))
-report('own qdq, weights only, bias corrected', qdq(f32, acts=False, bias_correct=True))
-for al in [float(x) for x in a.alphas.split(',')]:
-    e, n = equalize(f32, al)
-    report(f'equalized f32 a={al} ({n} chains)', e)
-    report(f'equalized qdq a={al}', qdq(e))
-    report(f'equalized acts only a={al}', qdq(e, weights=False))
-    report(f'equalized weights only a={al}', qdq(e, acts=False))
+
+def levers():
+    report('own qdq', qdq(f32))
+    report('own qdq, acts only', qdq(f32, weights=False))
+    report('own qdq, bias corrected', qdq(f32, bias_correct=True))
+    report('own qdq, weights only, bias corrected', qdq(f32, acts=False, bias_correct=True))
+    for al in [float(x) for x in a.alphas.split(',')]:
+        e, n = equalize(f32, al)
+        report(f'equalized f32 a={al} ({n} chains)', e)
+        report(f'equalized qdq a={al}', qdq(e))
+        report(f'equalized acts only a={al}', qdq(e, weights=False))
+        report(f'equalized weights only a={al}', qdq(e, acts=False))
+
+
+if a.per_layer:
+    per_layer()
+elif a.auroc:
+    auroc()
+else:
+    levers()

@@ -11,13 +11,12 @@ Needs onnx, onnxruntime, numpy and pillow.
 """
 import argparse
 import copy
-import glob
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import numpy_helper as nh
-from PIL import Image
+
+from int8_common import logit, prep, session, test_images
 
 ap = argparse.ArgumentParser()
 ap.add_argument('f32')
@@ -27,41 +26,13 @@ ap.add_argument('--resize', type=int, default=183)
 ap.add_argument('--crop', type=int, default=160)
 ap.add_argument('--per-kind', type=int, default=48, help='normal and defective images each')
 a = ap.parse_args()
-
-
-def prep(p):
-    """The model's preprocessing: shorter side to --resize (bilinear), centre crop, ImageNet norm."""
-    im = Image.open(p).convert('RGB')
-    w, h = im.size
-    s = a.resize / min(w, h)
-    im = im.resize((round(w * s), round(h * s)), Image.BILINEAR)
-    w, h = im.size
-    left, top = (w - a.crop) // 2, (h - a.crop) // 2
-    im = im.crop((left, top, left + a.crop, top + a.crop))
-    x = np.asarray(im, np.float32) / 255.0
-    x = (x - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
-    return x.transpose(2, 0, 1).astype(np.float32)
-
-
-paths = sorted(glob.glob(f'{a.data}/*/test/*/*.png'))
-rng = np.random.default_rng(1)
-good = [p for p in paths if '/good/' in p]
-bad = [p for p in paths if '/good/' not in p]
-chosen = list(rng.choice(good, a.per_kind, replace=False)) + list(rng.choice(bad, a.per_kind, replace=False))
-X = np.stack([prep(p) for p in chosen])
+X = np.stack([prep(p, a.resize, a.crop) for p in test_images(a.data, a.per_kind)[1]])
 
 
 def scores(model):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    s = ort.InferenceSession(model.SerializeToString(), so, providers=['CPUExecutionProvider'])
+    s = session(model)
     return np.concatenate([s.run(['image_score'], {'image': X[i:i + 16]})[0]
                            for i in range(0, len(X), 16)]).ravel()
-
-
-def logit(p):
-    p = np.clip(p.astype(np.float64), 2 ** -24, 1 - 2 ** -24)
-    return np.log(p / (1 - p))
 
 
 ref = logit(scores(onnx.load(a.f32)))

@@ -50,22 +50,37 @@ enum Command {
     Quantize(cli::quantize::QuantizeArgs),
 }
 
-/// Keeps freed tensor buffers in the process heap between training steps instead of handing
-/// them back to the kernel, which would clear fresh pages and flush TLBs for every step's
-/// buffers: the demo trains about 18% faster with the same peak memory. glibc only.
+/// Keeps freed tensor buffers in the process heap instead of handing them back to the kernel,
+/// which would clear fresh pages and flush TLBs for every step's buffers. glibc only.
+///
+/// Every command keeps freed memory up to 1 GiB (the demo trained about 18% faster with the
+/// same peak memory). The commands that run to completion (`heap_only`: all but `serve`) also
+/// take buffers of every size from the heap and never trim it: a training step's largest
+/// tensors (a batch's discriminator activations, 40-80 MB at the realistic size) are above
+/// glibc's 32 MiB mmap ceiling and would otherwise be mapped and faulted in afresh at every
+/// step, and a trimmed heap top faults in again at the next. On one thread that took two
+/// thirds of an epoch; the model is the same to the bit (docs/benchmarks.md, "Training speed"). `serve`, which
+/// lives on beside other processes, keeps glibc's default for very large buffers and hands
+/// freed memory back.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn tune_allocator() {
-    // SAFETY: `mallopt` only sets glibc allocator parameters. It is called first thing in
-    // `main`, before any other thread exists, with documented parameters and in-range values
-    // (a 32 MiB mmap threshold, glibc's maximum, and a 1 GiB trim threshold).
+fn tune_allocator(heap_only: bool) {
+    // SAFETY: `mallopt` only sets glibc allocator parameters. It is called in `main` right
+    // after the arguments are parsed, before any other thread exists, with documented
+    // parameters and in-range values: a 32 MiB mmap threshold (glibc's maximum), a 1 GiB trim
+    // threshold; with `heap_only`, no mmapped blocks and trimming off (-1, as `man mallopt`
+    // documents).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        if heap_only {
+            libc::mallopt(libc::M_MMAP_MAX, 0);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
+        }
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn tune_allocator() {}
+fn tune_allocator(_heap_only: bool) {}
 
 /// Logs to stderr at `level` (RUST_LOG overrides it), coloured only on a terminal.
 fn init_logging(level: &str) {
@@ -107,8 +122,8 @@ fn log_peak_memory() {
 }
 
 fn main() {
-    tune_allocator();
     let cli = Cli::parse();
+    tune_allocator(!matches!(cli.command, Command::Serve(_)));
     init_logging(&cli.log);
     let result = match cli.command {
         Command::Synth(a) => cli::synth::run(a),

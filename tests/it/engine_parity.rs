@@ -435,11 +435,12 @@ fn logit(p: f32) -> f64 {
 
 /// A copy of the model (written to `out`) whose discriminator is sharpened: every patch logit
 /// `l` becomes `k * (l - c)` (`c` the median image logit of the training images, `k` such that
-/// bf16 moves scores by several logits), thresholds at `c` and the bf16 band measured again,
+/// bf16 would move scores by up to `target` logits if its error scaled with the gain), thresholds
+/// at `c` and the bf16 band measured again,
 /// as training would. The front's bf16 error is the model's own;
 /// only the head's gain grows, as on realistic data where the discriminator is sharp. None when
 /// this machine does not run OpenVINO at bf16.
-fn sharpened(model: &Path, data: &Path, out: &Path) -> Option<Predictor> {
+fn sharpened(model: &Path, data: &Path, out: &Path, target: f64) -> Option<Predictor> {
     use cras::train::pipeline::measure_precision;
     let mut p = Predictor::load(model, &Device::Cpu).unwrap();
     let per_class = train_images(&p, data);
@@ -465,7 +466,7 @@ fn sharpened(model: &Path, data: &Path, out: &Path) -> Option<Predictor> {
         .collect();
     logits.sort_by(f64::total_cmp);
     let c = logits[logits.len() / 2];
-    let k = (6.0 / before.max.max(1e-3)).clamp(2.0, 1e4);
+    let k = (target / before.max.max(1e-3)).clamp(2.0, 1e4);
     // The tail has no bias: one hidden unit of the last block is made the constant 1 (BN scale
     // 0, shift 1) and carries the offset -k * c.
     let mut named: std::collections::HashMap<String, Tensor> =
@@ -519,14 +520,25 @@ fn bf16_keeps_the_f32_decisions_of_a_model_whose_errors_exceed_3_logits() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, model) = trained(tmp.path(), &["--epochs", "4"]);
     let sharp = tmp.path().join("sharp.safetensors");
-    let Some(candle) = sharpened(&model, &data, &sharp) else {
-        return;
-    };
-    let measured = candle
-        .meta
-        .precision_band("openvino", "bf16")
-        .expect("the bf16 band is measured and stored")
-        .clone();
+    // The error does not grow in proportion to the gain (saturated scores, images far from the
+    // median), so the gain is raised until the measured error passes the fixed band.
+    let mut last = None;
+    for target in [6.0, 12.0, 24.0, 48.0] {
+        let Some(candle) = sharpened(&model, &data, &sharp, target) else {
+            return;
+        };
+        let band = candle
+            .meta
+            .precision_band("openvino", "bf16")
+            .expect("the bf16 band is measured and stored")
+            .clone();
+        let enough = band.max > f64::from(DEFAULT_CONFIRM_BAND);
+        last = Some((candle, band));
+        if enough {
+            break;
+        }
+    }
+    let (candle, measured) = last.unwrap();
     eprintln!("measured: {measured:?}");
     // The fixed band of 3 logits would not cover this model's bf16 errors.
     assert!(

@@ -171,11 +171,22 @@ fn leaky_relu_composite(x: &Tensor, slope: f64) -> Result<Tensor> {
 }
 
 /// Fused LeakyReLU on contiguous f32 CPU tensors. Its arithmetic is that of
-/// [`leaky_relu_composite`] and of candle's gradients for it, step by step: forward
-/// `relu(x) + (min(x, 0) * s + 0)`; backward `g` where x > 0, `g * s` where x < 0 and, where
-/// x = 0 (both branches active, candle halves the `min` gradient), `g + (g * s) / 2`.
+/// [`leaky_relu_composite`] and of candle's gradients for it, step by step, NaN included:
+/// forward `relu(x) + (min(x, 0) * s + 0)`; backward `g` where x > 0, `g * s` where x < 0,
+/// `g + (g * s) / 2` where x = 0 (both branches active, candle halves the `min` gradient) and 0
+/// where x is NaN.
 struct LeakyRelu {
     slope: f64,
+}
+
+/// candle's `minimum(x, 0)` for one f32: `if x > 0 { 0 } else { x }` (NaN stays NaN, where
+/// `f32::min` would give 0).
+fn candle_min0(x: f32) -> f32 {
+    if x > 0.0 {
+        0.0
+    } else {
+        x
+    }
 }
 
 /// The contiguous f32 slice a layout views, or an error naming the op.
@@ -207,7 +218,7 @@ impl candle_core::CustomOp1 for LeakyRelu {
         let y: Vec<f32> = x
             .par_iter()
             .with_min_len(1 << 14)
-            .map(|&v| v.max(0.0) + (v.min(0.0) * s + 0.0))
+            .map(|&v| v.max(0.0) + (candle_min0(v) * s + 0.0))
             .collect();
         Ok((candle_core::CpuStorage::F32(y), layout.shape().clone()))
     }
@@ -260,13 +271,13 @@ impl candle_core::CustomOp2 for LeakyReluGrad {
             .zip(x.par_iter())
             .with_min_len(1 << 14)
             .map(|(&g, &x)| {
-                if x > 0.0 {
-                    g
-                } else if x < 0.0 {
-                    g * s
-                } else {
-                    g + (g * s) / 2.0
-                }
+                // relu: g * (x >= 0); min(x, 0): masks where the result equals either input,
+                // the gradient (g * s + 0 from the affine) halved where both do.
+                let node = candle_min0(x);
+                let one_if = |c: bool| if c { 1f32 } else { 0f32 };
+                let relu = g * one_if(x >= 0.0);
+                let min = (one_if(node == x) * (g * s + 0.0)) / (one_if(node == 0.0) + 1.0);
+                relu + min
             })
             .collect();
         Ok((candle_core::CpuStorage::F32(out), l1.shape().clone()))
@@ -341,6 +352,9 @@ mod tests {
             .collect();
         v[5] = 0.0;
         v[17] = -0.0;
+        v[23] = f32::NAN;
+        v[29] = f32::INFINITY;
+        v[31] = f32::NEG_INFINITY;
         let x = Tensor::from_vec(v, (200, 200), &Device::Cpu).unwrap();
         let w = (sample(200, 200) + 0.31).unwrap(); // per-element upstream gradients
         let run = |fused: bool, t: &Tensor| {
@@ -354,7 +368,16 @@ mod tests {
             let gx = g.get(var.as_tensor()).unwrap().clone();
             let bits = |t: &Tensor| -> Vec<u32> {
                 let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-                v.iter().map(|f| f.to_bits() & 0x7fff_ffff).collect() // the sign of zero aside
+                // the sign of zero and a NaN's payload aside
+                v.iter()
+                    .map(|f| {
+                        if f.is_nan() {
+                            u32::MAX
+                        } else {
+                            f.to_bits() & 0x7fff_ffff
+                        }
+                    })
+                    .collect()
             };
             (bits(&y), bits(&gx))
         };

@@ -156,8 +156,9 @@ pub fn repeat_rows(v: &Tensor, n: usize) -> Result<Tensor> {
 /// LeakyReLU with the given negative slope: max(x, 0) + slope * min(x, 0).
 ///
 /// On the CPU, for a contiguous f32 tensor, one pass forward and one backward ([`LeakyRelu`])
-/// instead of the eleven full-size tensors of the composite's forward and backward; the values
-/// and gradients are the composite's to the bit. Elsewhere (CUDA, other dtypes) the composite.
+/// instead of the twenty-odd full-size tensors that the composite and its gradient allocate;
+/// the values and gradients are the composite's to the bit. Elsewhere (CUDA, other dtypes) the
+/// composite.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous() {
         return Ok(x.apply_op1(LeakyRelu { slope })?);

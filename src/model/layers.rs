@@ -155,7 +155,7 @@ pub fn repeat_rows(v: &Tensor, n: usize) -> Result<Tensor> {
 
 /// LeakyReLU with the given negative slope: max(x, 0) + slope * min(x, 0).
 ///
-/// On the CPU, for a contiguous f32 tensor, one pass forward and one backward ([`LeakyRelu`])
+/// On the CPU, for a contiguous f32 tensor, one pass forward and one backward (`LeakyRelu`)
 /// instead of the twenty-odd full-size tensors that the composite and its gradient allocate;
 /// the values and gradients are the composite's to the bit. Elsewhere (CUDA, other dtypes) the
 /// composite.

@@ -71,10 +71,9 @@ fn tune_allocator(heap_only: bool) {
     // documents).
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, if heap_only { -1 } else { 1 << 30 });
         if heap_only {
             libc::mallopt(libc::M_MMAP_MAX, 0);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
         }
     }
 }

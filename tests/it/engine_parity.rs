@@ -433,18 +433,12 @@ fn logit(p: f32) -> f64 {
     (p / (1.0 - p)).ln()
 }
 
-/// A copy of the model (written to `out`) whose discriminator is sharpened: every patch logit
-/// `l` becomes `k * (l - c)` (`c` the median image logit of the training images, `k` such that
-/// bf16 would move scores by up to `target` logits if its error scaled with the gain), thresholds
-/// at `c` and the bf16 band measured again,
-/// as training would. The front's bf16 error is the model's own;
-/// only the head's gain grows, as on realistic data where the discriminator is sharp. None when
-/// this machine does not run OpenVINO at bf16.
-fn sharpened(model: &Path, data: &Path, out: &Path, target: f64) -> Option<Predictor> {
+/// The largest bf16 logit error that training would measure for `model` on its training images;
+/// None when this machine does not run OpenVINO at bf16.
+fn bf16_max_error(model: &Path, data: &Path) -> Option<f64> {
     use cras::train::pipeline::measure_precision;
-    let mut p = Predictor::load(model, &Device::Cpu).unwrap();
-    let per_class = train_images(&p, data);
-    let train: Vec<PathBuf> = per_class.iter().flatten().cloned().collect();
+    let p = Predictor::load(model, &Device::Cpu).unwrap();
+    let train: Vec<PathBuf> = train_images(&p, data).into_iter().flatten().collect();
     let Some(before) =
         measure_precision(&p, &[], &train, &cras::infer::engine::band::LOW_PRECISIONS)
             .unwrap()
@@ -454,6 +448,19 @@ fn sharpened(model: &Path, data: &Path, out: &Path, target: f64) -> Option<Predi
         crate::common::engine_unavailable("openvino bf16", true, &"not measured by training");
         return None;
     };
+    Some(before.max)
+}
+
+/// A copy of the model (written to `out`) whose discriminator is sharpened: every patch logit
+/// `l` becomes `k * (l - c)` (`c` the median image logit of the training images, `k` the gain),
+/// thresholds at `c` and the bf16 band measured again, as training would. The front's bf16
+/// error is the model's own; only the head's gain grows, as on realistic data where the
+/// discriminator is sharp.
+fn sharpened(model: &Path, data: &Path, out: &Path, k: f64) -> Predictor {
+    use cras::train::pipeline::measure_precision;
+    let mut p = Predictor::load(model, &Device::Cpu).unwrap();
+    let per_class = train_images(&p, data);
+    let train: Vec<PathBuf> = per_class.iter().flatten().cloned().collect();
     let images: Vec<image::RgbImage> = train
         .iter()
         .map(|f| cras::data::decode::decode_rgb(f).unwrap())
@@ -466,7 +473,6 @@ fn sharpened(model: &Path, data: &Path, out: &Path, target: f64) -> Option<Predi
         .collect();
     logits.sort_by(f64::total_cmp);
     let c = logits[logits.len() / 2];
-    let k = (target / before.max.max(1e-3)).clamp(2.0, 1e4);
     // The tail has no bias: one hidden unit of the last block is made the constant 1 (BN scale
     // 0, shift 1) and carries the offset -k * c.
     let mut named: std::collections::HashMap<String, Tensor> =
@@ -512,7 +518,7 @@ fn sharpened(model: &Path, data: &Path, out: &Path, target: f64) -> Option<Predi
     p.meta.precision_bands =
         measure_precision(&p, &[], &train, &cras::infer::engine::band::LOW_PRECISIONS).unwrap();
     p.save(out).unwrap();
-    Some(p)
+    p
 }
 
 #[test]
@@ -522,11 +528,14 @@ fn bf16_keeps_the_f32_decisions_of_a_model_whose_errors_exceed_3_logits() {
     let sharp = tmp.path().join("sharp.safetensors");
     // The error does not grow in proportion to the gain (saturated scores, images far from the
     // median), so the gain is raised until the measured error passes the fixed band.
+    let Some(before) = bf16_max_error(&model, &data) else {
+        return;
+    };
     let mut last = None;
     for target in [6.0, 12.0, 24.0, 48.0] {
-        let Some(candle) = sharpened(&model, &data, &sharp, target) else {
-            return;
-        };
+        // A gain such that bf16 would move scores by up to `target` logits if its error scaled.
+        let k = (target / before.max(1e-3)).clamp(2.0, 1e4);
+        let candle = sharpened(&model, &data, &sharp, k);
         let band = candle
             .meta
             .precision_band("openvino", "bf16")

@@ -15,6 +15,19 @@ ResNet18 of dev/gen_reference_checkpoint.py, layer1 + layer2, resize 72, crop 64
       python dev/long_run_parity.py injected --example target/debug/examples/long_run_parity \\
           [--example /tmp/long_run_parity-prefix] --epochs 10 --seed 0 [--control]
 
+            With --bench B (a dev/realistic_bench.py benchmark) it runs at that benchmark's
+            configuration instead (WRN50-2, 160 px, 384 dims, noise 0.1; pass --batch 32).
+
+  paired    The injected comparison end to end, seed after seed, on --bench: for each seed the
+            authors' init, orders and noise (streamed to a sidecar file) drive both loops for
+            --epochs (40), and both test score sets are turned into mean image / pixel AUROC by
+            the same code; --control adds the authors' loop from an init one ulp away. The
+            per-seed differences (common random numbers) resolve a gap between the loops with
+            far fewer seeds than independent runs; one JSON line per seed goes to --results.
+
+      python dev/long_run_parity.py paired --bench B --batch 32 --epochs 40 --seeds 0-19 \\
+          --control --example target/release/examples/long_run_parity --results R.jsonl
+
   seeds     Both codes end to end, each with its own initialisation, shuffling and noise, for
             several seeds: the authors' code (center init + `_train_discriminator` + their
             `predict` and `_evaluate` on the last epoch) and `cras train --holdout 0` + `cras
@@ -66,13 +79,27 @@ def setup(ref, work, data_seed, classes, train, test):
     return data, weights, backbone, sorted(os.listdir(data))
 
 
+def realistic(ref, bench):
+    """The benchmark of dev/realistic_bench.py at its configuration (WRN50-2 from the bench's
+    `wrn50_bnstats.pth`, layer2 + layer3, resize 183 / crop 160, 384 dims, noise 0.1)."""
+    global RESIZE, SIZE, DIMS, LAYERS, SIGMA
+    import torch
+    import torchvision
+    sys.path.insert(0, ref)
+    RESIZE, SIZE, DIMS, LAYERS, SIGMA = 183, 160, 384, ["layer2", "layer3"], 0.1
+    net = torchvision.models.wide_resnet50_2(weights=None)
+    net.load_state_dict(torch.load(os.path.join(bench, "wrn50_bnstats.pth")))
+    classes = sorted(c for c in os.listdir(bench) if os.path.isdir(os.path.join(bench, c)))
+    return bench, net, classes
+
+
 def authors_model(backbone, seed, epochs, work):
     import torch
     import cras as ref_cras
     import utils as ref_utils
     device = torch.device("cpu")
     ref_utils.fix_seeds(seed, device)
-    backbone.name, backbone.seed = "resnet18", None
+    backbone.name, backbone.seed = ("wideresnet50" if DIMS == 384 else "resnet18"), None
     model = ref_cras.CRAS(device)
     model.load(backbone=backbone, layers_to_extract_from=LAYERS, device=device,
                input_shape=(3, SIZE, SIZE), pretrain_embed_dimension=DIMS,
@@ -143,16 +170,17 @@ def rel(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
-def run_injected(model, items, orders, noise, batch):
+def run_injected(model, items, epochs, batch):
     """The authors' `_train_discriminator`, epoch after epoch, on the given batches, with
-    torch.normal answering the given noise; their state after every epoch."""
+    torch.normal answering the given noise; their state after every epoch. `epochs` yields
+    (order, [noise of each step]) per epoch."""
     import torch
     real_normal = torch.normal
     states = []
     try:
-        for e, order in enumerate(orders):
+        for e, (order, queue) in enumerate(epochs):
             chunks = order.split(batch)
-            queue = [noise[f"noise.{e}.{s}"] for s in range(len(chunks))]
+            queue = list(queue)
 
             def injected_normal(mean, std, size, *a, **kw):
                 t = queue.pop(0)
@@ -167,6 +195,12 @@ def run_injected(model, items, orders, noise, batch):
     finally:
         torch.normal = real_normal
     return states
+
+
+def stored_draws(orders, noise, batch):
+    """(order, noise list) per epoch from the dict of `injected`."""
+    for e, order in enumerate(orders):
+        yield order, [noise[f"noise.{e}.{s}"] for s in range(len(order.split(batch)))]
 
 
 def authors_test_scores(model, test):
@@ -216,15 +250,19 @@ def injected(args):
     import torch.nn.functional  # noqa: F401
     work = args.work or tempfile.mkdtemp(prefix="lrp-")
     os.makedirs(work, exist_ok=True)
-    data, _, backbone, classes = setup(args.ref, work, args.seed, args.classes, args.train, args.test)
+    if args.bench:
+        data, backbone, classes = realistic(args.ref, args.bench)
+    else:
+        data, _, backbone, classes = setup(args.ref, work, args.seed, args.classes, args.train, args.test)
     os.chdir(work)  # their trainer writes ./results
+    torch.set_num_threads(args.threads)
     model = authors_model(backbone, args.seed, args.epochs, work)
     ds, split = datasets(data, classes)
     init = {}
     for prefix, mod in [("pre_projection.", model.pre_projection), ("discriminator.", model.discriminator)]:
         init.update({prefix + k: v.detach().clone().numpy() for k, v in mod.state_dict().items()
                      if "num_batches" not in k})
-    init_centers(model, ds, split, classes, 4)
+    init_centers(model, ds, split, classes, args.batch if args.bench else 4)
     train = ds(classes, split.TRAIN)
     items = [train[i] for i in range(len(train))]
     labels = [classes.index(it["image_path"].split(os.sep)[-4]) for it in items]
@@ -237,7 +275,7 @@ def injected(args):
         orders.append(torch.randperm(n, generator=gen))
         for s, chunk in enumerate(orders[-1].split(args.batch)):
             noise[f"noise.{e}.{s}"] = torch.normal(0, SIGMA, (len(chunk) * p, d), generator=gen)
-    states = run_injected(model, items, orders, noise, args.batch)
+    states = run_injected(model, items, stored_draws(orders, noise, args.batch), args.batch)
     test = ds(classes, split.TEST)
     test_g, ref_scores = authors_test_scores(model, test)
     meta = {"epochs": args.epochs, "batch_size": args.batch, "lr": LR, "k": K, "classes": classes}
@@ -267,14 +305,125 @@ def injected(args):
         with torch.no_grad():
             for p_ in ctl.pre_projection.parameters():
                 p_.copy_(torch.nextafter(p_, torch.full_like(p_, float("inf"))))
-        init_centers(ctl, ds, split, classes, 4)
-        ctl_states = run_injected(ctl, items, orders, noise, args.batch)
+        init_centers(ctl, ds, split, classes, args.batch if args.bench else 4)
+        ctl_states = run_injected(ctl, items, stored_draws(orders, noise, args.batch), args.batch)
         mine = {f"e{e}.{k}": v for e, st in enumerate(ctl_states) for k, v in st.items()}
         mine["test_scores"] = authors_test_scores(ctl, test)[1]
         table("control: the authors' code, adaptor init moved by 1 ulp", mine, states, ref_scores,
               labels_t)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def paired(args):
+    """Both loops for 40 epochs (or --epochs) from the same draws, seed after seed, on the
+    realistic benchmark: the authors' init of `seed`, batch orders and noise from a torch
+    generator seeded 1000 + seed (the noise streamed to a sidecar file, gigabytes per seed),
+    injected into their loop; cras's loop (the example) fed the same. Both test score sets
+    go through the authors' segmentor; per-class image AUROC (max patch score) and pixel
+    AUROC, averaged over classes, are appended to --results (JSON lines). --control adds the
+    authors' loop again from an adaptor init one ulp away: the spread rounding alone gives."""
+    import torch
+    sys.path.insert(0, HERE)
+    import fidelity_seeds as fsd
+    work = args.work or tempfile.mkdtemp(prefix="lrp-paired-")
+    os.makedirs(work, exist_ok=True)
+    data, backbone, classes = realistic(args.ref, args.bench)
+    os.chdir(work)
+    torch.set_num_threads(args.threads)
+    ds, split = datasets(data, classes)
+    train, test = ds(classes, split.TRAIN), ds(classes, split.TEST)
+    items = [train[i] for i in range(len(train))]
+    labels = [classes.index(it["image_path"].split(os.sep)[-4]) for it in items]
+    test_cls = np.array([classes.index(test[i]["image_path"].split(os.sep)[-4]) for i in range(len(test))])
+    test_y = np.array([int(test[i]["is_anomaly"]) for i in range(len(test))])
+    test_masks = np.stack([test[i]["mask_gt"][0].numpy() > 0.5 for i in range(len(test))])
+    g = None
+    for seed in [int(x) for x in expand(args.seeds)]:
+        model = authors_model(backbone, seed, args.epochs, work)
+        fsd.memoise_embed(model)
+        init = {}
+        for prefix, mod in [("pre_projection.", model.pre_projection), ("discriminator.", model.discriminator)]:
+            init.update({prefix + k: v.detach().clone().numpy() for k, v in mod.state_dict().items()
+                         if "num_batches" not in k})
+        init_centers(model, ds, split, classes, args.batch)
+        if g is None:
+            with torch.no_grad():
+                g = torch.stack([model._embed(it["image"].unsqueeze(0))[0] for it in items])
+        n, p, d = g.shape
+        stem = os.path.join(work, f"in_{seed}")
+        gen = torch.Generator().manual_seed(1000 + seed)
+        orders = []
+
+        def draws():
+            with open(stem + ".noise.bin", "wb") as f:
+                for _ in range(args.epochs):
+                    orders.append(torch.randperm(n, generator=gen))
+                    q = [torch.normal(0, SIGMA, (len(c) * p, d), generator=gen) for c in orders[-1].split(args.batch)]
+                    for t in q:
+                        f.write(t.numpy().astype("<f4").tobytes())
+                    yield orders[-1], q
+
+        def replay():
+            with open(stem + ".noise.bin", "rb") as f:
+                for order in orders:
+                    q = []
+                    for c in order.split(args.batch):
+                        a = np.frombuffer(f.read(len(c) * p * d * 4), dtype="<f4").reshape(len(c) * p, d)
+                        q.append(torch.from_numpy(a.copy()))
+                    yield order, q
+        run_injected(model, items, draws(), args.batch)
+        test_g, ref_scores = authors_test_scores(model, test)
+        meta = {"epochs": args.epochs, "batch_size": args.batch, "lr": LR, "k": K, "classes": classes}
+        tensors = {"g": g.numpy(), "labels": np.array(labels), "test_g": torch.stack(test_g).numpy(),
+                   "order": torch.stack(orders).numpy()}
+        tensors.update({"init." + k: v for k, v in init.items()})
+        write_fixture(stem, meta, tensors)
+        out = stem + "_cras"
+        subprocess.run([args.example[0], stem, out], check=True, stderr=subprocess.DEVNULL,
+                       env=dict(os.environ, RAYON_NUM_THREADS=str(args.threads)))
+        row = {"seed": seed, "epochs": args.epochs,
+               "authors": test_metrics(model, ref_scores, test_cls, test_y, test_masks),
+               "cras": test_metrics(model, read_fixture(out)["test_scores"], test_cls, test_y, test_masks)}
+        if args.control:
+            ctl = authors_model(backbone, seed, args.epochs, work)
+            fsd.memoise_embed(ctl)
+            with torch.no_grad():
+                for p_ in ctl.pre_projection.parameters():
+                    p_.copy_(torch.nextafter(p_, torch.full_like(p_, float("inf"))))
+            init_centers(ctl, ds, split, classes, args.batch)
+            run_injected(ctl, items, replay(), args.batch)
+            row["control"] = test_metrics(ctl, authors_test_scores(ctl, test)[1], test_cls, test_y, test_masks)
+        for f in (stem + ".noise.bin", stem + ".bin", out + ".bin"):
+            os.remove(f)
+        print(json.dumps(row), flush=True)
+        with open(args.results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def expand(spec):
+    """'0-3,7' -> [0, 1, 2, 3, 7]"""
+    out = []
+    for part in spec.split(","):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
+
+
+def test_metrics(model, scores, cls, y, masks):
+    """Mean over classes of image AUROC (max patch score) and pixel AUROC (the authors'
+    segmentor: bilinear upsampling, Gaussian sigma 4), from patch scores [T, P]."""
+    import torch
+    side = int(round(np.sqrt(scores.shape[1])))
+    maps = np.stack(model.anomaly_segmentor.convert_to_segmentation(
+        torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)).reshape(-1, side, side)))
+    ia, pa = [], []
+    for c in sorted(set(cls.tolist())):
+        k = cls == c
+        ia.append(auroc(y[k], scores[k].max(1)))
+        pa.append(auroc(masks[k].ravel(), maps[k].ravel()))
+    return {"image_auroc": float(np.mean(ia)), "pixel_auroc": float(np.mean(pa)),
+            "per_class_image": [float(x) for x in ia]}
 
 
 def auroc(y, s):
@@ -377,7 +526,8 @@ def seeds(args):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["injected", "seeds"])
+    ap.add_argument("mode", choices=["injected", "seeds", "paired"])
+    ap.add_argument("--results", help="paired: append one JSON line per seed here")
     ap.add_argument("--ref", default=os.environ.get("CRAS_REF", "/work/cras-ref"))
     ap.add_argument("--work", help="keep data and outputs here (default: a temporary folder)")
     ap.add_argument("--example", action="append", default=[], help="cras side (injected)")
@@ -388,6 +538,9 @@ if __name__ == "__main__":
     ap.add_argument("--train", type=int, default=16)
     ap.add_argument("--test", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bench", help="injected: run on this dev/realistic_bench.py benchmark at its "
+                    "configuration (pass --batch 32) instead of synthetic data")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (injected)")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--skip-authors", action="store_true")
     ap.add_argument("--control", action="store_true",
@@ -395,4 +548,6 @@ if __name__ == "__main__":
     ARGS = ap.parse_args()
     ARGS.example = [os.path.abspath(x) for x in ARGS.example]
     ARGS.cras = [os.path.abspath(x) for x in ARGS.cras] or [os.path.abspath("target/debug/cras")]
-    (injected if ARGS.mode == "injected" else seeds)(ARGS)
+    if ARGS.results:
+        ARGS.results = os.path.abspath(ARGS.results)
+    {"injected": injected, "seeds": seeds, "paired": paired}[ARGS.mode](ARGS)

@@ -6,7 +6,9 @@
 //! authors' loop saw: training descriptors `g` [N, P, D] and their class `labels` [N], the
 //! initial head `init.<reference name>`, every epoch's image `order` [E, N] and every step's
 //! noise `noise.<epoch>.<step>` [B*P, D], and test descriptors `test_g` [T, P, D]; the json's
-//! `meta` gives epochs, batch_size, k and the learning rates. The center bank is computed by
+//! `meta` gives epochs, batch_size, k and the learning rates. At realistic sizes the noise
+//! (gigabytes over 40 epochs) is instead read step by step, in order, from IN_STEM.noise.bin
+//! (the same f32 layout, steps concatenated) when the fixture holds no `noise.*`. The center bank is computed by
 //! cras ([`center_bank`]) from the initial adaptor, then each epoch runs [`train_step`] over
 //! the given batches with the given noise. Written to OUT_STEM.json + OUT_STEM.bin: after every
 //! epoch `e<epoch>.<name>` (weights and BatchNorm running statistics) and `e<epoch>.adam.<a|d>
@@ -179,6 +181,26 @@ fn main() -> Res<()> {
     let bank = center_bank(&adaptor, &cache, &labels, &classes, &dev)?;
     let mut st = HeadState::new(adaptor, Discriminator::from_named(&init)?, &cfg)?;
     let order: Vec<Vec<f32>> = get("order")?.to_vec2()?;
+    let mut sidecar = if t.contains_key("noise.0.0") {
+        None
+    } else {
+        let path = format!("{input}.noise.bin");
+        let f = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        Some(std::io::BufReader::new(f))
+    };
+    let mut noise_of = |e: usize, s: usize, rows: usize| -> Res<Tensor> {
+        let Some(r) = sidecar.as_mut() else {
+            return Ok(get(&format!("noise.{e}.{s}"))?);
+        };
+        let mut bytes = vec![0u8; rows * d * 4];
+        std::io::Read::read_exact(r, &mut bytes)
+            .map_err(|err| format!("{input}.noise.bin: epoch {e} step {s}: {err}"))?;
+        let v: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(Tensor::from_vec(v, (rows, d), &dev)?)
+    };
     let mut out = Vec::new();
     for (e, ord) in order.iter().enumerate().take(cfg.epochs) {
         let ord: Vec<usize> = ord.iter().map(|&i| i as usize).collect();
@@ -190,7 +212,7 @@ fn main() -> Res<()> {
                 &bank,
                 &cache.batch(chunk, &dev)?,
                 &cls,
-                &get(&format!("noise.{e}.{s}"))?,
+                &noise_of(e, s, chunk.len() * p)?,
                 cfg.k,
                 Ablation::default(),
                 &mut st.opt_adaptor,

@@ -37,21 +37,26 @@ pub struct StepDetail {
     pub centers: Option<Vec<u32>>,
 }
 
-/// Smallest probability whose log carries a gradient: `torch.nn.BCELoss`'s backward divides by
-/// `max(p (1 - p), 1e-12)`.
+/// The floor of the denominator in `torch.nn.BCELoss`'s backward, `max(p (1 - p), 1e-12)`.
 const BCE_GRAD_EPS: f64 = 1e-12;
 
-/// BCE of probabilities against a constant target, as `torch.nn.BCELoss`: the value is the mean
-/// of `-max(log x, -100)` (x = p, or 1 - p for target 0); the gradient is `-1 / x` where x is at
-/// least 1e-12 and 0 below, as torch's is once it passes through the sigmoid. A plain
-/// `log(x).maximum(-100)` would give 0 / 0 = NaN gradients for a saturated score (x exactly 0:
-/// a true patch scored 1.0, logit above about 16.6 in f32), ending the run.
+/// BCE of probabilities against a constant target y, as `torch.nn.BCELoss` computes it both
+/// ways: the value is the mean of `-max(log x, -100)` (x = p for y = 1, 1 - p for y = 0); the
+/// gradient is torch's `(p - y) / max(p (1 - p), 1e-12)` over the mean's count, not the exact
+/// derivative of the value. The two part where p (1 - p) < 1e-12: a synthetic patch scored below
+/// 1e-12 (logit under about -27.6) still gets `p * 1e12` of the unit push through the sigmoid,
+/// as in the reference, where `-1 / x` with a floor would give it none; a saturated score
+/// (exactly 0 or 1) gets a finite gradient that the sigmoid then zeroes, never 0 / 0 = NaN.
 fn bce_const(p: &Tensor, target_one: bool) -> Result<Tensor> {
-    let x = if target_one { p.clone() } else { (1.0 - p)? };
-    let with_grad = x.maximum(BCE_GRAD_EPS)?.log()?; // gradient 1 / x where x >= eps, else 0
-    let value = x.detach().log()?.maximum(-100f64)?; // torch's forward value, no gradient
-    let correction = (value - with_grad.detach())?;
-    Ok((with_grad + correction)?.mean_all()?.neg()?)
+    let y = if target_one { 1.0 } else { 0.0 };
+    let pd = p.detach();
+    let x = if target_one { pd.clone() } else { (1.0 - &pd)? };
+    let value = x.log()?.maximum(-100f64)?.mean_all()?.neg()?; // torch's forward value
+    let denom = (&pd * (1.0 - &pd)?)?.maximum(BCE_GRAD_EPS)?;
+    let dp = ((&pd - y)? / denom)?; // torch's backward, per element, no gradient of its own
+    let surrogate = (p * &dp)?; // gradient dp, value exactly cancelled below
+    let zero = (&surrogate - surrogate.detach())?;
+    Ok((value + zero.mean_all()?)?)
 }
 
 /// Runs one training step and updates all parameters and BatchNorm statistics; returns the
@@ -147,9 +152,42 @@ mod tests {
                 let want = sign / (4.0 * xs[i]);
                 assert!((g[i] as f64 - want).abs() < 1e-4 * want.abs(), "{i}: {g:?}");
             }
-            // The saturated entry (x = 0) passes no gradient, as torch's through the sigmoid.
-            let sat = if target_one { 1 } else { 0 };
-            assert_eq!(g[sat], 0.0, "{g:?}");
+        }
+    }
+
+    /// The gradient at the logit, through the sigmoid, as torch gives it. Reference values from
+    /// torch 2.x: `x = tensor([v], requires_grad=True); BCELoss()(sigmoid(x), ones_like(x))
+    /// .backward()` gives x.grad -1.0 at v = -27, -0.69144 at -28, -0.093576 at -30,
+    /// -4.2484e-6 at -40, 0 at -110; with target 0, 0 at v = 17 and 20 (score exactly 1).
+    #[test]
+    fn gradient_at_the_logit_is_torchs_where_p_1_minus_p_is_below_1e_12() {
+        let cases: [(f32, bool, f64); 8] = [
+            (-20.0, true, -1.0),
+            (-27.0, true, -1.0),
+            (-28.0, true, -0.691_44),
+            (-30.0, true, -0.093_576),
+            (-40.0, true, -4.2484e-6),
+            (-110.0, true, 0.0),
+            (17.0, false, 0.0),
+            (20.0, false, 0.0),
+        ];
+        for (v, target_one, want) in cases {
+            let x = Var::new(&[v], &Device::Cpu).unwrap();
+            let p = candle_nn::ops::sigmoid(x.as_tensor()).unwrap();
+            let loss = bce_const(&p, target_one).unwrap();
+            let g: Vec<f32> = loss
+                .backward()
+                .unwrap()
+                .get(x.as_tensor())
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let tol = 1e-4 * want.abs().max(1e-6);
+            assert!(
+                (g[0] as f64 - want).abs() <= tol,
+                "logit {v}, target {target_one}: {} vs torch {want}",
+                g[0]
+            );
         }
     }
 }

@@ -353,13 +353,13 @@ def paired(args):
         n, p, d = g.shape
         stem = os.path.join(work, f"in_{seed}")
         gen = torch.Generator().manual_seed(1000 + seed)
-        orders = []
+        orders, normal = [], torch.normal  # the real one: run_injected patches torch.normal
 
         def draws():
             with open(stem + ".noise.bin", "wb") as f:
                 for _ in range(args.epochs):
                     orders.append(torch.randperm(n, generator=gen))
-                    q = [torch.normal(0, SIGMA, (len(c) * p, d), generator=gen) for c in orders[-1].split(args.batch)]
+                    q = [normal(0, SIGMA, (len(c) * p, d), generator=gen) for c in orders[-1].split(args.batch)]
                     for t in q:
                         f.write(t.numpy().astype("<f4").tobytes())
                     yield orders[-1], q

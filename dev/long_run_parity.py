@@ -27,6 +27,7 @@ ResNet18 of dev/gen_reference_checkpoint.py, layer1 + layer2, resize 72, crop 64
 
       python dev/long_run_parity.py paired --bench B --batch 32 --epochs 40 --seeds 0-19 \\
           --control --example target/release/examples/long_run_parity --results R.jsonl
+      python dev/long_run_parity.py paired-report --results R.jsonl[,R2.jsonl]
 
   seeds     Both codes end to end, each with its own initialisation, shuffling and noise, for
             several seeds: the authors' code (center init + `_train_discriminator` + their
@@ -401,6 +402,35 @@ def paired(args):
             f.write(json.dumps(row) + "\n")
 
 
+def paired_report(args):
+    """Mean +- standard error over seeds of each arm's AUROCs and of the per-seed differences
+    (cras - authors, control - authors), with a paired t test of each difference."""
+    from scipy import stats
+    rows = [json.loads(x) for f in args.results.split(",") for x in open(f) if x.strip()]
+    rows = sorted({r["seed"]: r for r in rows}.values(), key=lambda r: r["seed"])
+    arms = [a for a in ("authors", "cras", "control") if all(a in r for r in rows)]
+    n = len(rows)
+    print(f"{n} seeds ({', '.join(str(r['seed']) for r in rows)}), {rows[0]['epochs']} epochs")
+    print("| metric | " + " | ".join(arms) + " | cras - authors | p | " +
+          ("control - authors | p |" if "control" in arms else ""))
+    print("|---" * (1 + len(arms) + 2 * (len(arms) - 1)) + "|")
+
+    def ms(v):
+        v = np.asarray(v)
+        return f"{v.mean():.4f} +- {v.std(ddof=1) / np.sqrt(len(v)):.4f}"
+    for m in ("image_auroc", "pixel_auroc"):
+        cells = [ms([r[a][m] for r in rows]) for a in arms]
+        base = np.array([r["authors"][m] for r in rows])
+        for a in [x for x in ("cras", "control") if x in arms]:
+            d = np.array([r[a][m] for r in rows]) - base
+            cells += [f"{d.mean():+.4f} +- {d.std(ddof=1) / np.sqrt(n):.4f} (sd {d.std(ddof=1):.4f})",
+                      f"{stats.ttest_1samp(d, 0).pvalue:.2f}"]
+        print(f"| {m} | " + " | ".join(cells) + " |")
+    for a in [x for x in ("cras", "control") if x in arms]:
+        print(f"{a} - authors, image AUROC per seed: " +
+              " ".join(f"{r['seed']}:{r[a]['image_auroc'] - r['authors']['image_auroc']:+.3f}" for r in rows))
+
+
 def expand(spec):
     """'0-3,7' -> [0, 1, 2, 3, 7]"""
     out = []
@@ -526,7 +556,7 @@ def seeds(args):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["injected", "seeds", "paired"])
+    ap.add_argument("mode", choices=["injected", "seeds", "paired", "paired-report"])
     ap.add_argument("--results", help="paired: append one JSON line per seed here")
     ap.add_argument("--ref", default=os.environ.get("CRAS_REF", "/work/cras-ref"))
     ap.add_argument("--work", help="keep data and outputs here (default: a temporary folder)")
@@ -548,6 +578,6 @@ if __name__ == "__main__":
     ARGS = ap.parse_args()
     ARGS.example = [os.path.abspath(x) for x in ARGS.example]
     ARGS.cras = [os.path.abspath(x) for x in ARGS.cras] or [os.path.abspath("target/debug/cras")]
-    if ARGS.results:
+    if ARGS.results and ARGS.mode == "paired":
         ARGS.results = os.path.abspath(ARGS.results)
-    {"injected": injected, "seeds": seeds, "paired": paired}[ARGS.mode](ARGS)
+    {"injected": injected, "seeds": seeds, "paired": paired, "paired-report": paired_report}[ARGS.mode](ARGS)

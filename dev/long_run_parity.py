@@ -55,6 +55,7 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SCORE_EPOCHS = (2, 5, 10, 15, 20, 25, 30)  # paired: also scored after these (1-based) epochs
 RESIZE, SIZE, DIMS, LAYERS = 72, 64, 32, ["layer1", "layer2"]
 SIGMA, K, LR = 0.015, 0.3, 1e-4
 ADAPTOR = ["pre_projection.layers.0fc.weight", "pre_projection.layers.0fc.bias"]
@@ -171,7 +172,7 @@ def rel(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
-def run_injected(model, items, epochs, batch):
+def run_injected(model, items, epochs, batch, after_epoch=None):
     """The authors' `_train_discriminator`, epoch after epoch, on the given batches, with
     torch.normal answering the given noise; their state after every epoch. `epochs` yields
     (order, [noise of each step]) per epoch."""
@@ -193,6 +194,8 @@ def run_injected(model, items, epochs, batch):
             model._train_discriminator(batches, e, Bar(), "")
             assert not queue
             states.append(state_of(model))
+            if after_epoch:
+                after_epoch(e, model)
     finally:
         torch.normal = real_normal
     return states
@@ -373,9 +376,19 @@ def paired(args):
                         a = np.frombuffer(f.read(len(c) * p * d * 4), dtype="<f4").reshape(len(c) * p, d)
                         q.append(torch.from_numpy(a.copy()))
                     yield order, q
-        run_injected(model, items, draws(), args.batch)
+        marks = [e for e in SCORE_EPOCHS if e < args.epochs]  # 1-based epochs scored on the way
+        by_epoch = {e: {} for e in marks}
+
+        def scorer(arm):
+            def after(e, m):
+                if e + 1 in by_epoch:
+                    by_epoch[e + 1][arm] = test_metrics(m, authors_test_scores(m, test)[1], test_cls,
+                                                        test_y, test_masks)
+            return after
+        run_injected(model, items, draws(), args.batch, scorer("authors"))
         test_g, ref_scores = authors_test_scores(model, test)
-        meta = {"epochs": args.epochs, "batch_size": args.batch, "lr": LR, "k": K, "classes": classes}
+        meta = {"epochs": args.epochs, "batch_size": args.batch, "lr": LR, "k": K, "classes": classes,
+                "score_epochs": [e - 1 for e in marks]}
         tensors = {"g": g.numpy(), "labels": np.array(labels), "test_g": torch.stack(test_g).numpy(),
                    "order": torch.stack(orders).numpy()}
         tensors.update({"init." + k: v for k, v in init.items()})
@@ -383,9 +396,13 @@ def paired(args):
         out = stem + "_cras"
         subprocess.run([args.example[0], stem, out], check=True, stderr=subprocess.DEVNULL,
                        env=dict(os.environ, RAYON_NUM_THREADS=str(args.threads)))
+        mine = read_fixture(out)
+        for e in marks:
+            by_epoch[e]["cras"] = test_metrics(model, mine[f"test_scores.{e - 1}"], test_cls, test_y, test_masks)
         row = {"seed": seed, "epochs": args.epochs,
                "authors": test_metrics(model, ref_scores, test_cls, test_y, test_masks),
-               "cras": test_metrics(model, read_fixture(out)["test_scores"], test_cls, test_y, test_masks)}
+               "cras": test_metrics(model, mine["test_scores"], test_cls, test_y, test_masks),
+               "by_epoch": by_epoch}
         if args.control:
             ctl = authors_model(backbone, seed, args.epochs, work)
             fsd.memoise_embed(ctl)
@@ -393,7 +410,7 @@ def paired(args):
                 for p_ in ctl.pre_projection.parameters():
                     p_.copy_(torch.nextafter(p_, torch.full_like(p_, float("inf"))))
             init_centers(ctl, ds, split, classes, args.batch)
-            run_injected(ctl, items, replay(), args.batch)
+            run_injected(ctl, items, replay(), args.batch, scorer("control"))
             row["control"] = test_metrics(ctl, authors_test_scores(ctl, test)[1], test_cls, test_y, test_masks)
         for f in (stem + ".noise.bin", stem + ".bin", out + ".bin"):
             os.remove(f)

@@ -14,7 +14,8 @@
 //! epoch `e<epoch>.<name>` (weights and BatchNorm running statistics) and `e<epoch>.adam.<a|d>
 //! .<m|v>.<i>` (optimiser moments in parameter order), then `centers`, `test_scores` [T, P]
 //! (scored as at inference: class by global match, local alignment, evaluation-mode
-//! discriminator) and `test_class` [T].
+//! discriminator) and `test_class` [T]; with `meta.score_epochs` (0-based epochs) also
+//! `test_scores.<epoch>` after each of those epochs.
 //!
 //!     cargo run --release --example long_run_parity -- --init-stats IN_STEM SEEDS [NOISE]
 //!
@@ -29,7 +30,9 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 use cras::features::cache::{CachePrecision, FeatureCache};
 use cras::model::synthesis::gaussian_noise;
-use cras::model::{head::discriminator_input, step::train_step, Ablation, Adaptor, Discriminator};
+use cras::model::{
+    head::discriminator_input, step::train_step, Ablation, Adaptor, CenterBank, Discriminator,
+};
 use cras::train::config::TrainConfig;
 use cras::train::fit::{derive_seed, epoch_order};
 use cras::train::pipeline::{center_bank, init_head};
@@ -74,6 +77,20 @@ fn write(stem: &str, tensors: &[(String, Tensor)]) -> Res<()> {
     let meta = serde_json::json!({ "tensors": index });
     std::fs::write(format!("{stem}.json"), serde_json::to_vec(&meta)?)?;
     Ok(())
+}
+
+/// Test patch scores [T, P] as at inference (class by global match, local alignment,
+/// evaluation-mode discriminator) from test descriptors [T, P, D], with each image's class.
+fn score_test(st: &HeadState, bank: &CenterBank, test: &Tensor) -> Res<(Tensor, Vec<usize>)> {
+    let (nt, p, d) = test.dims3()?;
+    let f = st
+        .adaptor
+        .forward(&test.reshape((nt * p, d))?)?
+        .reshape((nt, p, d))?;
+    let (cls, _) = bank.global_match(&f)?;
+    let r = bank.align(&f, &cls, true)?.reshape((nt * p, d))?;
+    let x = discriminator_input(&f.reshape((nt * p, d))?, &r, Ablation::default())?;
+    Ok((st.discriminator.forward_eval(&x)?.reshape((nt, p))?, cls))
 }
 
 /// Descriptors `g` [N, P, D] of a fixture as a feature cache, with their `labels` and classes.
@@ -181,6 +198,11 @@ fn main() -> Res<()> {
     let bank = center_bank(&adaptor, &cache, &labels, &classes, &dev)?;
     let mut st = HeadState::new(adaptor, Discriminator::from_named(&init)?, &cfg)?;
     let order: Vec<Vec<f32>> = get("order")?.to_vec2()?;
+    // Epochs (0-based) after which the test set is also scored (`meta.score_epochs`, optional).
+    let score_epochs: Vec<u64> = m["score_epochs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_u64()).collect())
+        .unwrap_or_default();
     let mut sidecar = if t.contains_key("noise.0.0") {
         None
     } else {
@@ -232,18 +254,16 @@ fn main() -> Res<()> {
                 out.push((format!("e{e}.adam.{tag}.v.{i}"), v.clone()));
             }
         }
+        if score_epochs.contains(&(e as u64)) {
+            out.push((
+                format!("test_scores.{e}"),
+                score_test(&st, &bank, &get("test_g")?)?.0,
+            ));
+        }
         eprintln!("epoch {e} done");
     }
     let test = get("test_g")?;
-    let (nt, _, _) = test.dims3()?;
-    let f = st
-        .adaptor
-        .forward(&test.reshape((nt * p, d))?)?
-        .reshape((nt, p, d))?;
-    let (cls, _) = bank.global_match(&f)?;
-    let r = bank.align(&f, &cls, true)?.reshape((nt * p, d))?;
-    let x = discriminator_input(&f.reshape((nt * p, d))?, &r, Ablation::default())?;
-    let scores = st.discriminator.forward_eval(&x)?.reshape((nt, p))?;
+    let (scores, cls) = score_test(&st, &bank, &test)?;
     let cls: Vec<f32> = cls.iter().map(|&c| c as f32).collect();
     out.push(("centers".into(), bank.centers.clone()));
     out.push(("test_scores".into(), scores));

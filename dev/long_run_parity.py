@@ -394,8 +394,12 @@ def paired(args):
         tensors.update({"init." + k: v for k, v in init.items()})
         write_fixture(stem, meta, tensors)
         out = stem + "_cras"
-        subprocess.run([args.example[0], stem, out], check=True, stderr=subprocess.DEVNULL,
-                       env=dict(os.environ, RAYON_NUM_THREADS=str(args.threads)))
+        # One cras side at a time across parallel runs (each holds its seed's states in memory).
+        with open(os.path.join(tempfile.gettempdir(), "long_run_parity.lock"), "w") as lock:
+            import fcntl
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            subprocess.run([args.example[0], stem, out], check=True, stderr=subprocess.DEVNULL,
+                           env=dict(os.environ, RAYON_NUM_THREADS=str(args.threads)))
         mine = read_fixture(out)
         for e in marks:
             by_epoch[e]["cras"] = test_metrics(model, mine[f"test_scores.{e - 1}"], test_cls, test_y, test_masks)
@@ -443,6 +447,24 @@ def paired_report(args):
             cells += [f"{d.mean():+.4f} +- {d.std(ddof=1) / np.sqrt(n):.4f} (sd {d.std(ddof=1):.4f})",
                       f"{stats.ttest_1samp(d, 0).pvalue:.2f}"]
         print(f"| {m} | " + " | ".join(cells) + " |")
+    staged = [r for r in rows if r.get("by_epoch")]
+    if staged:
+        marks = sorted({int(e) for r in staged for e in r["by_epoch"]}) + [rows[0]["epochs"]]
+        print(f"\nOn the way ({len(staged)} seeds): per-seed differences from the authors' loop, "
+              "mean (sd), image AUROC / pixel AUROC")
+        print("| epoch | cras - authors | control - authors |\n|---|---|---|")
+        for e in marks:
+            def arm(r, a):
+                return r[a] if e == r["epochs"] else r["by_epoch"][str(e)][a]
+            cells = []
+            for a in ("cras", "control"):
+                part = []
+                for m in ("image_auroc", "pixel_auroc"):
+                    d = np.array([arm(r, a)[m] - arm(r, "authors")[m] for r in staged
+                                  if a in (r if e == r["epochs"] else r["by_epoch"][str(e)])])
+                    part.append(f"{d.mean():+.4f} ({d.std(ddof=1) if len(d) > 1 else 0:.4f})")
+                cells.append(" / ".join(part))
+            print(f"| {e} | " + " | ".join(cells) + " |")
     for a in [x for x in ("cras", "control") if x in arms]:
         print(f"{a} - authors, image AUROC per seed: " +
               " ".join(f"{r['seed']}:{r[a]['image_auroc'] - r['authors']['image_auroc']:+.3f}" for r in rows))

@@ -90,7 +90,15 @@ fn score_test(st: &HeadState, bank: &CenterBank, test: &Tensor) -> Res<(Tensor, 
     let (cls, _) = bank.global_match(&f)?;
     let r = bank.align(&f, &cls, true)?.reshape((nt * p, d))?;
     let x = discriminator_input(&f.reshape((nt * p, d))?, &r, Ablation::default())?;
-    Ok((st.discriminator.forward_eval(&x)?.reshape((nt, p))?, cls))
+    // Detached: the head's weights are Vars, so the scores would otherwise hold the whole
+    // forward graph (gigabytes at 256 test images) for as long as they are kept.
+    Ok((
+        st.discriminator
+            .forward_eval(&x)?
+            .reshape((nt, p))?
+            .detach(),
+        cls,
+    ))
 }
 
 /// Descriptors `g` [N, P, D] of a fixture as a feature cache, with their `labels` and classes.

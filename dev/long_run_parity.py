@@ -54,6 +54,8 @@ import tempfile
 
 import numpy as np
 
+import fidelity_seeds as fsd  # the realistic benchmark's configuration and helpers
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCORE_EPOCHS = (2, 5, 10, 15, 20, 25, 30)  # paired: also scored after these (1-based) epochs
 RESIZE, SIZE, DIMS, LAYERS = 72, 64, 32, ["layer1", "layer2"]
@@ -88,11 +90,10 @@ def realistic(ref, bench):
     import torch
     import torchvision
     sys.path.insert(0, ref)
-    RESIZE, SIZE, DIMS, LAYERS, SIGMA = 183, 160, 384, ["layer2", "layer3"], 0.1
+    RESIZE, SIZE, DIMS, LAYERS, SIGMA = fsd.RESIZE, fsd.CROP, fsd.DIMS, fsd.LAYERS, fsd.NOISE
     net = torchvision.models.wide_resnet50_2(weights=None)
     net.load_state_dict(torch.load(os.path.join(bench, "wrn50_bnstats.pth")))
-    classes = sorted(c for c in os.listdir(bench) if os.path.isdir(os.path.join(bench, c)))
-    return bench, net, classes
+    return bench, net, fsd.classes_of(bench)
 
 
 def authors_model(backbone, seed, epochs, work):
@@ -134,12 +135,31 @@ class Bar:
         pass
 
 
-def state_of(model):
+def weights_of(model):
+    """The adaptor's and discriminator's state dicts (BatchNorm statistics included), prefixed."""
     out = {}
     for prefix, mod in [("pre_projection.", model.pre_projection), ("discriminator.", model.discriminator)]:
         for k, v in mod.state_dict().items():
             if "num_batches" not in k:
                 out[prefix + k] = v.detach().clone().numpy()
+    return out
+
+
+def nudge_adaptor(model):
+    """The control's init: every adaptor weight moved by one ulp."""
+    import torch
+    with torch.no_grad():
+        for p_ in model.pre_projection.parameters():
+            p_.copy_(torch.nextafter(p_, torch.full_like(p_, float("inf"))))
+
+
+def class_of(item, classes):
+    """An item's class index, from its path (<bench>/<class>/<split>/<kind>/<file>)."""
+    return classes.index(item["image_path"].split(os.sep)[-4])
+
+
+def state_of(model):
+    out = weights_of(model)
     for tag, opt, mod in [("a", model.proj_opt, model.pre_projection), ("d", model.dsc_opt, model.discriminator)]:
         for i, p in enumerate(mod.parameters()):
             st = opt.state[p]
@@ -262,14 +282,11 @@ def injected(args):
     torch.set_num_threads(args.threads)
     model = authors_model(backbone, args.seed, args.epochs, work)
     ds, split = datasets(data, classes)
-    init = {}
-    for prefix, mod in [("pre_projection.", model.pre_projection), ("discriminator.", model.discriminator)]:
-        init.update({prefix + k: v.detach().clone().numpy() for k, v in mod.state_dict().items()
-                     if "num_batches" not in k})
+    init = weights_of(model)
     init_centers(model, ds, split, classes, args.batch if args.bench else 4)
     train = ds(classes, split.TRAIN)
     items = [train[i] for i in range(len(train))]
-    labels = [classes.index(it["image_path"].split(os.sep)[-4]) for it in items]
+    labels = [class_of(it, classes) for it in items]
     with torch.no_grad():
         g = torch.stack([model._embed(it["image"].unsqueeze(0), evaluation=False)[0] for it in items])
     n, p, d = g.shape
@@ -306,9 +323,7 @@ def injected(args):
         # The authors' loop again, its adaptor's initial weights moved by one ulp: how far their
         # own training carries a rounding-level difference.
         ctl = authors_model(backbone, args.seed, args.epochs, os.path.join(work, "control"))
-        with torch.no_grad():
-            for p_ in ctl.pre_projection.parameters():
-                p_.copy_(torch.nextafter(p_, torch.full_like(p_, float("inf"))))
+        nudge_adaptor(ctl)
         init_centers(ctl, ds, split, classes, args.batch if args.bench else 4)
         ctl_states = run_injected(ctl, items, stored_draws(orders, noise, args.batch), args.batch)
         mine = {f"e{e}.{k}": v for e, st in enumerate(ctl_states) for k, v in st.items()}
@@ -328,8 +343,6 @@ def paired(args):
     AUROC, averaged over classes, are appended to --results (JSON lines). --control adds the
     authors' loop again from an adaptor init one ulp away: the spread rounding alone gives."""
     import torch
-    sys.path.insert(0, HERE)
-    import fidelity_seeds as fsd
     work = args.work or tempfile.mkdtemp(prefix="lrp-paired-")
     os.makedirs(work, exist_ok=True)
     data, backbone, classes = realistic(args.ref, args.bench)
@@ -338,18 +351,15 @@ def paired(args):
     ds, split = datasets(data, classes)
     train, test = ds(classes, split.TRAIN), ds(classes, split.TEST)
     items = [train[i] for i in range(len(train))]
-    labels = [classes.index(it["image_path"].split(os.sep)[-4]) for it in items]
-    test_cls = np.array([classes.index(test[i]["image_path"].split(os.sep)[-4]) for i in range(len(test))])
+    labels = [class_of(it, classes) for it in items]
+    test_cls = np.array([class_of(test[i], classes) for i in range(len(test))])
     test_y = np.array([int(test[i]["is_anomaly"]) for i in range(len(test))])
     test_masks = np.stack([test[i]["mask_gt"][0].numpy() > 0.5 for i in range(len(test))])
     g = None
-    for seed in [int(x) for x in expand(args.seeds)]:
+    for seed in fsd.seeds_of(args.seeds):
         model = authors_model(backbone, seed, args.epochs, work)
         fsd.memoise_embed(model)
-        init = {}
-        for prefix, mod in [("pre_projection.", model.pre_projection), ("discriminator.", model.discriminator)]:
-            init.update({prefix + k: v.detach().clone().numpy() for k, v in mod.state_dict().items()
-                         if "num_batches" not in k})
+        init = weights_of(model)
         init_centers(model, ds, split, classes, args.batch)
         if g is None:
             with torch.no_grad():
@@ -410,9 +420,7 @@ def paired(args):
         if args.control:
             ctl = authors_model(backbone, seed, args.epochs, work)
             fsd.memoise_embed(ctl)
-            with torch.no_grad():
-                for p_ in ctl.pre_projection.parameters():
-                    p_.copy_(torch.nextafter(p_, torch.full_like(p_, float("inf"))))
+            nudge_adaptor(ctl)
             init_centers(ctl, ds, split, classes, args.batch)
             run_injected(ctl, items, replay(), args.batch, scorer("control"))
             row["control"] = test_metrics(ctl, authors_test_scores(ctl, test)[1], test_cls, test_y, test_masks)
@@ -468,15 +476,6 @@ def paired_report(args):
     for a in [x for x in ("cras", "control") if x in arms]:
         print(f"{a} - authors, image AUROC per seed: " +
               " ".join(f"{r['seed']}:{r[a]['image_auroc'] - r['authors']['image_auroc']:+.3f}" for r in rows))
-
-
-def expand(spec):
-    """'0-3,7' -> [0, 1, 2, 3, 7]"""
-    out = []
-    for part in spec.split(","):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b or a) + 1))
-    return out
 
 
 def test_metrics(model, scores, cls, y, masks):

@@ -8,9 +8,9 @@
 //! noise `noise.<epoch>.<step>` [B*P, D], and test descriptors `test_g` [T, P, D]; the json's
 //! `meta` gives epochs, batch_size, k and the learning rates. At realistic sizes the noise
 //! (gigabytes over 40 epochs) is instead read step by step, in order, from IN_STEM.noise.bin
-//! (the same f32 layout, steps concatenated) when the fixture holds no `noise.*`. The center bank is computed by
-//! cras ([`center_bank`]) from the initial adaptor, then each epoch runs [`train_step`] over
-//! the given batches with the given noise. Written to OUT_STEM.json + OUT_STEM.bin: after every
+//! (the same f32 layout, steps concatenated) when the fixture holds no `noise.*`. The center
+//! bank is computed by cras ([`center_bank`]) from the initial adaptor, then each epoch runs
+//! [`train_step`] over the given batches with the given noise. Written to OUT_STEM.json + OUT_STEM.bin: after every
 //! epoch `e<epoch>.<name>` (weights and BatchNorm running statistics) and `e<epoch>.adam.<a|d>
 //! .<m|v>.<i>` (optimiser moments in parameter order), then `centers`, `test_scores` [T, P]
 //! (scored as at inference: class by global match, local alignment, evaluation-mode
@@ -42,13 +42,17 @@ use rand_chacha::ChaCha12Rng;
 
 type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn read(stem: &str) -> Res<(serde_json::Value, HashMap<String, Tensor>)> {
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{stem}.json"))?)?;
-    let bytes = std::fs::read(format!("{stem}.bin"))?;
-    let floats: Vec<f32> = bytes
+/// Little-endian f32 values of a fixture's bytes.
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+        .collect()
+}
+
+fn read(stem: &str) -> Res<(serde_json::Value, HashMap<String, Tensor>)> {
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(format!("{stem}.json"))?)?;
+    let floats = f32s(&std::fs::read(format!("{stem}.bin"))?);
     let mut out = HashMap::new();
     for (name, e) in meta["tensors"].as_object().ok_or("no tensors index")? {
         let shape: Vec<usize> = serde_json::from_value(e["shape"].clone())?;
@@ -225,11 +229,7 @@ fn main() -> Res<()> {
         let mut bytes = vec![0u8; rows * d * 4];
         std::io::Read::read_exact(r, &mut bytes)
             .map_err(|err| format!("{input}.noise.bin: epoch {e} step {s}: {err}"))?;
-        let v: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Ok(Tensor::from_vec(v, (rows, d), &dev)?)
+        Ok(Tensor::from_vec(f32s(&bytes), (rows, d), &dev)?)
     };
     let mut out = Vec::new();
     for (e, ord) in order.iter().enumerate().take(cfg.epochs) {

@@ -43,7 +43,7 @@ const BCE_GRAD_EPS: f64 = 1e-12;
 /// BCE of probabilities against a constant target y, as `torch.nn.BCELoss` computes it both
 /// ways: the value is the mean of `-max(log x, -100)` (x = p for y = 1, 1 - p for y = 0); the
 /// gradient is torch's `(p - y) / max(p (1 - p), 1e-12)` over the mean's count, not the exact
-/// derivative of the value. The two part where p (1 - p) < 1e-12: a synthetic patch scored below
+/// derivative of the value. The two differ where p (1 - p) < 1e-12: a synthetic patch scored below
 /// 1e-12 (logit under about -27.6) still gets `p * 1e12` of the unit push through the sigmoid,
 /// as in the reference, where `-1 / x` with a floor would give it none; a saturated score
 /// (exactly 0 or 1) gets a finite gradient that the sigmoid then zeroes, never 0 / 0 = NaN.

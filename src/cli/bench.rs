@@ -48,6 +48,9 @@ pub struct BenchArgs {
 #[derive(Debug, serde::Serialize)]
 struct Figures {
     device: String,
+    /// The host CPU (model, logical cores, low-precision instruction sets): figures from
+    /// different CPUs do not compare.
+    host_cpu: String,
     engine: &'static str,
     precision: String,
     engine_description: String,
@@ -227,6 +230,7 @@ fn measure(a: &BenchArgs) -> anyhow::Result<Figures> {
     };
     Ok(Figures {
         device: format!("{device:?}"),
+        host_cpu: cras::device::HostCpu::here().describe(),
         engine: predictor.engine().name(),
         precision: predictor.precision().to_string(),
         engine_description: predictor.engine_description(),
@@ -258,6 +262,7 @@ impl Figures {
             "cras bench ({} {}px, {} dims, batch {}, {})",
             self.backbone, self.image_size, self.dims, self.batch_size, self.engine_description
         ));
+        line(format!("  host: {}", self.host_cpu));
         line(format!(
             "  engine setup (export + compile):             {:>9.2} s",
             self.engine_setup_s

@@ -91,6 +91,7 @@ fn measured_precision_bands_are_in_the_metadata() {
         factor: 2.0,
         band: 0.4,
         confirmed_share: Some(0.125),
+        measured_on: None,
     };
     p.meta.precision_bands = vec![band.clone()];
     let m = export(&p, true);

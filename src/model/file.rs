@@ -88,6 +88,10 @@ pub struct PrecisionBand {
     /// The share of those images whose low-precision score lies within `band` of their stored
     /// threshold: what confirmation would re-score at f32 (None without thresholds).
     pub confirmed_share: Option<f64>,
+    /// The CPU it was measured on: the runtimes' low-precision kernels, and so the errors,
+    /// depend on its instruction sets (None in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_on: Option<crate::device::HostCpu>,
 }
 
 /// Statistics of the training run.

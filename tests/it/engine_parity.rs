@@ -541,6 +541,7 @@ fn bf16_keeps_the_f32_decisions_of_a_model_whose_errors_exceed_3_logits() {
             .precision_band("openvino", "bf16")
             .expect("the bf16 band is measured and stored")
             .clone();
+        assert_eq!(band.measured_on, Some(cras::device::HostCpu::here()));
         let enough = band.max > f64::from(DEFAULT_CONFIRM_BAND);
         last = Some((candle, band));
         if enough {
@@ -669,6 +670,7 @@ fn a_precision_whose_measured_band_would_confirm_most_images_is_refused() {
         factor: 2.0,
         band: 12.0,
         confirmed_share: Some(0.7),
+        measured_on: Some(cras::device::HostCpu::here()),
     }];
     let refused = tmp.path().join("refused.safetensors");
     p.save(&refused).unwrap();

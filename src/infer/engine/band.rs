@@ -16,12 +16,15 @@
 //!   measured one, else [`super::DEFAULT_CONFIRM_BAND`] (a model trained before bands were
 //!   measured, or where the runtime was absent; logged). A measured band that would send more
 //!   than [`MAX_CONFIRMED_SHARE`] of the images to f32 refuses the precision: most images
-//!   would pay for both passes.
+//!   would pay for both passes. A band measured on a CPU with other instruction sets (its
+//!   [`HostCpu`] is stored with it) is used with a warning ([`other_cpu`]): the runtimes'
+//!   low-precision kernels, and so their errors, differ between them.
 
 use candle_core::Tensor;
 
 use super::graph_engine::GraphEngine;
 use super::{EngineKind, EngineOptions, Precision, DEFAULT_CONFIRM_BAND};
+use crate::device::HostCpu;
 use crate::export::export_onnx;
 use crate::infer::decision::{logit, near_threshold};
 use crate::infer::{ClassChoice, Predictor};
@@ -123,6 +126,7 @@ pub fn band_of_errors(
         factor: BAND_FACTOR,
         band,
         confirmed_share,
+        measured_on: None,
     })
 }
 
@@ -171,7 +175,11 @@ pub fn measure(
         exact.extend(want.iter().map(|p| p.score));
         low.extend(got.iter().map(|p| p.score));
     }
-    band_of_errors(engine, precision, images_from, &exact, &low, &thresholds)
+    let band = band_of_errors(engine, precision, images_from, &exact, &low, &thresholds)?;
+    Ok(PrecisionBand {
+        measured_on: Some(HostCpu::here()),
+        ..band
+    })
 }
 
 /// The confirmation band an engine of `kind` uses on a model (`meta`): the one `options`
@@ -233,7 +241,30 @@ pub fn band_in_force(
             ),
         ));
     }
+    if let Some(warning) = other_cpu(m, &HostCpu::here()) {
+        tracing::warn!("{warning}");
+    }
     Ok(m.band)
+}
+
+/// The warning for a band measured on a CPU whose instruction sets differ from `here`'s (None
+/// when they are the same, or either is unknown).
+pub fn other_cpu(m: &PrecisionBand, here: &HostCpu) -> Option<String> {
+    let there = m.measured_on.as_ref()?;
+    if !there.known() || !here.known() || there.isa == here.isa {
+        return None;
+    }
+    Some(format!(
+        "the {} {} confirmation band of this model ({:.2} logits) was measured on {}; this \
+         CPU is {}: the runtime's low-precision kernels differ between instruction sets, so the \
+         band may not cover the errors here. Measure it here (`cras quantize` for int8, \
+         training for bf16) or give --confirm-band",
+        m.engine,
+        m.precision,
+        m.band,
+        there.describe(),
+        here.describe()
+    ))
 }
 
 #[cfg(test)]
@@ -356,6 +387,64 @@ mod tests {
             band_in_force(Some(&few), kind, &bf16(None)).unwrap(),
             few.band
         );
+    }
+
+    #[test]
+    fn a_band_measured_on_other_instruction_sets_is_flagged_and_old_files_still_load() {
+        let cpu = |model: &str, isa: &[&str]| HostCpu {
+            model: model.into(),
+            logical_cores: 2,
+            isa: isa.iter().map(|f| f.to_string()).collect(),
+        };
+        let exact = vec![0.5f32; 10];
+        let m = band_of_errors(
+            EngineKind::OpenVino,
+            Precision::Bf16,
+            "test",
+            &exact,
+            &exact,
+            &[None; 10],
+        )
+        .unwrap();
+        let xeon = cpu(
+            "Intel Xeon",
+            &["avx2", "avx512f", "avx512_bf16", "amx_bf16"],
+        );
+        let epyc = cpu("AMD EPYC", &["avx2", "avx512f", "avx512_bf16"]);
+        // Not recorded (a file from before): nothing to compare.
+        assert_eq!(other_cpu(&m, &epyc), None);
+        let on_xeon = PrecisionBand {
+            measured_on: Some(xeon.clone()),
+            ..m.clone()
+        };
+        let w = other_cpu(&on_xeon, &epyc).expect("AMX -> no AMX is flagged");
+        assert!(
+            w.contains("Intel Xeon") && w.contains("AMD EPYC, 2 logical cores"),
+            "{w}"
+        );
+        assert!(
+            w.contains("openvino bf16") && w.contains("--confirm-band"),
+            "{w}"
+        );
+        // The same instruction sets under another name or core count: the same kernels.
+        let other_xeon = HostCpu {
+            logical_cores: 64,
+            ..cpu(
+                "Intel Xeon Gold",
+                &["avx2", "avx512f", "avx512_bf16", "amx_bf16"],
+            )
+        };
+        assert_eq!(other_cpu(&on_xeon, &other_xeon), None);
+        assert_eq!(other_cpu(&on_xeon, &cpu("unknown aarch64", &[])), None);
+        // Serialised with the CPU, read back; a file without the field reads as None.
+        let json = serde_json::to_value(&on_xeon).unwrap();
+        assert_eq!(json["measured_on"]["model"], "Intel Xeon");
+        let back: PrecisionBand = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, on_xeon);
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("measured_on");
+        let back: PrecisionBand = serde_json::from_value(old).unwrap();
+        assert_eq!(back.measured_on, None);
     }
 
     #[test]

@@ -25,6 +25,10 @@ curves averaged over seeds (loss, p_true / p_fake, score quantiles, center chang
     python dev/fidelity_seeds.py authors --bench B --results R --seeds 100 --keep K
     python dev/fidelity_seeds.py cras --cras target/release/cras --bench ... --results R --seeds 0-7
     python dev/fidelity_seeds.py report --results R[,R2...]
+    # the authors' code on a GPU (float32, TF32 off); stop starting seeds at a Unix time
+    python dev/fidelity_seeds.py authors --device cuda --deadline T ...
+
+dev/gpu_fidelity.sh runs both codes over many seeds in one call on the GPU machine.
 """
 import argparse
 import glob
@@ -93,7 +97,7 @@ def memoise_embed(model):
     real, cache, shapes = model._embed, EMBED_CACHE, EMBED_SHAPES
 
     def embed(images, detach=True, provide_patch_shapes=False, evaluation=False):
-        keys = [hashlib.sha1(im.numpy().tobytes()).digest() for im in images]
+        keys = [hashlib.sha1(im.detach().cpu().numpy().tobytes()).digest() for im in images]
         todo = [i for i, k in enumerate(keys) if k not in cache]
         if todo:
             feats, ps = real(images[todo], detach, provide_patch_shapes, evaluation)
@@ -106,7 +110,7 @@ def memoise_embed(model):
 
 
 def quantiles(t):
-    a = t.detach().flatten().numpy()
+    a = t.detach().flatten().cpu().numpy()
     return {"mean": float(a.mean()), "q": [float(x) for x in np.quantile(a, [0.05, 0.25, 0.5, 0.75, 0.95])]}
 
 
@@ -145,7 +149,7 @@ class CenterTrace:
             torch.argmax = real
         if len(picks) != len(self.paths):
             raise RuntimeError(f"{len(picks)} center searches for {len(self.paths)} images")
-        return {p: c.numpy() for p, c in zip(self.paths, picks)}
+        return {p: c.cpu().numpy() for p, c in zip(self.paths, picks)}
 
 
 def share_changed(before, after):
@@ -164,13 +168,17 @@ def authors_model(args, seed, net=None):
     import cras as ref_cras
     import utils as ref_utils
     torch.set_num_threads(args.threads)
-    ref_utils.fix_seeds(seed, torch.device("cpu"))
+    device = torch.device(args.device)
+    if device.type == "cuda":  # float32 as on the CPU: no TF32 in convolutions or products
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    ref_utils.fix_seeds(seed, device)
     if net is None:
         net = torchvision.models.wide_resnet50_2(weights=None)
         net.load_state_dict(torch.load(os.path.join(args.bench, "wrn50_bnstats.pth")))
         net.name, net.seed = "wideresnet50", None
-    model = ref_cras.CRAS(torch.device("cpu"))
-    model.load(backbone=net, layers_to_extract_from=LAYERS, device=torch.device("cpu"),
+    model = ref_cras.CRAS(device)
+    model.load(backbone=net, layers_to_extract_from=LAYERS, device=device,
                input_shape=(3, CROP, CROP), pretrain_embed_dimension=DIMS, target_embed_dimension=DIMS,
                patchsize=3, meta_epochs=0, eval_epochs=1, dsc_layers=3, train_backbone=False,
                pre_proj=1, noise=NOISE, k=K, lr=LR, limit=-1)
@@ -333,13 +341,21 @@ def cras_seed(args, seed, classes):
 
 
 def run(args):
+    import time
     classes = classes_of(args.bench)
     os.makedirs(args.results, exist_ok=True)
+    took = 0.0
     for s in seeds_of(args.seeds):
         path = os.path.join(os.path.abspath(args.results), f"{args.mode}_{s}.json")
         if os.path.exists(path):
             continue
+        if args.deadline and time.time() + took > args.deadline:
+            print(f"{args.mode}: seed {s} would end after the deadline; stopping", flush=True)
+            break
+        start = time.time()
         r = (authors_seed if args.mode == "authors" else cras_seed)(args, s, classes)
+        r["device"], r["seconds"] = args.device if args.mode == "authors" else "cpu", time.time() - start
+        took = r["seconds"]
         write_json(path, r)
         print(args.mode, s, r.get("image_auroc"), r.get("pixel_auroc"),
               [round(e["loss"], 4) for e in r["epochs"]], flush=True)
@@ -508,6 +524,9 @@ if __name__ == "__main__":
     ap.add_argument("--cras", default="target/release/cras")
     ap.add_argument("--seeds", default="0-7")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="authors: the torch device their code runs on (cuda: TF32 off)")
+    ap.add_argument("--deadline", type=float, default=0,
+                    help="a Unix time: start no seed that would end after it (the last seed's duration)")
     ap.add_argument("--keep", help="authors: also write each seed's checkpoint, centers and test scores here")
     ap.add_argument("--plot", help="report: also draw the curves into this PNG (needs matplotlib)")
     ap.add_argument("--epochs", type=int, default=EPOCHS, help="40 in the study; fewer for a smoke test")

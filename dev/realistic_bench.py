@@ -15,6 +15,9 @@ Builds, in MVTec AD's layout (<class>/train/good, <class>/test/<defect>, <class>
   normalisation), saved as a torchvision state dict that both codes load.
 
     python dev/realistic_bench.py --out /work/bench/realistic [--seed 0]
+    # the backbone in small form (270 KB) and back, for the GPU machine (dev/gpu_fidelity.sh)
+    python dev/realistic_bench.py --out B --export-bn bn.pt
+    python dev/realistic_bench.py --out B2 --rebuild-backbone bn.pt
 
 Needs numpy, scipy, pillow, scikit-image, scikit-learn, torch, torchvision.
 """
@@ -268,11 +271,61 @@ def make_backbone(out, classes, seed):
     return path
 
 
+BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def state_sha256(state):
+    """SHA-256 over a state dict's names and tensor bytes, names sorted."""
+    import hashlib
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def export_bn(out, path, seed):
+    """The backbone file in small form, to send where 263 MB cannot go: the BatchNorm buffers
+    (the only values not drawn by `torch.manual_seed(seed)` + the constructor) and the SHA-256 of
+    the whole state dict, which `rebuild_backbone` checks."""
+    import torch
+    state = torch.load(os.path.join(out, "wrn50_bnstats.pth"))
+    buffers = {k: v for k, v in state.items() if k.endswith(BN_BUFFERS)}
+    torch.save({"seed": seed, "buffers": buffers, "sha256": state_sha256(state)}, path)
+    print(f"{path}: {len(buffers)} buffers, sha256 {state_sha256(state)}")
+
+
+def rebuild_backbone(out, path):
+    """`wrn50_bnstats.pth` in `out` from `export_bn`'s file; returns whether it is the original
+    to the bit (the seeded initialisation is torch's; another torch version may draw otherwise)."""
+    import torch
+    import torchvision
+    small = torch.load(path)
+    torch.manual_seed(small["seed"])
+    state = torchvision.models.wide_resnet50_2(weights=None).state_dict()
+    state.update(small["buffers"])
+    target = os.path.join(out, "wrn50_bnstats.pth")
+    torch.save(state, target + ".tmp")
+    os.replace(target + ".tmp", target)
+    same = state_sha256(state) == small["sha256"]
+    print(f"{target}: {'identical to the original' if same else 'DIFFERS from the original'}")
+    return same
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--export-bn", metavar="FILE",
+                    help="write --out's backbone in small form (BatchNorm buffers + hash) to FILE")
+    ap.add_argument("--rebuild-backbone", metavar="FILE",
+                    help="rebuild --out's wrn50_bnstats.pth from an --export-bn FILE (exit 3 if it differs)")
     a = ap.parse_args()
+    if a.export_bn:
+        export_bn(a.out, a.export_bn, a.seed)
+        raise SystemExit(0)
+    if a.rebuild_backbone:
+        raise SystemExit(0 if rebuild_backbone(a.out, a.rebuild_backbone) else 3)
     cls = make_data(a.out, a.seed)
     print("classes:", ",".join(cls))
     print("backbone:", make_backbone(a.out, cls, a.seed))

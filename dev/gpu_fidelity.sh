@@ -96,8 +96,9 @@ while [ "$(date +%s)" -lt "$deadline" ] && [ -n "$(jobs -rp)" ]; do
   log "done: authors $(ls "$work/results" | grep -c '^authors_'), cras $(ls "$work/results" | grep -c '^cras_')"
 done
 # Whatever still runs would end after the budget: stop it (its seed is lost, the others are kept).
+# (this run's workers only: their command lines name this run's folder)
 for p in $(jobs -rp); do kill -TERM "$p" 2>/dev/null; done
-pkill -TERM -f "dev/fidelity_seeds.py" 2>/dev/null
-pkill -TERM -f "$work/cras" 2>/dev/null
+pkill -TERM -f -- "--results $work/results" 2>/dev/null
+pkill -TERM -f -- "$work/cras" 2>/dev/null
 sleep 2
 log "stopped; authors $(ls "$work/results" | grep -c '^authors_'), cras $(ls "$work/results" | grep -c '^cras_') seeds"

@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -341,7 +342,6 @@ def cras_seed(args, seed, classes):
 
 
 def run(args):
-    import time
     classes = classes_of(args.bench)
     os.makedirs(args.results, exist_ok=True)
     took = 0.0

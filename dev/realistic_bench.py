@@ -291,8 +291,9 @@ def export_bn(out, path, seed):
     import torch
     state = torch.load(os.path.join(out, "wrn50_bnstats.pth"))
     buffers = {k: v for k, v in state.items() if k.endswith(BN_BUFFERS)}
-    torch.save({"seed": seed, "buffers": buffers, "sha256": state_sha256(state)}, path)
-    print(f"{path}: {len(buffers)} buffers, sha256 {state_sha256(state)}")
+    digest = state_sha256(state)
+    torch.save({"seed": seed, "buffers": buffers, "sha256": digest}, path)
+    print(f"{path}: {len(buffers)} buffers, sha256 {digest}")
 
 
 def rebuild_backbone(out, path):
